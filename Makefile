@@ -1,0 +1,31 @@
+# make book: set-up, execute every notebook on the default backend, build the HTML book.
+# make test: set-up, then the whole test suite.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup book test lint bench clean sweep
+
+setup:
+	@bash scripts/setup.sh
+
+book: setup
+	$(BIN)/jupyter-book build . --builder html --warningiserror --keep-going
+	@echo "The book: $(abspath _build/html/index.html)"
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+sweep: setup
+	$(BIN)/kindlab delete clusters --all
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache

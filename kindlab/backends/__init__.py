@@ -1,0 +1,68 @@
+"""Backend selection and the module-level lifecycle: up, get, delete, clusters."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .. import topology
+from ..cluster import Cluster
+from ..errors import BackendUnavailable, KindlabError
+
+BACKENDS = ("kind", "netns")
+
+
+def docker_answers() -> bool:
+    """True when `docker info` answers (a daemon is reachable)."""
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def select_backend(backend: str | None = None) -> str:
+    """The backend to use: `backend`, else $KINDLAB_BACKEND, else kind where Docker and kind answer, else netns."""
+    choice = backend or os.environ.get("KINDLAB_BACKEND") or ""
+    if choice:
+        if choice not in BACKENDS:
+            raise KindlabError(f"unknown backend {choice!r}; choose one of {', '.join(BACKENDS)} "
+                               "(backend= or KINDLAB_BACKEND)")
+        return choice
+    return "kind" if shutil.which("kind") and docker_answers() else "netns"
+
+
+def _module(backend: str):
+    name = {"kind": "kind", "netns": "netns"}[backend]
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def up(config: str | Path = "kind/config", name: str = "kind", backend: str | None = None,
+       backoff: float | None = None, progress: bool = True) -> Cluster:
+    """Get-or-create cluster `name` from a kind config; returns the running Cluster."""
+    chosen = select_backend(backend)
+    topo = topology.load(config, name=name)
+    return _module(chosen).up(topo, backoff=backoff, progress=progress)
+
+
+def get(name: str = "kind", backend: str | None = None) -> Cluster:
+    """The running cluster `name`; NotFound if there is none."""
+    return _module(select_backend(backend)).get(name)
+
+
+def delete(name: str = "kind", backend: str | None = None) -> bool:
+    """Delete cluster `name`; False if there was none."""
+    return _module(select_backend(backend)).delete(name)
+
+
+def clusters(backend: str | None = None) -> list[str]:
+    """Names of the clusters that exist on the backend."""
+    chosen = select_backend(backend)
+    try:
+        return _module(chosen).clusters()
+    except BackendUnavailable:
+        return []

@@ -1,0 +1,214 @@
+"""The backend-neutral Cluster API that notebooks, the CLI, heal and doctor use.
+
+A backend implements the abstract methods and speaks Kubernetes' JSON shapes
+(v1 Node, Pod and Event dicts); this base class turns them into DataFrames, so
+both backends print and plot the same thing.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from . import objects
+from .errors import NotFound, WaitTimeout
+from .topology import Topology
+
+POD_COLUMNS = ["name", "node", "phase", "hostIP", "podIP", "ready", "restarts", "reason", "startTime"]
+NODE_COLUMNS = ["name", "role", "ip", "podCIDR", "backend"]
+EVENT_COLUMNS = ["time", "type", "reason", "object", "message", "count", "firstTimestamp", "lastTimestamp"]
+
+
+@dataclass
+class HttpResponse:
+    """What curl got back: status code, headers and body."""
+
+    url: str
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return 200 <= self.status < 300
+
+
+class Cluster(ABC):
+    """A running cluster on some backend: nodes, pods, events, exec, cp and curl."""
+
+    backend: str = "?"
+
+    def __init__(self, name: str, topology: Topology):
+        self.name = name
+        self.topology = topology
+
+    def __repr__(self) -> str:
+        return f"<kindlab {self.backend} cluster {self.name!r}: {len(self.topology.nodes)} nodes>"
+
+    # -- what a backend implements -------------------------------------------------
+    @abstractmethod
+    def node_list(self) -> list[dict[str, Any]]:
+        """The nodes as v1 Node objects (metadata.name, labels, spec.podCIDR, status.addresses)."""
+
+    @abstractmethod
+    def pod_list(self) -> list[dict[str, Any]]:
+        """The pods as v1 Pod objects (metadata, spec.nodeName, status.phase/hostIP/podIP/...)."""
+
+    @abstractmethod
+    def event_list(self) -> list[dict[str, Any]]:
+        """The events as v1 Event objects (type, reason, message, count, involvedObject, timestamps)."""
+
+    @abstractmethod
+    def apply_object(self, obj: objects.Manifest) -> str:
+        """Create or update one Pod or Deployment; returns kubectl's line, e.g. 'pod/echo created'."""
+
+    @abstractmethod
+    def delete_pod(self, name: str, namespace: str = "default", wait: bool = True) -> str:
+        """Delete a pod (and, with wait, until it is gone); returns kubectl's line."""
+
+    @abstractmethod
+    def exec(self, node: str, cmd: str | list[str], check: bool = True, input: str | bytes | None = None,
+             timeout: float | None = 60) -> str:
+        """Run a command in a node, as `docker exec`; a string runs under `sh -c`. Raises ExecError."""
+
+    @abstractmethod
+    def cp(self, src: str, dest: str) -> None:
+        """Copy like `docker cp`: either side may be `node:/path`."""
+
+    @abstractmethod
+    def curl(self, url: str, timeout: float = 5.0) -> HttpResponse:
+        """GET `url` from the host side, as the seed's curl does. Refused/timeout raise CurlError."""
+
+    @abstractmethod
+    def down(self) -> None:
+        """Delete the cluster and everything it made."""
+
+    # -- shared ---------------------------------------------------------------------
+    def apply(self, path: str | Path) -> list[str]:
+        """`kubectl apply -f PATH`: every Pod and Deployment in a file or folder."""
+        return [self.apply_object(obj) for obj in objects.load(path)]
+
+    def node_names(self) -> list[str]:
+        """Node names in config order."""
+        return [n.name for n in self.topology.nodes]
+
+    def check_node(self, node: str) -> str:
+        """`node` if this cluster has it; NotFound naming the known nodes otherwise."""
+        names = self.node_names()
+        if node not in names:
+            raise NotFound(f"cluster {self.name!r} has no node {node!r}; nodes are: {', '.join(names)}")
+        return node
+
+    def nodes(self) -> pd.DataFrame:
+        """DataFrame: name, role, ip, podCIDR, backend."""
+        rows = []
+        for n in self.node_list():
+            labels = n["metadata"].get("labels", {})
+            role = "control-plane" if "node-role.kubernetes.io/control-plane" in labels else "worker"
+            ip = next((a["address"] for a in n.get("status", {}).get("addresses", [])
+                       if a.get("type") == "InternalIP"), None)
+            rows.append({"name": n["metadata"]["name"], "role": role, "ip": ip,
+                         "podCIDR": n.get("spec", {}).get("podCIDR"), "backend": self.backend})
+        return pd.DataFrame(rows, columns=NODE_COLUMNS)
+
+    def pods(self) -> pd.DataFrame:
+        """DataFrame: name, node, phase, hostIP, podIP, ready, restarts, reason, startTime."""
+        return pods_frame(self.pod_list())
+
+    def events(self) -> pd.DataFrame:
+        """DataFrame: time, type, reason, object, message, count, first and last timestamps."""
+        return events_frame(self.event_list())
+
+    def pod(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        """One pod as a v1 Pod object; NotFound otherwise."""
+        for p in self.pod_list():
+            if p["metadata"]["name"] == name and p["metadata"].get("namespace", "default") == namespace:
+                return p
+        raise NotFound(f"pod {name!r} not found in cluster {self.name!r} (namespace {namespace})")
+
+    def node_ip(self, node: str) -> str:
+        """The node's InternalIP."""
+        self.check_node(node)
+        frame = self.nodes()
+        return str(frame.loc[frame["name"] == node, "ip"].iloc[0])
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.05,
+                 what: str = "condition") -> Any:
+        """Poll `predicate` until it returns something truthy; WaitTimeout after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(f"cluster {self.name!r}: {what} not reached in {timeout:g}s")
+            time.sleep(interval)
+
+    def wait_for_pod(self, name: str, phase: str = "Running", timeout: float = 60) -> dict[str, Any]:
+        """Wait until pod `name` has `phase` (and, for Running, is ready)."""
+        def check():
+            try:
+                p = self.pod(name)
+            except NotFound:
+                return None
+            status = p.get("status", {})
+            if status.get("phase") != phase:
+                return None
+            if phase == "Running" and not _ready(p):
+                return None
+            return p
+        return self.wait_for(check, timeout=timeout, what=f"pod {name} {phase}")
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in pod.get("status", {}).get("conditions", []) or [])
+
+
+def pods_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
+    """v1 Pod objects as the DataFrame `Cluster.pods()` returns."""
+    rows = []
+    for p in items:
+        status = p.get("status", {}) or {}
+        statuses = status.get("containerStatuses") or []
+        waiting = next((s.get("state", {}).get("waiting", {}).get("reason") for s in statuses
+                        if s.get("state", {}).get("waiting")), None)
+        rows.append({
+            "name": p["metadata"]["name"],
+            "node": (p.get("spec") or {}).get("nodeName"),
+            "phase": status.get("phase"),
+            "hostIP": status.get("hostIP"),
+            "podIP": status.get("podIP"),
+            "ready": _ready(p),
+            "restarts": sum(int(s.get("restartCount", 0)) for s in statuses),
+            "reason": status.get("reason") or waiting,
+            "startTime": status.get("startTime"),
+        })
+    return pd.DataFrame(rows, columns=POD_COLUMNS).sort_values("name", ignore_index=True)
+
+
+def events_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
+    """v1 Event objects as the DataFrame `Cluster.events()` returns, oldest first."""
+    rows = []
+    for e in items:
+        obj = e.get("involvedObject", {}) or {}
+        last = e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp")
+        rows.append({
+            "time": pd.Timestamp(last) if last else pd.NaT,
+            "type": e.get("type"),
+            "reason": e.get("reason"),
+            "object": f"{obj.get('kind', 'Pod').lower()}/{obj.get('name')}",
+            "message": e.get("message"),
+            "count": int(e.get("count") or 1),
+            "firstTimestamp": e.get("firstTimestamp"),
+            "lastTimestamp": e.get("lastTimestamp"),
+        })
+    frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    return frame.sort_values("time", kind="stable", ignore_index=True) if len(frame) else frame

@@ -1,0 +1,232 @@
+"""Load pod manifests (a file, a folder, or multi-document YAML) into pod specs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ManifestError
+
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+@dataclass(frozen=True)
+class Port:
+    """A container port, with the hostPort that portmap maps to it."""
+
+    container_port: int
+    host_port: int | None = None
+    protocol: str = "TCP"
+    host_ip: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container of a pod: image, env and ports."""
+
+    name: str
+    image: str
+    env: tuple[tuple[str, str], ...] = ()
+    ports: tuple[Port, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    """A pod as the node agent needs it."""
+
+    name: str
+    namespace: str = "default"
+    labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    node_name: str | None = None
+    containers: tuple[Container, ...] = ()
+    source: str | None = field(default=None, compare=False)
+
+    @property
+    def host_ports(self) -> list[Port]:
+        """The ports that ask for a hostPort."""
+        return [p for c in self.containers for p in c.ports if p.host_port]
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The pod as a Kubernetes v1 Pod manifest."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels)},
+            "spec": {
+                **({"nodeName": self.node_name} if self.node_name else {}),
+                "containers": [
+                    {
+                        "name": c.name,
+                        "image": c.image,
+                        **({"env": [{"name": k, "value": v} for k, v in c.env]} if c.env else {}),
+                        "ports": [
+                            {"containerPort": p.container_port, "protocol": p.protocol,
+                             **({"hostPort": p.host_port} if p.host_port else {}),
+                             **({"hostIP": p.host_ip} if p.host_ip else {}),
+                             **({"name": p.name} if p.name else {})}
+                            for p in c.ports
+                        ],
+                    }
+                    for c in self.containers
+                ],
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A Deployment: its pod template and replica count."""
+
+    name: str
+    namespace: str
+    replicas: int
+    template: PodSpec
+    labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    source: str | None = field(default=None, compare=False)
+
+
+Manifest = PodSpec | Deployment
+
+
+def load(path: str | Path) -> list[Manifest]:
+    """Load every Pod and Deployment in a file or a folder (its .yaml/.yml/.json files, sorted)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+        if not files:
+            raise ManifestError(f"{path}: no .yaml, .yml or .json manifests in this folder")
+    elif path.exists():
+        files = [path]
+    else:
+        raise ManifestError(f"{path}: no such file or folder; pass a manifest file or a folder of them")
+    out: list[Manifest] = []
+    for f in files:
+        out.extend(loads(f.read_text(), source=str(f)))
+    return out
+
+
+def loads(text: str, source: str = "<manifest>") -> list[Manifest]:
+    """Parse YAML text holding one or more documents."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}:" if mark else ""
+        raise ManifestError(f"{source}:{at} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    out: list[Manifest] = []
+    for i, doc in enumerate(docs):
+        where = source if len(docs) == 1 else f"{source} (document {i + 1})"
+        out.extend(from_dict(doc, where))
+    return out
+
+
+def from_dict(doc: Any, where: str = "<manifest>") -> list[Manifest]:
+    """Turn one parsed document (Pod, Deployment, or v1 List) into specs."""
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{where}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
+    kind = doc.get("kind")
+    if kind == "List":
+        items = doc.get("items") or []
+        return [m for j, item in enumerate(items) for m in from_dict(item, f"{where} items[{j}]")]
+    if kind == "Pod":
+        _api(doc, where, ("v1",))
+        return [_pod(doc, where, "")]
+    if kind == "Deployment":
+        _api(doc, where, ("apps/v1",))
+        return [_deployment(doc, where)]
+    raise ManifestError(f"{where}: kind: unsupported kind {kind!r}; kindlab applies Pod and Deployment (apps/v1)")
+
+
+def _api(doc: dict, where: str, allowed: tuple[str, ...]) -> None:
+    api = doc.get("apiVersion")
+    if api not in allowed:
+        hint = " (extensions/v1beta1 was removed in Kubernetes 1.16; use apps/v1)" if api == "extensions/v1beta1" else ""
+        raise ManifestError(f"{where}: apiVersion: {doc.get('kind')} needs {' or '.join(allowed)}, got {api!r}{hint}")
+
+
+def _mapping(value: Any, where: str, field_path: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where}: {field_path}: must be a mapping")
+    return value
+
+
+def _pod(doc: dict, where: str, prefix: str, template: bool = False) -> PodSpec:
+    meta = _mapping(doc.get("metadata"), where, f"{prefix}metadata")
+    name = meta.get("name")
+    if not template and (not isinstance(name, str) or not name):
+        raise ManifestError(f"{where}: {prefix}metadata.name: is required")
+    labels = _mapping(meta.get("labels"), where, f"{prefix}metadata.labels")
+    spec = _mapping(doc.get("spec"), where, f"{prefix}spec")
+    raw_containers = spec.get("containers")
+    if not isinstance(raw_containers, list) or not raw_containers:
+        raise ManifestError(f"{where}: {prefix}spec.containers: is required (a non-empty list)")
+    containers = tuple(_container(c, where, f"{prefix}spec.containers[{i}]") for i, c in enumerate(raw_containers))
+    node_name = spec.get("nodeName")
+    if node_name is not None and not isinstance(node_name, str):
+        raise ManifestError(f"{where}: {prefix}spec.nodeName: must be a string")
+    return PodSpec(name=name or "", namespace=str(meta.get("namespace") or "default"),
+                   labels={str(k): str(v) for k, v in labels.items()}, node_name=node_name,
+                   containers=containers, source=where)
+
+
+def _container(raw: Any, where: str, field_path: str) -> Container:
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where}: {field_path}: must be a mapping")
+    for key in ("name", "image"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ManifestError(f"{where}: {field_path}.{key}: is required")
+    env = []
+    for k, e in enumerate(raw.get("env") or []):
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+            raise ManifestError(f"{where}: {field_path}.env[{k}].name: is required")
+        env.append((e["name"], str(e.get("value", ""))))
+    ports = []
+    for k, p in enumerate(raw.get("ports") or []):
+        pf = f"{field_path}.ports[{k}]"
+        if not isinstance(p, dict):
+            raise ManifestError(f"{where}: {pf}: must be a mapping")
+        cport = p.get("containerPort")
+        if not _is_port(cport):
+            raise ManifestError(f"{where}: {pf}.containerPort: must be a port number 1-65535, got {cport!r}")
+        hport = p.get("hostPort")
+        if hport is not None and not _is_port(hport):
+            raise ManifestError(f"{where}: {pf}.hostPort: must be a port number 1-65535, got {hport!r}")
+        proto = str(p.get("protocol", "TCP"))
+        if proto not in PROTOCOLS:
+            raise ManifestError(f"{where}: {pf}.protocol: must be one of {', '.join(PROTOCOLS)}, got {proto!r}")
+        ports.append(Port(container_port=cport, host_port=hport, protocol=proto,
+                          host_ip=p.get("hostIP"), name=p.get("name")))
+    return Container(name=raw["name"], image=raw["image"], env=tuple(env), ports=tuple(ports))
+
+
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+
+
+def _deployment(doc: dict, where: str) -> Deployment:
+    meta = _mapping(doc.get("metadata"), where, "metadata")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"{where}: metadata.name: is required")
+    spec = _mapping(doc.get("spec"), where, "spec")
+    replicas = spec.get("replicas", 1)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise ManifestError(f"{where}: spec.replicas: must be a whole number >= 0, got {replicas!r}")
+    if "template" not in spec:
+        raise ManifestError(f"{where}: spec.template: is required")
+    template = _pod(_mapping(spec["template"], where, "spec.template"), where, "spec.template.", template=True)
+    selector = _mapping(_mapping(spec.get("selector"), where, "spec.selector").get("matchLabels"),
+                        where, "spec.selector.matchLabels")
+    if not selector:
+        raise ManifestError(f"{where}: spec.selector.matchLabels: is required")
+    if any(template.labels.get(k) != v for k, v in selector.items()):
+        raise ManifestError(f"{where}: spec.template.metadata.labels: must match spec.selector.matchLabels")
+    namespace = str(meta.get("namespace") or "default")
+    return Deployment(name=name, namespace=namespace, replicas=replicas, template=template,
+                      labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()}, source=where)

@@ -1,0 +1,278 @@
+"""Load a kind cluster config into a Topology: nodes, roles, mounts, networking."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+KIND_API = "kind.x-k8s.io/v1alpha4"
+OLD_KIND_API = "kind.sigs.k8s.io/v1alpha3"
+ROLES = ("control-plane", "worker")
+NODE_FIELDS = {"role", "image", "extraMounts", "extraPortMappings", "labels", "kubeadmConfigPatches",
+               "kubeadmConfigPatchesJSON6902"}
+MOUNT_FIELDS = {"containerPath", "hostPath", "readOnly", "propagation", "selinuxRelabel"}
+PROPAGATIONS = ("None", "HostToContainer", "Bidirectional")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One extraMount: a host path bind-mounted into a node."""
+
+    container_path: str
+    host_path: Path
+    read_only: bool = False
+    propagation: str = "None"
+
+    @property
+    def is_dir(self) -> bool:
+        """True when the host side is (or will be made) a directory."""
+        return not self.host_path.exists() or self.host_path.is_dir()
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node as kind names it: `<cluster>-control-plane`, `<cluster>-worker2`, ..."""
+
+    name: str
+    role: str
+    index: int
+    mounts: tuple[Mount, ...] = ()
+    pod_cidr: str = ""
+
+
+@dataclass(frozen=True)
+class Networking:
+    """The cluster's networking section."""
+
+    pod_subnet: str = "10.244.0.0/16"
+    service_subnet: str = "10.96.0.0/16"
+    disable_default_cni: bool = False
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A kind config, loaded: the cluster's nodes in config order and its networking."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    networking: Networking
+    source: Path | None = None
+    api_version: str = KIND_API
+    notes: tuple[str, ...] = field(default=())
+
+    def node(self, name: str) -> Node:
+        """The node called `name`; ConfigError naming the known nodes otherwise."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.nodes)
+        raise ConfigError(f"no node {name!r} in cluster {self.name!r}; nodes are: {known}")
+
+    def to_frame(self):
+        """The topology as a DataFrame: one row per mount (a node without mounts has one row)."""
+        import pandas as pd
+
+        rows = []
+        for node in self.nodes:
+            base = {"node": node.name, "role": node.role, "podCIDR": node.pod_cidr}
+            if not node.mounts:
+                rows.append({**base, "containerPath": None, "hostPath": None, "readOnly": None})
+            for m in node.mounts:
+                rows.append({**base, "containerPath": m.container_path, "hostPath": str(m.host_path),
+                             "readOnly": m.read_only})
+        return pd.DataFrame(rows)
+
+    def to_kind_config(self) -> dict[str, Any]:
+        """The config as kind v1alpha4 wants it, with absolute hostPaths."""
+        nodes = []
+        for node in self.nodes:
+            entry: dict[str, Any] = {"role": node.role}
+            if node.mounts:
+                entry["extraMounts"] = [
+                    {"containerPath": m.container_path, "hostPath": str(m.host_path.resolve()),
+                     "readOnly": m.read_only, "propagation": m.propagation}
+                    for m in node.mounts
+                ]
+            nodes.append(entry)
+        net = self.networking
+        return {
+            "kind": "Cluster",
+            "apiVersion": KIND_API,
+            "networking": {"podSubnet": net.pod_subnet, "serviceSubnet": net.service_subnet,
+                           "disableDefaultCNI": net.disable_default_cni},
+            "nodes": nodes,
+        }
+
+
+def node_names(cluster: str, roles: list[str]) -> list[str]:
+    """Names kind gives nodes: control-plane, control-plane2, worker, worker2, ..."""
+    counts: dict[str, int] = {}
+    names = []
+    for role in roles:
+        counts[role] = counts.get(role, 0) + 1
+        suffix = "" if counts[role] == 1 else str(counts[role])
+        names.append(f"{cluster}-{role}{suffix}")
+    return names
+
+
+def pod_cidrs(pod_subnet: str, count: int) -> list[str]:
+    """Split the pod subnet into one /24 per node, in node order (as kube-controller-manager does)."""
+    net = ipaddress.ip_network(pod_subnet, strict=False)
+    prefix = 24 if net.version == 4 else 64
+    if net.prefixlen > prefix:
+        raise ValueError(f"podSubnet {pod_subnet} is smaller than a /{prefix}")
+    subnets = net.subnets(new_prefix=prefix)
+    out = []
+    for _ in range(count):
+        try:
+            out.append(str(next(subnets)))
+        except StopIteration:
+            raise ValueError(f"podSubnet {pod_subnet} has room for fewer than {count} node CIDRs") from None
+    return out
+
+
+def load(path: str | Path, name: str = "kind") -> Topology:
+    """Load a kind config file (v1alpha4, or the old v1alpha3, converted) for cluster `name`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such kind config file; pass the path of a kind Cluster config") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" line {where.line + 1}" if where else ""
+        raise ConfigError(f"{path}:{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return from_dict(doc, name=name, source=path)
+
+
+def from_dict(doc: Any, name: str = "kind", source: Path | None = None) -> Topology:
+    """Build a Topology from a parsed kind config; relative hostPaths resolve against `source`'s folder."""
+    where = str(source) if source else "<config>"
+    base = source.parent if source else Path.cwd()
+
+    def fail(field_path: str, msg: str) -> ConfigError:
+        return ConfigError(f"{where}: {field_path}: {msg}")
+
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: expected a kind Cluster config (a YAML mapping), got {type(doc).__name__}")
+    if doc.get("kind") != "Cluster":
+        raise fail("kind", f"must be 'Cluster', got {doc.get('kind')!r}")
+    api = doc.get("apiVersion")
+    notes: list[str] = []
+    if api == OLD_KIND_API:
+        notes.append(f"{where}: converted apiVersion {OLD_KIND_API} to {KIND_API} "
+                     "(kind dropped v1alpha3 in v0.9.0)")
+    elif api != KIND_API:
+        raise fail("apiVersion", f"must be {KIND_API!r} (or the old {OLD_KIND_API!r}), got {api!r}")
+
+    networking = _networking(doc, api, fail, notes)
+    raw_nodes = doc.get("nodes") or [{"role": "control-plane"}]
+    if not isinstance(raw_nodes, list):
+        raise fail("nodes", "must be a list of nodes")
+    roles = []
+    for i, raw in enumerate(raw_nodes):
+        if not isinstance(raw, dict):
+            raise fail(f"nodes[{i}]", "must be a mapping with a 'role'")
+        role = raw.get("role", "control-plane")
+        if role not in ROLES:
+            raise fail(f"nodes[{i}].role", f"must be one of {', '.join(ROLES)}, got {role!r}")
+        unknown = set(raw) - NODE_FIELDS
+        if unknown:
+            raise fail(f"nodes[{i}]", f"unknown field(s) {', '.join(sorted(unknown))}")
+        roles.append(role)
+    if "control-plane" not in roles:
+        raise fail("nodes", "needs at least one control-plane node")
+    names = node_names(name, roles)
+    try:
+        cidrs = pod_cidrs(networking.pod_subnet, len(roles))
+    except ValueError as exc:
+        raise fail("networking.podSubnet", str(exc)) from None
+
+    nodes = []
+    for i, raw in enumerate(raw_nodes):
+        mounts = tuple(_mount(m, f"nodes[{i}].extraMounts[{j}]", base, api, fail, notes)
+                       for j, m in enumerate(_as_list(raw.get("extraMounts"), f"nodes[{i}].extraMounts", fail)))
+        nodes.append(Node(name=names[i], role=roles[i], index=i, mounts=mounts, pod_cidr=cidrs[i]))
+    return Topology(name=name, nodes=tuple(nodes), networking=networking, source=source,
+                    api_version=KIND_API, notes=tuple(notes))
+
+
+def _as_list(value: Any, field_path: str, fail) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise fail(field_path, "must be a list")
+    return value
+
+
+def _networking(doc: dict, api: str, fail, notes: list[str]) -> Networking:
+    net = dict(doc.get("networking") or {})
+    if not isinstance(doc.get("networking", {}) or {}, dict):
+        raise fail("networking", "must be a mapping")
+    # v1alpha3 configs (the seed's) set subnets through a kubeadm ClusterConfiguration patch.
+    for k, patch in enumerate(doc.get("kubeadmConfigPatches") or []):
+        try:
+            patched = yaml.safe_load(patch) if isinstance(patch, str) else patch
+        except yaml.YAMLError:
+            raise fail(f"kubeadmConfigPatches[{k}]", "not valid YAML") from None
+        if isinstance(patched, dict) and isinstance(patched.get("networking"), dict):
+            for key in ("podSubnet", "serviceSubnet"):
+                if key in patched["networking"] and key not in net:
+                    net[key] = patched["networking"][key]
+                    notes.append(f"networking.{key} taken from kubeadmConfigPatches[{k}]")
+    pod = net.get("podSubnet", Networking.pod_subnet)
+    svc = net.get("serviceSubnet", Networking.service_subnet)
+    for key, value in (("podSubnet", pod), ("serviceSubnet", svc)):
+        try:
+            ipaddress.ip_network(str(value), strict=False)
+        except ValueError:
+            raise fail(f"networking.{key}", f"not a CIDR: {value!r}") from None
+    disable = net.get("disableDefaultCNI", api == OLD_KIND_API)
+    if not isinstance(disable, bool):
+        raise fail("networking.disableDefaultCNI", f"must be true or false, got {disable!r}")
+    return Networking(pod_subnet=str(pod), service_subnet=str(svc), disable_default_cni=disable)
+
+
+def _mount(raw: Any, field_path: str, base: Path, api: str, fail, notes: list[str]) -> Mount:
+    if not isinstance(raw, dict):
+        raise fail(field_path, "must be a mapping with containerPath and hostPath")
+    raw = dict(raw)
+    if "type" in raw:
+        if api != OLD_KIND_API:
+            raise fail(f"{field_path}.type", "kind v1alpha4 has no mount 'type'; remove it")
+        raw.pop("type")
+    unknown = set(raw) - MOUNT_FIELDS
+    if unknown:
+        raise fail(field_path, f"unknown field(s) {', '.join(sorted(unknown))}")
+    for key in ("containerPath", "hostPath"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise fail(f"{field_path}.{key}", "is required (a path)")
+    container = raw["containerPath"]
+    if not container.startswith("/"):
+        raise fail(f"{field_path}.containerPath", f"must be absolute, got {container!r}")
+    read_only = raw.get("readOnly", False)
+    if not isinstance(read_only, bool):
+        raise fail(f"{field_path}.readOnly", f"must be true or false, got {read_only!r}")
+    propagation = raw.get("propagation", "None")
+    if propagation not in PROPAGATIONS:
+        raise fail(f"{field_path}.propagation", f"must be one of {', '.join(PROPAGATIONS)}, got {propagation!r}")
+    given = raw["hostPath"]
+    host = Path(given) if Path(given).is_absolute() else base / given
+    if not host.exists():
+        # Docker makes a missing bind-mount source as an empty folder; a missing file,
+        # or anything mounted read-only, can only be a mistake.
+        if read_only or host.suffix:
+            raise fail(f"{field_path}.hostPath", f"no such file {given!r} (looked in {host.parent})")
+    return Mount(container_path=container, host_path=host, read_only=read_only, propagation=propagation)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install what kindlab needs and is missing, nothing else:
+#   the Debian packages of the netns backend, then .venv with the pinned requirements.
+# Where it cannot (not root, no apt-get), it says what to install by hand and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(iproute2 iptables util-linux containernetworking-plugins curl)
+# A tool each package provides, to tell whether it is there.
+declare -A PROVIDES=([iproute2]=/usr/sbin/ip [iptables]=/usr/sbin/iptables-save [util-linux]=/usr/bin/nsenter
+                     [containernetworking-plugins]=/usr/lib/cni/portmap [curl]=/usr/bin/curl)
+EXTRA_APT=("$@")   # e.g. chromium for the browser check
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  [ -e "${PROVIDES[$pkg]}" ] || missing+=("$pkg")
+done
+for pkg in "${EXTRA_APT[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "kindlab setup: missing packages: ${missing[*]}" >&2
+    echo "kindlab setup: install them as root, e.g.: sudo apt-get install -y ${missing[*]}" >&2
+    echo "kindlab setup: (on other distributions: iproute2, iptables, util-linux, the CNI reference plugins, curl)" >&2
+    exit 1
+  fi
+  echo "kindlab setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+stamp=.venv/.requirements.sha
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ]; then
+  echo "kindlab setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "kindlab setup: installing the pinned requirements into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+  echo "$want" > "$stamp"
+fi
