@@ -1,23 +1,42 @@
-"""kindlab: run the hostPort walkthrough for real, on kind or on an embedded netns lab."""
+"""kindlab: run the hostPort walkthrough for real, on kind or on an embedded netns lab.
+
+Names are loaded on first use, so that `python -m kindlab.echo` and the lab's CNI
+plugin start without importing pandas.
+"""
 
 from __future__ import annotations
 
-from . import iptables
-from .backends import clusters, delete, get, select_backend, up
-from .cluster import Cluster, HttpResponse
-from .errors import KindlabError
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Cluster",
-    "HttpResponse",
-    "KindlabError",
-    "__version__",
-    "clusters",
-    "delete",
-    "get",
-    "iptables",
-    "select_backend",
-    "up",
-]
+_LAZY = {
+    "Cluster": ("kindlab.cluster", "Cluster"),
+    "HttpResponse": ("kindlab.cluster", "HttpResponse"),
+    "KindlabError": ("kindlab.errors", "KindlabError"),
+    "clusters": ("kindlab.backends", "clusters"),
+    "delete": ("kindlab.backends", "delete"),
+    "get": ("kindlab.backends", "get"),
+    "select_backend": ("kindlab.backends", "select_backend"),
+    "up": ("kindlab.backends", "up"),
+}
+_SUBMODULES = ("iptables", "heal", "doctor", "plots", "walkthrough", "topology", "objects", "errors")
+
+__all__ = sorted([*_LAZY, "__version__", "iptables", "heal", "doctor"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module 'kindlab' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -144,7 +144,8 @@ def from_dict(doc: Any, where: str = "<manifest>") -> list[Manifest]:
 def _api(doc: dict, where: str, allowed: tuple[str, ...]) -> None:
     api = doc.get("apiVersion")
     if api not in allowed:
-        hint = " (extensions/v1beta1 was removed in Kubernetes 1.16; use apps/v1)" if api == "extensions/v1beta1" else ""
+        removed = api == "extensions/v1beta1"
+        hint = " (extensions/v1beta1 was removed in Kubernetes 1.16; use apps/v1)" if removed else ""
         raise ManifestError(f"{where}: apiVersion: {doc.get('kind')} needs {' or '.join(allowed)}, got {api!r}{hint}")
 
 

@@ -7,10 +7,12 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .. import topology
-from ..cluster import Cluster
 from ..errors import BackendUnavailable, KindlabError
+
+if TYPE_CHECKING:
+    from ..cluster import Cluster
 
 BACKENDS = ("kind", "netns")
 
@@ -44,6 +46,8 @@ def _module(backend: str):
 def up(config: str | Path = "kind/config", name: str = "kind", backend: str | None = None,
        backoff: float | None = None, progress: bool = True) -> Cluster:
     """Get-or-create cluster `name` from a kind config; returns the running Cluster."""
+    from .. import topology
+
     chosen = select_backend(backend)
     topo = topology.load(config, name=name)
     return _module(chosen).up(topo, backoff=backoff, progress=progress)
