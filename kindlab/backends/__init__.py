@@ -70,3 +70,15 @@ def clusters(backend: str | None = None) -> list[str]:
         return _module(chosen).clusters()
     except BackendUnavailable:
         return []
+
+
+def delete_all(backend: str | None = None) -> list[str]:
+    """Delete every cluster of the backend, and (netns) sweep labs whose agent died; returns names."""
+    module = _module(select_backend(backend))
+    sweep = getattr(module, "delete_all", None)
+    if sweep is not None:
+        return list(sweep())
+    names = module.clusters()
+    for name in names:
+        module.delete(name)
+    return names
