@@ -1,0 +1,240 @@
+"""KindCluster: the Cluster API on a kind cluster, through the Docker SDK and the Kubernetes client."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ... import objects
+from ...cluster import Cluster, HttpResponse
+from ...errors import ExecError, KindlabError
+from ...topology import Topology
+from . import archive, curl, kube
+from .translate import edge, translate_errors
+
+POLL_SECONDS = 1.0
+DELETE_TIMEOUT = 120.0
+TIMEOUT_EXIT = 124  # coreutils `timeout` when the command ran out of time
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A finished command in a node."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def exec_argv(cmd: str | list[str], timeout: float | None = None, stdin_file: str | None = None) -> list[str]:
+    """The argv `docker exec` runs: a string under `sh -c`; optional stdin file and coreutils timeout."""
+    argv = ["sh", "-c", cmd] if isinstance(cmd, str) else [str(a) for a in cmd]
+    if stdin_file:
+        # sh -c SCRIPT ARG0 ARGS...: run the command with stdin from the staged file, then remove it.
+        script = f'"$0" "$@" < {stdin_file}; rc=$?; rm -f {stdin_file}; exit $rc'
+        argv = ["sh", "-c", script, *argv]
+    if timeout:
+        argv = ["timeout", "-k", "5", f"{timeout:g}", *argv]
+    return argv
+
+
+def is_docker_desktop(info: dict[str, Any], platform: str = sys.platform) -> bool:
+    """True where the host cannot route to container IPs: Docker Desktop, or any non-Linux host."""
+    return platform != "linux" or "Docker Desktop" in str(info.get("OperatingSystem", ""))
+
+
+class KindCluster(Cluster):
+    """A kind cluster: nodes are Docker containers, pods and events come from its API server."""
+
+    backend = "kind"
+    namespace = "default"
+
+    def __init__(self, name: str, topology: Topology, docker_client: Any = None, api_client: Any = None):
+        super().__init__(name, topology)
+        self._docker = docker_client
+        self._api = api_client
+        self.curl_from_node: bool | None = None  # None: decide on first curl
+
+    # -- clients (imported lazily, so that `import kindlab` needs neither package) -------------
+    @property
+    def docker(self) -> Any:
+        """The Docker SDK client."""
+        if self._docker is None:
+            import docker
+
+            self._docker = docker.from_env()
+        return self._docker
+
+    @property
+    def api(self) -> Any:
+        """The Kubernetes ApiClient for context kind-NAME."""
+        if self._api is None:
+            self._api = kube.api_client(self.name)
+        return self._api
+
+    @property
+    def core(self) -> Any:
+        """CoreV1Api on this cluster."""
+        from kubernetes.client import CoreV1Api
+
+        return CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> Any:
+        """AppsV1Api on this cluster."""
+        from kubernetes.client import AppsV1Api
+
+        return AppsV1Api(self.api)
+
+    # -- Kubernetes objects ----------------------------------------------------------------------
+    @edge
+    def node_list(self) -> list[dict[str, Any]]:
+        return [kube.to_json(n) for n in self.core.list_node().items]
+
+    @edge
+    def pod_list(self) -> list[dict[str, Any]]:
+        return [kube.to_json(p) for p in self.core.list_namespaced_pod(self.namespace).items]
+
+    @edge
+    def event_list(self) -> list[dict[str, Any]]:
+        return [kube.to_json(e) for e in self.core.list_namespaced_event(self.namespace).items]
+
+    @edge
+    def apply_object(self, obj: objects.Manifest) -> str:
+        body = kube.manifest(obj)
+        if body["kind"] == "Pod":
+            core = self.core
+            return kube.apply(body, "pod", core.read_namespaced_pod, core.create_namespaced_pod,
+                              core.patch_namespaced_pod)
+        apps = self.apps
+        return kube.apply(body, "deployment.apps", apps.read_namespaced_deployment,
+                          apps.create_namespaced_deployment, apps.patch_namespaced_deployment)
+
+    @edge
+    def delete_pod(self, name: str, namespace: str = "default", wait: bool = True) -> str:
+        self.core.delete_namespaced_pod(name, namespace)
+        if wait:
+            self.wait_for(lambda: self._pod_gone(name, namespace), timeout=DELETE_TIMEOUT,
+                          interval=POLL_SECONDS, what=f"pod {name} gone")
+        return f'pod "{name}" deleted'
+
+    def _pod_gone(self, name: str, namespace: str) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.core.read_namespaced_pod(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return False
+
+    def watch_pods(self, timeout: float = 60.0, namespace: str | None = None) -> Iterator[tuple[float, str, dict]]:
+        """Pod changes as (time.monotonic(), ADDED|MODIFIED|DELETED, v1 Pod dict) until `timeout` seconds."""
+        return self._watch("list_namespaced_pod", timeout, namespace)
+
+    def watch_events(self, timeout: float = 60.0, namespace: str | None = None) -> Iterator[tuple[float, str, dict]]:
+        """Event changes as (time.monotonic(), ADDED|MODIFIED|DELETED, v1 Event dict) until `timeout` seconds."""
+        return self._watch("list_namespaced_event", timeout, namespace)
+
+    def _watch(self, lister: str, timeout: float, namespace: str | None) -> Iterator[tuple[float, str, dict]]:
+        from kubernetes import watch
+
+        stream = watch.Watch()
+        with translate_errors(f"kind cluster {self.name!r}"):
+            list_fn = getattr(self.core, lister)
+            try:
+                for event in stream.stream(list_fn, namespace or self.namespace, timeout_seconds=max(1, int(timeout))):
+                    yield time.monotonic(), event["type"], event["raw_object"]
+            finally:
+                stream.stop()
+
+    # -- nodes: exec and cp through Docker ---------------------------------------------------------
+    def _container(self, node: str) -> Any:
+        self.check_node(node)
+        return self.docker.containers.get(node)
+
+    @edge
+    def exec_result(self, node: str, cmd: str | list[str], input: str | bytes | None = None,
+                    timeout: float | None = 60) -> ExecResult:
+        """Run a command in a node and return its exit code and output, whatever the exit code."""
+        container = self._container(node)
+        stdin_file = self._stage_stdin(container, input) if input is not None else None
+        code, (out, err) = container.exec_run(exec_argv(cmd, timeout, stdin_file), demux=True)
+        return ExecResult(code, (out or b"").decode("utf-8", "replace"), (err or b"").decode("utf-8", "replace"))
+
+    def _stage_stdin(self, container: Any, data: str | bytes) -> str:
+        name = f"kindlab-stdin-{uuid.uuid4().hex[:12]}"
+        raw = data.encode() if isinstance(data, str) else data
+        container.put_archive("/tmp", archive.pack_bytes({name: raw}))
+        return f"/tmp/{name}"
+
+    @edge
+    def exec(self, node: str, cmd: str | list[str], check: bool = True, input: str | bytes | None = None,
+             timeout: float | None = 60) -> str:
+        result = self.exec_result(node, cmd, input=input, timeout=timeout)
+        if check and result.returncode != 0:
+            shown = cmd if isinstance(cmd, str) else " ".join(cmd)
+            why = (f"timed out after {timeout:g}s" if timeout and result.returncode == TIMEOUT_EXIT
+                   else f"exited {result.returncode}")
+            detail = (result.stderr or result.stdout).strip()
+            raise ExecError(f"{node}: `{shown}` {why}" + (f": {detail}" if detail else ""),
+                            returncode=result.returncode, stdout=result.stdout, stderr=result.stderr)
+        return result.stdout
+
+    @edge
+    def cp(self, src: str, dest: str) -> None:
+        source, target = archive.parse_location(src), archive.parse_location(dest)
+        if source.node is None and target.node is None:
+            raise KindlabError(f"cp {src} {dest}: one side must be NODE:PATH, as with docker cp")
+        for loc in (source, target):
+            if loc.node:
+                self.check_node(loc.node)
+        data, name = self._read(source)
+        if target.node is None:
+            folder, new_name = archive.host_target(target.path, name)
+            archive.unpack(archive.rename_top(data, name, new_name), folder)
+        else:
+            folder, new_name = archive.node_target(target, name, self._is_dir(target))
+            self._container(target.node).put_archive(folder, archive.rename_top(data, name, new_name))
+
+    def _read(self, loc: archive.Location) -> tuple[bytes, str]:
+        if loc.node is None:
+            return archive.pack(Path(loc.path), loc.name), loc.name
+        chunks, stat = self._container(loc.node).get_archive(loc.path)
+        return b"".join(chunks), stat["name"]
+
+    def _is_dir(self, loc: archive.Location) -> bool:
+        assert loc.node is not None
+        if loc.path.endswith("/"):
+            return True
+        return self.exec_result(loc.node, ["test", "-d", loc.path], timeout=None).returncode == 0
+
+    # -- curl ------------------------------------------------------------------------------------
+    @edge
+    def curl(self, url: str, timeout: float = 5.0) -> HttpResponse:
+        if self.curl_from_node is None:
+            self.curl_from_node = is_docker_desktop(self.docker.info())
+        if not self.curl_from_node:
+            try:
+                return curl.host_get(url, timeout)
+            except curl.Unroutable:
+                self.curl_from_node = True
+        return self._curl_in_node(url, timeout)
+
+    def _curl_in_node(self, url: str, timeout: float) -> HttpResponse:
+        """curl from the first node (the control plane), across the Docker network as the host would."""
+        started = time.monotonic()
+        result = self.exec_result(self.node_names()[0], curl.curl_argv(url, timeout), timeout=timeout + 10)
+        return curl.from_curl(url, result.returncode, result.stdout, result.stderr, time.monotonic() - started)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def down(self) -> None:
+        from .lifecycle import delete
+
+        delete(self.name)

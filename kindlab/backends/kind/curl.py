@@ -1,0 +1,93 @@
+"""curl for the kind backend: from the host, or (where the host cannot route to the Docker
+network, as with Docker Desktop) with `curl -s -S -i` inside a node, parsed back."""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import time
+from urllib.parse import urlsplit
+
+from ...cluster import HttpResponse
+from ...errors import ConnectionRefused, CurlError, RequestTimeout
+
+UNROUTABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH}
+USER_AGENT = "kindlab"
+
+
+class Unroutable(OSError):
+    """The host has no route to the address: the caller should curl from inside a node."""
+
+
+def host_get(url: str, timeout: float = 5.0) -> HttpResponse:
+    """GET `url` from this host like curl: no redirects followed, refused and timeout as curl says them."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CurlError(f"curl: (3) URL rejected: {url!r} (want http://HOST[:PORT]/PATH)")
+    conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = conn_class(parts.hostname, parts.port, timeout=timeout)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    started = time.monotonic()
+    try:
+        conn.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": "*/*"})
+        resp = conn.getresponse()
+        body = resp.read().decode("utf-8", "replace")
+    except ConnectionRefusedError:
+        raise ConnectionRefused(f"curl: (7) Failed to connect to {parts.hostname} port "
+                                f"{parts.port or conn.default_port}: Connection refused") from None
+    except TimeoutError:
+        raise RequestTimeout(f"curl: (28) Operation timed out after {timeout * 1000:.0f} milliseconds "
+                             f"({url})") from None
+    except OSError as exc:
+        if exc.errno in UNROUTABLE:
+            raise Unroutable(exc.errno, exc.strerror) from None
+        raise CurlError(f"curl: {url}: {exc}") from None
+    finally:
+        conn.close()
+    return HttpResponse(url=url, status=resp.status, headers=dict(resp.getheaders()), body=body,
+                        elapsed=time.monotonic() - started)
+
+
+def curl_argv(url: str, timeout: float) -> list[str]:
+    """The curl command run inside a node: silent, errors shown, headers included."""
+    return ["curl", "-s", "-S", "-i", "--max-time", f"{timeout:g}", url]
+
+
+def from_curl(url: str, returncode: int, stdout: str, stderr: str, elapsed: float = 0.0) -> HttpResponse:
+    """An HttpResponse from `curl -s -S -i` output; curl's exit codes 7 and 28 as kindlab errors."""
+    message = stderr.strip() or f"curl exited {returncode}"
+    if returncode == 7:
+        raise ConnectionRefused(message)
+    if returncode == 28:
+        raise RequestTimeout(message)
+    if returncode != 0:
+        raise CurlError(message)
+    status, headers, body = parse_http(stdout)
+    return HttpResponse(url=url, status=status, headers=headers, body=body, elapsed=elapsed)
+
+
+def parse_http(text: str) -> tuple[int, dict[str, str], str]:
+    """Split `curl -i` output into status, headers and body (skipping interim 1xx responses)."""
+    while True:
+        head, rest = _split_head(text)
+        lines = head.splitlines() or [""]
+        try:
+            status = int(lines[0].split()[1])
+        except (IndexError, ValueError):
+            raise CurlError(f"curl: not an HTTP response: {lines[0][:80]!r}") from None
+        if not (100 <= status < 200 and rest.startswith("HTTP/")):
+            break
+        text = rest
+    headers = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        headers[key.strip()] = value.strip()
+    return status, headers, rest
+
+
+def _split_head(text: str) -> tuple[str, str]:
+    for sep in ("\r\n\r\n", "\n\n"):
+        head, found, rest = text.partition(sep)
+        if found:
+            return head, rest
+    return text, ""

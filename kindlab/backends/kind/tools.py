@@ -1,0 +1,125 @@
+"""The command-line tools the kind backend drives (kind, helm) and the checks that they are there."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from ...errors import BackendUnavailable, ClusterError, WaitTimeout
+
+CILIUM_VERSION = "1.20.2"  # the pinned Cilium chart; KINDLAB_CILIUM_VERSION overrides
+CILIUM_REPO = "https://helm.cilium.io/"
+# The values of Cilium's "Installation Using Kind" guide, plus two of kindlab's:
+#   cni.exclusive=false: by default Cilium renames every other CNI config to *.cilium_bak,
+#     the seed's chained conflist included;
+#   kubeProxyReplacement=false, stated rather than left to the chart's default: with the
+#     replacement on, Cilium serves hostPort in eBPF (since 1.8) and no worker would be broken.
+CILIUM_VALUES = {
+    "image.pullPolicy": "IfNotPresent",
+    "ipam.mode": "kubernetes",
+    "cni.exclusive": "false",
+    "kubeProxyReplacement": "false",
+}
+
+INSTALL_HINTS = {
+    "docker": "Docker Engine or Docker Desktop, with the daemon running (`docker info` must answer)",
+    "kind": "kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
+    "helm": "Helm 3 or newer (https://helm.sh/docs/intro/install/)",
+    "python": "the Python packages docker and kubernetes (`pip install 'kindlab[kind]'`)",
+}
+
+
+def context(name: str) -> str:
+    """The kubeconfig context kind writes for cluster `name`."""
+    return f"kind-{name}"
+
+
+def cilium_version() -> str:
+    """The Cilium version to install: $KINDLAB_CILIUM_VERSION, else the pinned one."""
+    return os.environ.get("KINDLAB_CILIUM_VERSION") or CILIUM_VERSION
+
+
+def missing_tools(*, helm: bool = False) -> list[str]:
+    """Which of the backend's requirements this machine lacks (keys of INSTALL_HINTS)."""
+    from .. import docker_answers
+
+    missing = []
+    if not all(importlib.util.find_spec(m) for m in ("docker", "kubernetes")):
+        missing.append("python")
+    if not shutil.which("kind"):
+        missing.append("kind")
+    if not docker_answers():
+        missing.append("docker")
+    if helm and not shutil.which("helm"):
+        missing.append("helm")
+    return missing
+
+
+def require(*, helm: bool = False) -> None:
+    """BackendUnavailable saying what to install, unless Docker, kind (and helm) are there."""
+    missing = missing_tools(helm=helm)
+    if missing:
+        wanted = "; ".join(INSTALL_HINTS[m] for m in missing)
+        raise BackendUnavailable(f"the kind backend cannot run here; install: {wanted}. "
+                                 "Or use the netns backend (KINDLAB_BACKEND=netns).")
+
+
+def require_helm() -> None:
+    """BackendUnavailable unless helm is on PATH (needed only to install Cilium)."""
+    if not shutil.which("helm"):
+        raise BackendUnavailable(f"installing Cilium needs helm; install {INSTALL_HINTS['helm']}")
+
+
+def run(args: list[str], *, timeout: float | None = 600) -> str:
+    """Run a tool, return its stdout; ClusterError with the tail of its stderr when it fails."""
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise BackendUnavailable(f"`{args[0]}` is not installed; install "
+                                 f"{INSTALL_HINTS.get(args[0], args[0])}") from None
+    except subprocess.TimeoutExpired:
+        raise WaitTimeout(f"`{shlex.join(args)}` did not finish in {timeout:g}s") from None
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout or "").strip().splitlines()[-8:])
+        raise ClusterError(f"`{shlex.join(args)}` failed (exit {done.returncode}):\n{tail}")
+    return done.stdout
+
+
+# -- command lines ----------------------------------------------------------------------------
+def kind_create(name: str, config: Path, image: str | None = None) -> list[str]:
+    """`kind create cluster`; --wait 0s: without a CNI no node gets Ready, kindlab waits after Cilium."""
+    args = ["kind", "create", "cluster", "--name", name, "--config", str(config), "--wait", "0s"]
+    return args + (["--image", image] if image else [])
+
+
+def kind_delete(name: str) -> list[str]:
+    """`kind delete cluster --name NAME`."""
+    return ["kind", "delete", "cluster", "--name", name]
+
+
+def kind_get_clusters() -> list[str]:
+    """`kind get clusters`."""
+    return ["kind", "get", "clusters"]
+
+
+def kind_get_kubeconfig(name: str) -> list[str]:
+    """`kind get kubeconfig --name NAME` (the kubeconfig on stdout)."""
+    return ["kind", "get", "kubeconfig", "--name", name]
+
+
+def helm_repo_add() -> list[str]:
+    """`helm repo add cilium https://helm.cilium.io/` (idempotent with --force-update)."""
+    return ["helm", "repo", "add", "cilium", CILIUM_REPO, "--force-update"]
+
+
+def helm_install_cilium(name: str, version: str | None = None) -> list[str]:
+    """Install Cilium as the kind guide does; `upgrade --install` so that a retry is harmless."""
+    args = ["helm", "upgrade", "--install", "cilium", "cilium/cilium", "--version", version or cilium_version(),
+            "--namespace", "kube-system", "--kube-context", context(name)]
+    for key, value in CILIUM_VALUES.items():
+        args += ["--set", f"{key}={value}"]
+    return args

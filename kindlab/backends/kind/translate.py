@@ -1,0 +1,114 @@
+"""The one place where Docker, Kubernetes and HTTP-client exceptions become kindlab errors.
+
+Every public entry point of the kind backend runs inside `translate_errors` (directly, or
+through the `edge` method decorator), so callers only ever see `KindlabError`s for things a
+user can fix. Exceptions this module does not know (programming errors) pass unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from contextlib import ContextDecorator
+from typing import Any, TypeVar
+
+from ...errors import BackendUnavailable, ClusterError, KindlabError, NotFound
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DOCKER_HINT = "is Docker running? (`docker info` must answer)"
+CLUSTER_HINT = "is the cluster running? (`kind get clusters`)"
+
+
+class translate_errors(ContextDecorator):
+    """Context manager (and decorator) that re-raises foreign exceptions as kindlab errors."""
+
+    def __init__(self, where: str = "kind backend"):
+        self.where = where
+
+    def __enter__(self) -> translate_errors:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or isinstance(exc, KindlabError) or not isinstance(exc, Exception):
+            return False
+        mapped = to_kindlab_error(exc, self.where)
+        if mapped is None:
+            return False
+        raise mapped from exc
+
+
+def edge(method: F) -> F:
+    """Decorate a cluster method so that its errors name the cluster and are translated."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with translate_errors(f"kind cluster {self.name!r}"):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def to_kindlab_error(exc: Exception, where: str) -> KindlabError | None:
+    """The kindlab error for a Docker, Kubernetes or urllib3 exception; None for anything else."""
+    for translate in (_docker_error, _kubernetes_error, _transport_error):
+        mapped = translate(exc, where)
+        if mapped is not None:
+            return mapped
+    return None
+
+
+def _docker_error(exc: Exception, where: str) -> KindlabError | None:
+    try:
+        from docker import errors
+    except ImportError:
+        return None
+    if isinstance(exc, errors.NotFound):
+        return NotFound(f"{where}: {exc.explanation or exc} (no such node container or path)")
+    if isinstance(exc, errors.APIError):
+        return ClusterError(f"{where}: Docker refused: {exc.explanation or exc}")
+    if isinstance(exc, errors.DockerException):
+        return BackendUnavailable(f"{where}: cannot talk to Docker: {exc}; {DOCKER_HINT}")
+    return None
+
+
+def _kubernetes_error(exc: Exception, where: str) -> KindlabError | None:
+    try:
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.config.config_exception import ConfigException
+    except ImportError:
+        return None
+    if isinstance(exc, ConfigException):
+        return ClusterError(f"{where}: no usable kubeconfig: {exc}; "
+                            "`kind export kubeconfig --name NAME` writes it")
+    if isinstance(exc, ApiException):
+        message = api_message(exc)
+        if exc.status == 404:
+            return NotFound(f"{where}: {message}")
+        return ClusterError(f"{where}: the API server answered {exc.status} {exc.reason}: {message}")
+    return None
+
+
+def _transport_error(exc: Exception, where: str) -> KindlabError | None:
+    try:
+        import urllib3.exceptions
+    except ImportError:  # pragma: no cover - urllib3 comes with kubernetes
+        return None
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        return ClusterError(f"{where}: cannot reach the Kubernetes API server ({exc}); {CLUSTER_HINT}")
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - requests comes with docker
+        return None
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return BackendUnavailable(f"{where}: cannot reach the Docker daemon ({exc}); {DOCKER_HINT}")
+    return None
+
+
+def api_message(exc: Any) -> str:
+    """The `message` of a Kubernetes Status body, else the HTTP reason."""
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason or exc.status)

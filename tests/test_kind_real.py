@@ -1,0 +1,134 @@
+"""The seed's scenario on a real kind cluster with Cilium (opt in: `pytest -m kind`).
+
+Needs Docker, kind and helm, and network access for the node, Cilium and echo-server images.
+Creates the cluster `kind` (the manifests pin nodes kind-worker..3) and deletes it at the end;
+skips when a cluster of that name already exists rather than touch it.
+Set KINDLAB_RECORD_DIR to also save the API server's JSON for tests/data/kind/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import kindlab
+from kindlab.backends import docker_answers
+from kindlab.backends.kind import lifecycle
+from kindlab.errors import ConnectionRefused, ExecError
+
+pytestmark = pytest.mark.kind
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTMAP_MISSING = 'failed to find plugin "portmap" in path [/opt/cni/bin]'
+POD_TIMEOUT = 300
+
+
+def why_not_here() -> str | None:
+    """Why the real scenario cannot run on this machine, or None."""
+    missing = [tool for tool in ("docker", "kind", "helm") if not shutil.which(tool)]
+    if missing:
+        return f"needs {', '.join(missing)} on PATH (see kindlab.backends.kind.tools.INSTALL_HINTS)"
+    if not docker_answers():
+        return "needs a Docker daemon (`docker info` does not answer)"
+    if "kind" in lifecycle.clusters():
+        return "a kind cluster named 'kind' already exists; delete it (`kind delete cluster`) to run the scenario"
+    return None
+
+
+@pytest.fixture(scope="module")
+def lab():
+    reason = why_not_here()
+    if reason:
+        pytest.skip(reason)
+    cluster = kindlab.up(ROOT / "kind" / "config", name="kind", backend="kind")
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+def record(lab) -> None:
+    """Save what the API server returns for nodes, pods and events (raw JSON) into $KINDLAB_RECORD_DIR."""
+    folder = os.environ.get("KINDLAB_RECORD_DIR")
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name, call in (("nodes", lambda: lab.core.list_node(_preload_content=False)),
+                       ("pods", lambda: lab.core.list_namespaced_pod("default", _preload_content=False)),
+                       ("events", lambda: lab.core.list_namespaced_event("default", _preload_content=False))):
+        doc = json.loads(call().data)
+        for item in doc.get("items", []):
+            item.get("metadata", {}).pop("managedFields", None)
+            item.get("status", {}).pop("images", None)
+        (Path(folder) / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def failed_sandbox(lab, pod: str) -> list[str]:
+    return [e["message"] for e in lab.event_list()
+            if e["involvedObject"]["name"] == pod and e["reason"] == "FailedCreatePodSandBox"]
+
+
+def test_nodes_are_the_seed_topology_and_ready(lab):
+    nodes = lab.nodes()
+    assert list(nodes["name"]) == ["kind-control-plane", "kind-worker", "kind-worker2", "kind-worker3"]
+    assert list(nodes["role"]) == ["control-plane", "worker", "worker", "worker"]
+    assert nodes["ip"].notna().all()
+
+
+def test_cilium_left_the_seed_conflist_alone(lab):
+    listing = lab.exec("kind-worker", "ls /etc/cni/net.d").split()
+    assert "000-cilium-portmap.conflist" in listing and "05-cilium.conflist" in listing
+    assert not [f for f in listing if f.endswith(".cilium_bak")]
+    assert lab.exec("kind-worker3", "ls /etc/cni/net.d").split() == ["05-cilium.conflist"]
+    with pytest.raises(ExecError):
+        lab.exec("kind-worker2", "ls /opt/cni/bin/portmap")
+
+
+def test_apply_the_static_pods(lab):
+    assert lab.apply(ROOT / "manifests" / "static") == [
+        "pod/echo-kind-worker created", "pod/echo-kind-worker2 created", "pod/echo-kind-worker3 created"]
+    assert lab.apply(ROOT / "manifests" / "static" / "echo-kind-worker.yaml") == ["pod/echo-kind-worker unchanged"]
+
+
+def test_worker_answers_on_its_hostport(lab):
+    lab.wait_for_pod("echo-kind-worker", timeout=POD_TIMEOUT)
+    resp = lab.curl(f"http://{lab.node_ip('kind-worker')}/")
+    assert resp.status == 200 and "echo-kind-worker" in resp.body
+    assert "CNI-HOSTPORT-DNAT" in lab.exec("kind-worker", "iptables-save -t nat")
+
+
+def test_worker2_cannot_set_up_the_sandbox_without_portmap(lab):
+    messages = lab.wait_for(lambda: failed_sandbox(lab, "echo-kind-worker2"), timeout=POD_TIMEOUT,
+                            interval=2, what="FailedCreatePodSandBox on worker2")
+    assert any(PORTMAP_MISSING in m for m in messages)
+    assert lab.pod("echo-kind-worker2")["status"]["phase"] == "Pending"
+    record(lab)
+
+
+def test_worker3_refuses_without_the_chained_conflist(lab):
+    lab.wait_for_pod("echo-kind-worker3", timeout=POD_TIMEOUT)
+    with pytest.raises(ConnectionRefused):
+        lab.curl(f"http://{lab.node_ip('kind-worker3')}/")
+
+
+def test_worker2_heals_once_portmap_is_there(lab):
+    lab.cp("kind-worker:/opt/cni/bin/portmap", "kind-worker2:/opt/cni/bin/")
+    for _, _, pod in lab.watch_pods(timeout=POD_TIMEOUT):
+        if pod["metadata"]["name"] == "echo-kind-worker2" and pod["status"].get("phase") == "Running":
+            break
+    lab.wait_for_pod("echo-kind-worker2", timeout=60)
+    assert lab.curl(f"http://{lab.node_ip('kind-worker2')}/").status == 200
+
+
+def test_worker3_needs_the_conflist_and_a_new_pod(lab):
+    lab.cp(str(ROOT / "kind" / "cni" / "000-cilium-portmap.conflist"), "kind-worker3:/etc/cni/net.d/")
+    with pytest.raises(ConnectionRefused):  # a running pod's network is not redone
+        lab.curl(f"http://{lab.node_ip('kind-worker3')}/")
+    assert lab.delete_pod("echo-kind-worker3") == 'pod "echo-kind-worker3" deleted'
+    lab.apply(ROOT / "manifests" / "static" / "echo-kind-worker3.yaml")
+    lab.wait_for_pod("echo-kind-worker3", timeout=POD_TIMEOUT)
+    assert lab.curl(f"http://{lab.node_ip('kind-worker3')}/").status == 200
