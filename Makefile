@@ -5,16 +5,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup book test lint bench clean sweep
+.PHONY: setup setup-test book test lint bench clean sweep
 
 setup:
 	@bash scripts/setup.sh
+
+# The tests also open the built book in headless Chromium.
+setup-test:
+	@bash scripts/setup.sh chromium
 
 book: setup
 	$(BIN)/jupyter-book build . --builder html --warningiserror --keep-going
 	@echo "The book: $(abspath _build/html/index.html)"
 
-test: setup
+test: setup-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
