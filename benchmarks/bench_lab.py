@@ -1,0 +1,95 @@
+"""Benchmark the netns lab: medians of 5 runs of `up` of kind/config's 4 nodes, applying the three
+static pods on a lab whose nodes are all fixed (until all three are Running), and `down`.
+
+Run as root: .venv/bin/python benchmarks/bench_lab.py [--runs 5]. It uses a copy of kind/ in a
+temporary folder (so its `empty` folder is its own) and a cluster named `klbench`.
+Goal: each median under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kindlab import backends, objects  # noqa: E402
+from kindlab.backends.netns.lab import wait_for_agent  # noqa: E402
+
+NAME = "klbench"
+
+
+def static_pods() -> list[objects.PodSpec]:
+    """The seed's static pods, with node names for this cluster."""
+    pods = []
+    for path in sorted((ROOT / "manifests" / "static").glob("*.yaml")):
+        text = path.read_text().replace("kind-worker", f"{NAME}-worker")
+        pods += [p for p in objects.loads(text, source=str(path)) if isinstance(p, objects.PodSpec)]
+    return pods
+
+
+def all_running(lab, names: list[str]) -> bool:
+    phases = {p["metadata"]["name"]: p for p in lab.pod_list()}
+    return all(n in phases and phases[n]["status"].get("phase") == "Running"
+               and any(c.get("type") == "Ready" and c.get("status") == "True"
+                       for c in phases[n]["status"].get("conditions", [])) for n in names)
+
+
+def one_run(config: Path) -> dict[str, float]:
+    out = {}
+    t = time.perf_counter()
+    lab = backends.up(config, name=NAME, backend="netns", backoff=0.5, progress=False)
+    out["up"] = time.perf_counter() - t
+    wait_for_agent(lab)
+    out["agent ready"] = time.perf_counter() - t
+    # fix every node: portmap where worker2's /opt/cni comes from, the chained conflist on worker3
+    shutil.copy2("/usr/lib/cni/portmap", config.parent / "empty" / "bin" / "portmap")
+    lab.cp(str(config.parent / "cni" / "000-kindlab-portmap.conflist"), f"{NAME}-worker3:/etc/cni/net.d/")
+    pods = static_pods()
+    t = time.perf_counter()
+    for pod in pods:
+        lab.apply_object(pod)
+    lab.wait_for(lambda: all_running(lab, [p.name for p in pods]), timeout=30, interval=0.005, what="3 pods Running")
+    out["apply 3 pods -> Running"] = time.perf_counter() - t
+    for n, ip in (("worker", "172.18.0.3"), ("worker2", "172.18.0.4"), ("worker3", "172.18.0.5")):
+        assert lab.curl(f"http://{ip}/").status == 200, n
+    t = time.perf_counter()
+    lab.down()
+    out["down"] = time.perf_counter() - t
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    backends.delete(NAME, backend="netns")
+    with tempfile.TemporaryDirectory(prefix="kindlab-bench-") as tmp:
+        kind = Path(tmp) / "kind"
+        shutil.copytree(ROOT / "kind", kind, ignore=shutil.ignore_patterns("empty"))
+        runs = []
+        try:
+            for i in range(args.runs):
+                runs.append(one_run(kind / "config"))
+                print(f"run {i + 1}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in runs[-1].items()), flush=True)
+        finally:
+            backends.delete(NAME, backend="netns")
+    print(f"\nmedians of {len(runs)} runs (goal: each of up, apply, down < 1 s):")
+    worst = 0.0
+    for key in runs[0]:
+        median = statistics.median(r[key] for r in runs)
+        if key != "agent ready":
+            worst = max(worst, median)
+        print(f"  {key:<26} {median * 1000:7.0f} ms")
+    print(f"verdict: {'all under 1 s' if worst < 1 else 'SLOWER than 1 s'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

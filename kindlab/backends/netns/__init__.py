@@ -1,0 +1,61 @@
+"""The netns backend: a kind-like lab made of Linux namespaces, with the reference CNI plugins.
+
+Module map:
+  names        names and places of everything a lab makes (a sweep finds it all)
+  commands     running ip/nsenter/unshare/mount, with failures turned into KindlabErrors
+  preflight    root, tools, CNI plugins, overlayfs
+  state/       the store (lab record, pods, statuses, events) and the host-path registry
+  host         the lab host namespace with bridge `kind`, node network namespaces and veths
+  mounts       each node's filesystem: overlay /opt/cni/bin, its own /etc/cni/net.d, extraMounts
+  nodes        node mount+UTS namespaces and node init processes
+  provider     the CNI provider install (kindlab-cni, loopback, 05-kindlab.conf)
+  plugin       kindlab-cni itself (standalone, stdlib only)
+  cni          the CNI runtime: config choice, chained ADD/DEL/CHECK, result cache (libcni + containerd)
+  sandbox      pod sandboxes (network, UTS and mount namespaces held by a pause process)
+  workloads    what a container runs (the echo server), kubelet-style env, hosts and resolv.conf
+  events       events aggregated as Kubernetes' event correlator does
+  processes    process identity, liveness, the marker sweep
+  agent        the node agent: one per lab, the kubelet's reconcile loop
+  controllers  deployments and scheduling for pods without a node
+  lifecycle    making and removing whole labs
+  files, curl  docker cp and curl for the lab
+  lab          NetnsCluster and the module API below
+The functions below import lazily, so that the agent and plugin start without pandas.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .lab import NetnsCluster
+
+
+def up(topology: Any, backoff: float | None = None, progress: bool = True) -> NetnsCluster:
+    """Get-or-create the lab for `topology` (see lab.up)."""
+    from .lab import up as _up
+    return _up(topology, backoff=backoff, progress=progress)
+
+
+def get(name: str) -> NetnsCluster:
+    """The lab called `name`; NotFound otherwise."""
+    from .lab import get as _get
+    return _get(name)
+
+
+def delete(name: str) -> bool:
+    """Delete lab `name`; False if there was none."""
+    from .lab import delete as _delete
+    return _delete(name)
+
+
+def clusters() -> list[str]:
+    """Names of the labs on this machine."""
+    from .lab import clusters as _clusters
+    return _clusters()
+
+
+def delete_all() -> list[str]:
+    """Delete every lab, dead ones too."""
+    from .lab import delete_all as _delete_all
+    return _delete_all()

@@ -1,0 +1,286 @@
+"""The CNI runtime: libcni's job, as containerd's CRI plugin uses it, run in a node's view.
+
+- The network config is chosen as containerd does: the .conf/.conflist/.json files of the node's
+  /etc/cni/net.d in byte order, the first valid one wins (invalid files are skipped).
+- Plugins are found in the node's /opt/cni/bin and run inside the node's namespaces, with the
+  CNI_* environment and the config on stdin: `name`, `cniVersion`, `prevResult`, `runtimeConfig`
+  (portMappings from the pod's hostPorts, for plugins declaring that capability) injected and
+  `capabilities` removed.
+- ADD runs the chain in order; its result is cached (libcni's /var/lib/cni/results); DEL runs in
+  reverse order with the cached result and the config found now (as containerd does); CHECK runs
+  in order with the cached result.
+- Errors read as libcni's and containerd's: `plugin type="portmap" failed (add): failed to find
+  plugin "portmap" in path [/opt/cni/bin]`, a plugin's JSON error gives its `msg`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .names import STD_PATH
+from .nodes import NodeView
+
+CNI_PATH = "/opt/cni/bin"
+CONF_DIR = "/etc/cni/net.d"
+EXTENSIONS = (".conf", ".conflist", ".json")
+LOOPBACK = {"cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback"}
+
+
+class CniError(Exception):
+    """A CNI failure, worded as the runtime reports it."""
+
+
+@dataclass
+class NetworkList:
+    """A network configuration list (a .conf is wrapped into a one-plugin list)."""
+
+    name: str
+    cni_version: str
+    plugins: list[dict[str, Any]]
+    file: str = ""
+    raw: bytes = b""
+
+
+@dataclass
+class PodNetwork:
+    """What the runtime knows about the pod whose network it sets up."""
+
+    sandbox_id: str
+    netns: str
+    pod_name: str
+    pod_namespace: str
+    pod_uid: str
+    port_mappings: list[dict[str, Any]] = field(default_factory=list)
+    ifname: str = "eth0"
+
+    def cni_args(self) -> str:
+        return (f"IgnoreUnknown=1;K8S_POD_NAMESPACE={self.pod_namespace};K8S_POD_NAME={self.pod_name};"
+                f"K8S_POD_INFRA_CONTAINER_ID={self.sandbox_id};K8S_POD_UID={self.pod_uid}")
+
+
+def port_mappings(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """runtimeConfig.portMappings from a v1 pod spec's hostPorts, as containerd builds them."""
+    out = []
+    for c in pod_spec.get("containers", []):
+        for p in c.get("ports", []) or []:
+            if p.get("hostPort"):
+                m = {"hostPort": p["hostPort"], "containerPort": p["containerPort"],
+                     "protocol": p.get("protocol", "TCP").lower()}
+                if p.get("hostIP"):
+                    m["hostIP"] = p["hostIP"]
+                out.append(m)
+    return out
+
+
+def parse_config(name: str, raw: bytes) -> NetworkList:
+    """A config file's network list; ValueError saying why it is not valid."""
+    conf = json.loads(raw)
+    if not isinstance(conf, dict):
+        raise ValueError("not a JSON object")
+    if name.endswith(".conflist"):
+        if not isinstance(conf.get("name"), str) or not conf["name"]:
+            raise ValueError("error parsing configuration list: no name")
+        plugins = conf.get("plugins")
+        if not isinstance(plugins, list) or not plugins:
+            raise ValueError("error parsing configuration list: no plugins in list")
+        for p in plugins:
+            if not isinstance(p, dict) or not p.get("type"):
+                raise ValueError("error parsing configuration: missing 'type'")
+        return NetworkList(conf["name"], str(conf.get("cniVersion", "")), plugins, name, raw)
+    if not conf.get("type"):
+        raise ValueError("error parsing configuration: missing 'type'")
+    return NetworkList(str(conf.get("name", "")), str(conf.get("cniVersion", "")), [conf], name, raw)
+
+
+def load_network(root: Path) -> NetworkList:
+    """The network containerd would use: the first valid config file in byte order of the node's net.d."""
+    folder = root / CONF_DIR.lstrip("/")
+    try:
+        names = sorted((n for n in os.listdir(folder) if n.endswith(EXTENSIONS)), key=lambda n: n.encode())
+    except OSError:
+        names = []
+    for name in names:
+        path = folder / name
+        try:
+            if path.is_dir():
+                continue
+            return parse_config(name, path.read_bytes())
+        except (OSError, ValueError):
+            continue
+    raise CniError(f"cni plugin not initialized: no network config found in {CONF_DIR}")
+
+
+def describe(plugin: dict[str, Any]) -> str:
+    """libcni's description of a plugin in an error."""
+    out = f'type="{plugin.get("type")}"'
+    return out + (f' name="{plugin["name"]}"' if plugin.get("name") else "")
+
+
+def plugin_error(done: subprocess.CompletedProcess) -> str:
+    """A failed plugin's message, as libcni extracts it."""
+    out, err = done.stdout.strip(), done.stderr.strip()
+    if not out:
+        if err:
+            return f"netplugin failed: {json.dumps(err.decode(errors='replace'))}"
+        return f"netplugin failed with no error message: exit status {done.returncode}"
+    try:
+        e = json.loads(out)
+        msg = str(e["msg"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"netplugin failed but error parsing its diagnostic message {json.dumps(out.decode())}: {exc}"
+    return f"{msg}; {e['details']}" if e.get("details") else msg
+
+
+def version_at_least(version: str, minimum: str) -> bool:
+    def parts(v: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(x) for x in v.split("."))
+        except ValueError:
+            return (0,)
+    return parts(version or "0.1.0") >= parts(minimum)
+
+
+class Runtime:
+    """The CNI runtime of one node."""
+
+    def __init__(self, view: NodeView):
+        self.view = view
+        self.cache = view.dirs.cni_cache / "results"
+
+    # -- containerd's calls -------------------------------------------------------------------
+    def setup(self, pod: PodNetwork) -> dict[str, Any]:
+        """Loopback, then the chosen network's chain; returns the result. CniError in containerd's words."""
+        try:
+            net = load_network(self.view.root)
+            self.add_list(NetworkList(LOOPBACK["name"], LOOPBACK["cniVersion"], [LOOPBACK]), pod, "lo", cache=False)
+            return self.add_list(net, pod, pod.ifname)
+        except CniError as exc:
+            raise CniError(f'failed to setup network for sandbox "{pod.sandbox_id}": {exc}') from None
+
+    def teardown(self, pod: PodNetwork) -> None:
+        """DEL with the config found now and the cached result; CniError in containerd's words."""
+        try:
+            net = load_network(self.view.root)
+            self.del_list(net, pod, pod.ifname)
+            self.del_list(NetworkList(LOOPBACK["name"], LOOPBACK["cniVersion"], [LOOPBACK]), pod, "lo")
+        except CniError as exc:
+            raise CniError(f'failed to destroy network for sandbox "{pod.sandbox_id}": {exc}') from None
+
+    def check(self, pod: PodNetwork) -> None:
+        """CHECK the chain against the cached result (CNI >= 0.4.0)."""
+        net = load_network(self.view.root)
+        if not version_at_least(net.cni_version, "0.4.0"):
+            raise CniError(f"configuration version {net.cni_version!r} does not support the CHECK command")
+        cached = self.cached_result(net.name, pod, pod.ifname)
+        if cached is None:
+            raise CniError(f'failed to get network "{net.name}" cached result')
+        for plugin in net.plugins:
+            try:
+                self.exec_plugin(plugin, "CHECK", net, pod, pod.ifname, cached)
+            except CniError as exc:
+                raise CniError(f"plugin {describe(plugin)} failed (check): {exc}") from None
+
+    # -- libcni ------------------------------------------------------------------------------------
+    def add_list(self, net: NetworkList, pod: PodNetwork, ifname: str, cache: bool = True) -> dict[str, Any]:
+        prev: dict[str, Any] | None = None
+        for plugin in net.plugins:
+            try:
+                prev = self.exec_plugin(plugin, "ADD", net, pod, ifname, prev)
+            except CniError as exc:
+                raise CniError(f"plugin {describe(plugin)} failed (add): {exc}") from None
+        result = prev or {}
+        if cache:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            entry = {"kind": "cniCacheV1", "containerId": pod.sandbox_id, "ifName": ifname, "networkName": net.name,
+                     "config": base64.b64encode(net.raw).decode(), "cniArgs": pod.cni_args(),
+                     "capabilityArgs": {"portMappings": pod.port_mappings} if pod.port_mappings else {},
+                     "result": result}
+            self._cache_file(net.name, pod, ifname).write_text(json.dumps(entry))
+        return result
+
+    def del_list(self, net: NetworkList, pod: PodNetwork, ifname: str) -> None:
+        cached = self.cached_result(net.name, pod, ifname) if version_at_least(net.cni_version, "0.4.0") else None
+        for plugin in reversed(net.plugins):
+            try:
+                self.exec_plugin(plugin, "DEL", net, pod, ifname, cached)
+            except CniError as exc:
+                raise CniError(f"plugin {describe(plugin)} failed (delete): {exc}") from None
+        self._cache_file(net.name, pod, ifname).unlink(missing_ok=True)
+
+    def cached_result(self, network: str, pod: PodNetwork, ifname: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._cache_file(network, pod, ifname).read_text())["result"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def orphans(self, known: set[str]) -> list[PodNetwork]:
+        """Pods whose network was set up (a cached result) by sandboxes nobody knows any more."""
+        out = []
+        for path in sorted(self.cache.glob("*")) if self.cache.exists() else []:
+            try:
+                entry = json.loads(path.read_text())
+                args = dict(kv.split("=", 1) for kv in entry["cniArgs"].split(";") if "=" in kv)
+                sandbox_id = entry["containerId"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if sandbox_id in known or entry.get("ifName") != "eth0":
+                continue
+            out.append(PodNetwork(sandbox_id=sandbox_id, netns="", pod_name=args.get("K8S_POD_NAME", ""),
+                                  pod_namespace=args.get("K8S_POD_NAMESPACE", ""), pod_uid=args.get("K8S_POD_UID", ""),
+                                  port_mappings=entry.get("capabilityArgs", {}).get("portMappings", [])))
+        return out
+
+    def _cache_file(self, network: str, pod: PodNetwork, ifname: str) -> Path:
+        return self.cache / f"{network}-{pod.sandbox_id}-{ifname}"
+
+    def find(self, plugin_type: str) -> str:
+        """The plugin's path in the node's CNI_PATH, or libcni's error."""
+        for folder in CNI_PATH.split(":"):
+            candidate = self.view.root / folder.lstrip("/") / plugin_type
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return f"{folder}/{plugin_type}"
+        raise CniError(f'failed to find plugin "{plugin_type}" in path [{CNI_PATH.replace(":", " ")}]')
+
+    def exec_plugin(self, plugin: dict[str, Any], command: str, net: NetworkList, pod: PodNetwork, ifname: str,
+                    prev: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Run one plugin in the node's namespaces; its parsed result for ADD."""
+        path = self.find(str(plugin["type"]))
+        conf = {k: v for k, v in plugin.items() if k != "capabilities"}
+        conf["name"], conf["cniVersion"] = net.name, net.cni_version
+        if prev is not None:
+            conf["prevResult"] = prev
+        runtime_config = {}
+        if (plugin.get("capabilities") or {}).get("portMappings") and pod.port_mappings:
+            runtime_config["portMappings"] = pod.port_mappings
+        if runtime_config:
+            conf["runtimeConfig"] = runtime_config
+        env = {"CNI_COMMAND": command, "CNI_CONTAINERID": pod.sandbox_id, "CNI_NETNS": pod.netns,
+               "CNI_IFNAME": ifname, "CNI_ARGS": pod.cni_args(), "CNI_PATH": CNI_PATH, "PATH": STD_PATH}
+        try:
+            done = subprocess.run([*self.view.enter(), path], input=json.dumps(conf).encode(), capture_output=True,
+                                  env=env, timeout=60, cwd="/")
+        except subprocess.TimeoutExpired:
+            raise CniError(f"plugin {path} timed out after 60s") from None
+        if done.returncode != 0:
+            raise CniError(plugin_error(done))
+        if command != "ADD":
+            return None
+        try:
+            return json.loads(done.stdout)
+        except ValueError:
+            raise CniError(f"failed to parse the result of {path}: {done.stdout[:200]!r}") from None
+
+
+def pod_ip(result: dict[str, Any]) -> str | None:
+    """The first IPv4 address of a CNI result, without its prefix length."""
+    for ip in result.get("ips", []) or []:
+        address = str(ip.get("address", "")).split("/")[0]
+        if address and ":" not in address:
+            return address
+    return None

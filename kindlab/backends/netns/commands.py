@@ -1,0 +1,82 @@
+"""Running the machine's tools (ip, nsenter, unshare, mount, curl, ...): one place that turns failures into errors.
+
+A missing tool becomes EnvironmentProblem naming the Debian package; a tool that fails becomes
+ClusterError quoting what was being done and the tool's own words.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from ...errors import ClusterError, EnvironmentProblem
+from .names import STD_PATH
+
+PACKAGES = {
+    "ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "mount": "mount", "umount": "mount",
+    "iptables": "iptables", "iptables-save": "iptables", "curl": "curl", "bash": "bash", "sleep": "coreutils",
+}
+ENV = {"PATH": STD_PATH, "LANG": "C.UTF-8"}
+
+
+def which(tool: str) -> str:
+    """The absolute path of `tool`; EnvironmentProblem saying what to install if it is missing."""
+    found = shutil.which(tool, path=STD_PATH)
+    if not found:
+        package = PACKAGES.get(tool, tool)
+        raise EnvironmentProblem(f"the netns backend needs `{tool}`, which is not installed: "
+                                 f"apt-get install {package}")
+    return found
+
+
+def run(argv: Sequence[str | Path], what: str, *, input: bytes | str | None = None, timeout: float = 30,
+        check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command, capturing its output; ClusterError naming `what` when it fails and `check` is set."""
+    args = [str(a) for a in argv]
+    if isinstance(input, str):
+        input = input.encode()
+    try:
+        done = subprocess.run(args, input=input, capture_output=True, timeout=timeout, env=env or ENV, cwd="/")
+    except FileNotFoundError:
+        which(args[0])
+        raise
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"{what}: `{' '.join(args)}` did not finish in {timeout:g}s") from None
+    if check and done.returncode != 0:
+        raise ClusterError(f"{what}: `{short(args)}` failed (exit {done.returncode}): {tail(done.stderr)}")
+    return done
+
+
+def tail(output: bytes | str, lines: int = 3) -> str:
+    """The last lines of a tool's output, as one line."""
+    text = output.decode(errors="replace") if isinstance(output, bytes) else output
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(no message)"
+
+
+def short(args: Sequence[str], limit: int = 160) -> str:
+    """A command line for an error message, shortened."""
+    line = " ".join(args)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def ip_batch(lines: list[str], what: str, netns: str | None = None) -> None:
+    """Run `ip -batch` (in `netns` when given): many changes for one process."""
+    if not lines:
+        return
+    argv = [which("ip"), *(["-n", netns] if netns else []), "-batch", "-"]
+    run(argv, what, input="\n".join(lines) + "\n")
+
+
+def nsenter(*, net: Path | str | None = None, mnt: Path | str | None = None,
+            uts: Path | str | None = None) -> list[str]:
+    """`nsenter` entering the given namespace files, ending with `--`."""
+    argv = [which("nsenter")]
+    if mnt:
+        argv.append(f"--mount={mnt}")
+    if uts:
+        argv.append(f"--uts={uts}")
+    if net:
+        argv.append(f"--net={net}")
+    return [*argv, "--"]

@@ -1,0 +1,74 @@
+"""Events, recorded and aggregated as Kubernetes' event correlator does.
+
+- The same source, object, type, reason and message: one event whose count grows, with
+  firstTimestamp and lastTimestamp.
+- 10 or more distinct messages for the same source, object, type and reason within 10 minutes:
+  further ones become one "(combined from similar events): <message>" event that counts up.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from typing import Any
+
+from .state.store import Store, timestamp
+
+MAX_SIMILAR = 10
+SIMILAR_WINDOW = 600.0
+
+
+class EventRecorder:
+    """The agent's event sink: keeps every event in memory and in the store's events.json."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.events: list[dict[str, Any]] = store.events()
+        self.by_key = {self._key(e): e for e in self.events}
+        self.similar: dict[tuple, tuple[float, set[str]]] = {}
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _key(e: dict[str, Any]) -> tuple:
+        o = e.get("involvedObject", {})
+        return (e.get("source", {}).get("component"), e.get("source", {}).get("host"), o.get("kind"),
+                o.get("namespace"), o.get("name"), o.get("uid"), e.get("type"), e.get("reason"),
+                e.get("message") if not str(e.get("message", "")).startswith("(combined") else "(combined)")
+
+    def record(self, pod_meta: dict[str, Any], node: str | None, type_: str, reason: str, message: str,
+               component: str = "kubelet") -> dict[str, Any]:
+        """Record one occurrence; returns the (new or updated) event."""
+        now = time.time()
+        obj = {"apiVersion": "v1", "kind": "Pod", "name": pod_meta["name"],
+               "namespace": pod_meta.get("namespace", "default"), "uid": pod_meta.get("uid")}
+        with self.lock:
+            similar_key = (component, node, obj["namespace"], obj["name"], obj["uid"], type_, reason)
+            first, messages = self.similar.get(similar_key, (now, set()))
+            if now - first > SIMILAR_WINDOW:
+                first, messages = now, set()
+            messages.add(message)
+            self.similar[similar_key] = (first, messages)
+            if len(messages) >= MAX_SIMILAR:
+                message = f"(combined from similar events): {message}"
+            event = {
+                "apiVersion": "v1", "kind": "Event", "type": type_, "reason": reason, "message": message,
+                "involvedObject": obj, "source": {"component": component, **({"host": node} if node else {})},
+                "reportingComponent": component, "reportingInstance": node or "",
+            }
+            key = self._key(event)
+            existing = self.by_key.get(key)
+            stamp = timestamp(now)
+            if existing is not None:
+                existing["count"] = int(existing.get("count", 1)) + 1
+                existing["lastTimestamp"] = stamp
+                existing["message"] = message
+                event = existing
+            else:
+                event.update({"metadata": {"name": f"{obj['name']}.{secrets.token_hex(8)}",
+                                           "namespace": obj["namespace"], "creationTimestamp": stamp},
+                              "count": 1, "firstTimestamp": stamp, "lastTimestamp": stamp})
+                self.events.append(event)
+                self.by_key[key] = event
+            self.store.put_events(self.events)
+            return event

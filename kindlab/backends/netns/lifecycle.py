@@ -1,0 +1,166 @@
+"""Making and removing a whole lab: namespaces, mounts, provider files, state; and finding labs.
+
+A lab is a state folder plus namespaces plus processes. `teardown` removes all three and works
+from whatever is left (a half-made lab, a lab whose agent died, a state folder with no namespaces).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ...topology import Topology
+from . import host, nodes, preflight, processes, provider
+from .commands import run
+from .mounts import NodeDirs, Substitution, plan, prepare
+from .names import NETNS_DIR, STATE_ROOT, labs_of_netns, node_ip, state_dir
+from .nodes import NodePlan, NodeView
+from .state import hostpaths
+from .state.store import Store, timestamp
+
+DEFAULT_BACKOFF = 10.0   # the kubelet's pod worker back-off: 10 s, plus up to 50 % jitter
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """Serialize making and removing labs on this machine."""
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(STATE_ROOT / "lifecycle.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def fingerprint(topology: Topology) -> str:
+    """What makes two configs the same lab: the kind config with absolute host paths."""
+    return hashlib.sha256(json.dumps(topology.to_kind_config(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def create(topology: Topology, backoff: float | None) -> tuple[dict[str, Any], list[Substitution]]:
+    """Build the lab described by `topology`; returns its record (also written to lab.json)."""
+    cni_dir = preflight.check()
+    preflight.check_overlay()
+    lab = topology.name
+    store = Store(state_dir(lab))
+    store.create()
+    record: dict[str, Any] = {
+        "name": lab, "backend": "netns", "phase": "creating", "fingerprint": fingerprint(topology),
+        "config": topology.to_kind_config(), "source": str(topology.source or ""), "created": timestamp(),
+        "backoff": DEFAULT_BACKOFF if backoff is None else float(backoff), "python": sys.executable,
+        "cni_dir": str(cni_dir), "pod_subnet": topology.networking.pod_subnet,
+        "service_subnet": topology.networking.service_subnet, "nodes": [], "substitutions": [],
+    }
+    store.write_lab(record)
+    ns_dir = store.root / "ns"
+    run(["mount", "--bind", ns_dir, ns_dir], f"lab {lab!r}: binding its namespace folder")
+    run(["mount", "--make-private", ns_dir], f"lab {lab!r}: making its namespace folder private")
+
+    ips = [node_ip(n.index) for n in topology.nodes]
+    plans, subs = [], []
+    for node, ip in zip(topology.nodes, ips, strict=True):
+        dirs = NodeDirs(store.root / "nodes" / node.name)
+        dirs.make()
+        mounts, node_subs = plan(topology, node, dirs, cni_dir)
+        subs += node_subs
+        prepare(lab, mounts, dirs)
+        provider.install(topology, node, mounts, dirs, cni_dir)
+        routes = [(o.pod_cidr, oip) for o, oip in zip(topology.nodes, ips, strict=True) if o.name != node.name]
+        plans.append(NodePlan(lab=lab, name=node.name, role=node.role, index=node.index, ip=ip,
+                              pod_cidr=node.pod_cidr, netns=f"kindlab-{lab}-{node.name}", routes=routes,
+                              mounts=mounts, dirs=dirs, ns_dir=ns_dir))
+    base = topology.source.parent if topology.source else None
+    record["substitutions"] = substitution_lines(subs, base)
+    host.create(lab, [n.name for n in topology.nodes])
+    views = nodes.start(plans)
+    record["nodes"] = [v.to_record() for v in views]
+    record["phase"] = "ready"
+    store.write_lab(record)
+    return record, subs
+
+
+def substitution_lines(subs: list[Substitution], base: Path | None) -> list[str]:
+    """One line per replaced file, naming the nodes."""
+    grouped: dict[str, list[str]] = {}
+    for s in subs:
+        grouped.setdefault(s.line(base), []).append(s.node)
+    return [f"{line} (on {', '.join(nodes)})" for line, nodes in grouped.items()]
+
+
+def problems(record: dict[str, Any]) -> list[str]:
+    """Why an existing lab cannot be used as it is (empty when it is healthy)."""
+    if record.get("phase") != "ready":
+        return [f"lab {record.get('name')!r} was not completely made"]
+    out = []
+    host_ns = NETNS_DIR / f"kindlab-{record['name']}-host"
+    if not host_ns.exists():
+        out.append(f"the lab host namespace {host_ns.name} is gone")
+    for n in record["nodes"]:
+        out += NodeView.from_record(n).problems()
+    return out
+
+
+def teardown(lab: str) -> bool:
+    """Remove every process, mount, namespace, host path and file of `lab`; False if nothing was there."""
+    root = state_dir(lab)
+    found = root.exists()
+    pids = [pid for pid, owner in processes.marked().items() if owner == lab]
+    processes.kill(pids)
+    found |= bool(pids)
+    mounted = _mounts_under(root)
+    if mounted:
+        run(["umount", "-l", *mounted], f"lab {lab!r}: unmounting its namespaces", check=False)
+    names = host.existing(lab)
+    host.destroy(names)
+    found |= bool(names)
+    hostpaths.release(lab)
+    shutil.rmtree(root, ignore_errors=True)
+    _tidy_root()
+    return found
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points at or below `root`, deepest first."""
+    prefix = str(root).rstrip("/")
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == prefix or point.startswith(prefix + "/"):
+            points.append(point)
+    return sorted(set(points), key=len, reverse=True)
+
+
+def _tidy_root() -> None:
+    """Remove /run/kindlab when no lab is left in it."""
+    if not STATE_ROOT.exists() or lab_names() or hostpaths.users():
+        return
+    for name in ("hostpaths.json", "hostpaths.lock", "lifecycle.lock"):
+        (STATE_ROOT / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        STATE_ROOT.rmdir()
+
+
+def lab_names() -> list[str]:
+    """Labs that have a state folder."""
+    if not STATE_ROOT.exists():
+        return []
+    return sorted(p.parent.name for p in STATE_ROOT.glob("*/lab.json"))
+
+
+def all_traces() -> list[str]:
+    """Every lab with any trace: a state folder, a network namespace, or a marked process."""
+    names = set(p.name for p in STATE_ROOT.iterdir() if p.is_dir()) if STATE_ROOT.exists() else set()
+    with contextlib.suppress(FileNotFoundError):
+        names |= labs_of_netns([p.name for p in NETNS_DIR.iterdir()])
+    names |= set(processes.marked().values())
+    names.discard("node")
+    return sorted(names)
+

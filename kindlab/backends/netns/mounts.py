@@ -1,0 +1,150 @@
+"""A node's filesystem: the host's, plus the mounts that make /opt/cni/bin, /etc/cni/net.d and the
+config's extraMounts the node's own, in the order Docker would apply them.
+
+"Image" mounts come first (what kind's node image holds):
+  /opt/cni/bin       overlay: the machine's CNI plugins below, the node's own writable layer above
+  /etc/cni/net.d     the node's folder in the lab state
+  /run/kindlab/node  the node's folder in the lab state (the lab plugin reads subnet.env there)
+then the extraMounts, shallowest containerPath first (Docker sorts them by depth), as recursive binds.
+A mount point that does not exist is made where it would be seen: inside a folder the node already
+owns, or, only when nothing covers it, on the host (recorded in the host-path registry, removed at down).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...topology import Node, Topology
+from .names import NODE_LINK
+from .state import hostpaths
+
+SUBSTITUTE_FROM, SUBSTITUTE_TO = "cilium", "kindlab"
+
+
+@dataclass(frozen=True)
+class NodeDirs:
+    """A node's folders in the lab state."""
+
+    root: Path
+
+    @property
+    def netd(self) -> Path:
+        return self.root / "net.d"
+
+    @property
+    def upper(self) -> Path:
+        return self.root / "cni-bin-upper"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "cni-bin-work"
+
+    @property
+    def cni_cache(self) -> Path:
+        return self.root / "cni-cache"
+
+    def make(self) -> None:
+        for d in (self.netd, self.upper, self.work, self.cni_cache, self.root / "ipam"):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class NodeMount:
+    """One mount in a node's mount namespace."""
+
+    target: str
+    source: Path
+    kind: str = "bind"          # "bind" or "overlay"
+    read_only: bool = False
+    is_dir: bool = True
+    origin: str = "image"       # "image" or "extraMounts[i]"
+    made_source: bool = False   # a missing hostPath folder, made as Docker makes it
+
+    def covers(self, path: str) -> bool:
+        return path == self.target or path.startswith(self.target.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class Substitution:
+    """A mount of Cilium's file replaced by the lab plugin's sibling file."""
+
+    node: str
+    host_from: Path
+    host_to: Path
+    target_from: str
+    target_to: str
+
+    def line(self, base: Path | None = None) -> str:
+        def show(p: Path) -> str:
+            return os.path.relpath(p, base) if base else str(p)
+        return f"netns: kindlab-cni stands in for cilium-cni: {show(self.host_from)} -> {show(self.host_to)}"
+
+
+def plan(topology: Topology, node: Node, dirs: NodeDirs, cni_dir: Path) -> tuple[list[NodeMount], list[Substitution]]:
+    """The node's mounts in order, and the Cilium files replaced by the lab plugin's."""
+    mounts = [
+        NodeMount("/opt/cni/bin", cni_dir, kind="overlay"),
+        NodeMount("/etc/cni/net.d", dirs.netd),
+        NodeMount(str(NODE_LINK), dirs.root),
+    ]
+    subs = []
+    extra = sorted(enumerate(node.mounts), key=lambda im: len(os.path.normpath(im[1].container_path).split("/")))
+    for i, m in extra:
+        source, target = m.host_path.absolute(), os.path.normpath(m.container_path)
+        if SUBSTITUTE_FROM in source.name:
+            sibling = source.with_name(source.name.replace(SUBSTITUTE_FROM, SUBSTITUTE_TO))
+            if sibling.exists():
+                new_target = str(Path(target).with_name(Path(target).name.replace(SUBSTITUTE_FROM, SUBSTITUTE_TO)))
+                subs.append(Substitution(node.name, source, sibling, target, new_target))
+                source, target = sibling, new_target
+        made = not source.exists()
+        mounts.append(NodeMount(target, source, read_only=m.read_only, is_dir=made or source.is_dir(),
+                                origin=f"extraMounts[{i}]", made_source=made))
+    return mounts, subs
+
+
+def host_path(mounts: list[NodeMount], path: str, dirs: NodeDirs | None = None) -> Path:
+    """Where the node's `path` lives on the host, for writing, given the mounts applied before it."""
+    for m in reversed(mounts):
+        if m.covers(path):
+            rel = os.path.relpath(path, m.target)
+            if m.kind == "overlay":
+                if dirs is None:
+                    raise ValueError("an overlay path needs the node's folders")
+                return dirs.upper if rel == "." else dirs.upper / rel
+            return m.source if rel == "." else m.source / rel
+    return Path(path)
+
+
+def prepare(lab: str, mounts: list[NodeMount], dirs: NodeDirs) -> None:
+    """Make missing hostPath folders and every mount point, before the node's mount namespace is made."""
+    for i, m in enumerate(mounts):
+        if m.made_source:
+            hostpaths.ensure(lab, m.source, "tree")
+        earlier = mounts[:i]
+        where = host_path(earlier, m.target, dirs)
+        kind = "dir" if m.is_dir else "file"
+        if any(e.covers(m.target) for e in earlier):
+            if not where.exists():
+                where.parent.mkdir(parents=True, exist_ok=True)
+                where.mkdir() if m.is_dir else where.touch()
+        else:
+            hostpaths.ensure(lab, where, kind)
+
+
+def script(mounts: list[NodeMount], dirs: NodeDirs) -> list[str]:
+    """Shell lines that apply the mounts inside the new mount namespace."""
+    lines = []
+    for m in mounts:
+        target = shlex.quote(m.target)
+        if m.kind == "overlay":
+            opts = f"lowerdir={m.source},upperdir={dirs.upper},workdir={dirs.work}"
+            lines.append(f"mount -t overlay kindlab-cni-bin -o {shlex.quote(opts)} {target}")
+        else:
+            lines.append(f"mount --rbind {shlex.quote(str(m.source))} {target}")
+        if m.read_only:
+            lines.append(f"mount -o remount,bind,ro {target}")
+    return lines

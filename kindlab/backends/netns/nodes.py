@@ -1,0 +1,148 @@
+"""Nodes: each a network namespace (from host.py), plus persistent mount and UTS namespaces made by
+`unshare --mount=FILE --uts=FILE`, and one long-lived "node init" process living in all three.
+
+The init process (`kindlab-node kindlab-lab=<lab> node=<node>`, a `sleep infinity`) plays the node
+container's PID 1: `/proc/<pid>/root` is the node's view of the filesystem, used to look up CNI
+configs and plugins and to copy files in and out. All nodes are made in parallel.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ...errors import ClusterError
+from . import mounts as mounts_mod
+from .commands import ENV, nsenter, tail, which
+from .mounts import NodeDirs, NodeMount
+from .names import PREFIX_LEN, marker, netns_path
+from .processes import alive, keep, start_time
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """How to reach one node: its namespaces, its init process, its folders."""
+
+    lab: str
+    name: str
+    role: str
+    index: int
+    ip: str
+    pod_cidr: str
+    netns: str
+    mnt: str
+    uts: str
+    init_pid: int
+    init_start: int
+    state: str
+
+    @property
+    def netns_path(self) -> Path:
+        return netns_path(self.netns)
+
+    @property
+    def root(self) -> Path:
+        """The node's filesystem as the node sees it."""
+        return Path(f"/proc/{self.init_pid}/root")
+
+    @property
+    def dirs(self) -> NodeDirs:
+        return NodeDirs(Path(self.state))
+
+    def enter(self, uts: bool = True) -> list[str]:
+        """`nsenter` into the node's mount, UTS and network namespaces."""
+        return nsenter(net=self.netns_path, mnt=self.mnt, uts=self.uts if uts else None)
+
+    def problems(self) -> list[str]:
+        """What is wrong with this node, if anything."""
+        out = []
+        if not self.netns_path.exists():
+            out.append(f"{self.name}: network namespace {self.netns} is gone")
+        if not alive(self.init_pid, self.init_start):
+            out.append(f"{self.name}: node init process {self.init_pid} is gone")
+        return out
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> NodeView:
+        return cls(**{k: record[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class NodePlan:
+    """What to build for one node."""
+
+    lab: str
+    name: str
+    role: str
+    index: int
+    ip: str
+    pod_cidr: str
+    netns: str
+    routes: list[tuple[str, str]]
+    mounts: list[NodeMount]
+    dirs: NodeDirs
+    ns_dir: Path
+
+    def script(self) -> str:
+        """The shell script run inside the node's new mount and UTS namespaces."""
+        # No default route: nothing lies beyond the lab, and a pod's DNS query must fail at once
+        # (ICMP unreachable from the node) rather than time out.
+        net = ["link set lo up", f"addr add {self.ip}/{PREFIX_LEN} dev eth0", "link set eth0 up"]
+        net += [f"route add {cidr} via {via}" for cidr, via in self.routes]
+        title = f"kindlab-node {marker(self.lab)} node={self.name}"
+        lines = [
+            "set -e",
+            f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname",
+            # drop the copies of other namespaces' mounts this new mount namespace inherited
+            "awk '{print $5}' /proc/self/mountinfo | grep -E '^/run/(netns|kindlab)/' | sort -r "
+            "| xargs -r -n1 umount -l",
+            *mounts_mod.script(self.mounts, self.dirs),
+            "ip -batch - <<'EOF'", *net, "EOF",
+            "echo 1 > /proc/sys/net/ipv4/ip_forward",
+            "echo ready",
+            f"exec -a {shlex.quote(title)} sleep infinity </dev/null >/dev/null 2>&1",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def files(self) -> tuple[Path, Path]:
+        return self.ns_dir / f"{self.name}.mnt", self.ns_dir / f"{self.name}.uts"
+
+
+def start(plans: list[NodePlan], timeout: float = 20) -> list[NodeView]:
+    """Make every node's mount and UTS namespaces and start its init process, all at once."""
+    procs = []
+    for p in plans:
+        mnt, uts = p.files()
+        mnt.touch()
+        uts.touch()
+        argv = [*nsenter(net=netns_path(p.netns)), which("unshare"), f"--mount={mnt}", f"--uts={uts}",
+                "--propagation", "private", which("bash"), "-c", p.script()]
+        procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, env=ENV, cwd="/", start_new_session=True))
+    views, errors = [], []
+    for p, proc in zip(plans, procs, strict=True):
+        line = proc.stdout.readline() if proc.stdout else b""
+        if line.strip() != b"ready":
+            try:
+                _, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+            errors.append(f"{p.name}: {tail(err)}")
+            continue
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+        mnt, uts = p.files()
+        views.append(NodeView(lab=p.lab, name=p.name, role=p.role, index=p.index, ip=p.ip, pod_cidr=p.pod_cidr,
+                              netns=p.netns, mnt=str(mnt), uts=str(uts), init_pid=keep(proc),
+                              init_start=start_time(proc.pid) or 0, state=str(p.dirs.root)))
+    if errors:
+        raise ClusterError("could not make the node namespaces: " + "; ".join(errors))
+    return views

@@ -1,0 +1,88 @@
+"""Paths the labs make on the host, shared between labs and removed when the last lab that uses them goes.
+
+Two kinds: an empty mount point (`/opt/cni/bin`, `/etc/cni/net.d` where the host has none) that is
+removed only while still empty, and a missing hostPath folder that Docker would make (kind/config's
+`empty`), removed with what was put in it, so that the next `up` starts broken again.
+The registry is /run/kindlab/hostpaths.json, changed under /run/kindlab/hostpaths.lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..names import STATE_ROOT
+from .store import read_json, write_json
+
+REGISTRY = STATE_ROOT / "hostpaths.json"
+
+
+@contextlib.contextmanager
+def _registry() -> Iterator[dict[str, dict]]:
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(STATE_ROOT / "hostpaths.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        entries = read_json(REGISTRY, {})
+        yield entries
+        write_json(REGISTRY, entries)
+
+
+def ensure(lab: str, path: Path, kind: str) -> None:
+    """Make `path` (kind 'dir', 'file' or 'tree') if missing, recording each part made for `lab`.
+
+    'tree' is a hostPath folder: removed with its contents when no lab uses it any more.
+    """
+    with _registry() as entries:
+        missing = []
+        p = path
+        while not p.exists() and not p.is_symlink():
+            missing.append(p)
+            p = p.parent
+        for i, part in enumerate(reversed(missing)):
+            last = i == len(missing) - 1
+            if last and kind == "file":
+                part.touch()
+            else:
+                part.mkdir()
+            entries[str(part)] = {"kind": kind if last else "dir", "labs": [lab]}
+        if str(path) in entries and lab not in entries[str(path)]["labs"]:
+            entries[str(path)]["labs"].append(lab)
+        # parents made for another lab are used by this one too
+        for parent in path.parents:
+            entry = entries.get(str(parent))
+            if entry and lab not in entry["labs"]:
+                entry["labs"].append(lab)
+
+
+def release(lab: str) -> list[str]:
+    """Forget `lab`; remove what no lab uses any more (deepest first). Returns the paths removed."""
+    removed = []
+    with _registry() as entries:
+        for key in sorted(entries, key=lambda k: k.count("/"), reverse=True):
+            entry = entries[key]
+            if lab in entry["labs"]:
+                entry["labs"].remove(lab)
+            if entry["labs"]:
+                continue
+            path = Path(key)
+            try:
+                if entry["kind"] == "tree":
+                    shutil.rmtree(path)
+                elif entry["kind"] == "file":
+                    if path.stat().st_size == 0:
+                        path.unlink()
+                else:
+                    path.rmdir()   # only while empty: what others put there stays
+                removed.append(key)
+            except OSError:
+                pass
+            del entries[key]
+    return removed
+
+
+def users() -> dict[str, list[str]]:
+    """Registered paths and the labs that use them."""
+    return {k: v["labs"] for k, v in read_json(REGISTRY, {}).items()}

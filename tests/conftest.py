@@ -1,0 +1,75 @@
+"""Shared fixtures.
+
+netns labs: `make_lab` makes labs with short unique names and always deletes them, even when the
+test fails; `host_network` snapshots the machine's own network namespace (links, routes, iptables)
+so a test can check the lab changed nothing there.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KIND_CONFIG = ROOT / "kind" / "config"
+
+
+# -- the netns backend ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def netns_ready() -> None:
+    """Skip unless this machine can run netns labs (root, tools, CNI plugins)."""
+    from kindlab.backends.netns import preflight
+    from kindlab.errors import EnvironmentProblem
+
+    try:
+        preflight.check()
+    except EnvironmentProblem as exc:
+        pytest.skip(f"netns backend unavailable: {exc}")
+
+
+def small_config(folder: Path, workers: int = 1, chained: bool = True) -> Path:
+    """A kind config with one control-plane and `workers` workers, each with the chained conflist."""
+    conflist = ROOT / "kind" / "cni" / "000-cilium-portmap.conflist"
+    mount = (f"  extraMounts:\n  - containerPath: /etc/cni/net.d/000-cilium-portmap.conflist\n"
+             f"    hostPath: {conflist}\n    readOnly: true\n") if chained else ""
+    nodes = "- role: control-plane\n" + ("- role: worker\n" + mount) * workers
+    path = folder / f"config-{workers}w"
+    path.write_text("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  disableDefaultCNI: true\n"
+                    f"  podSubnet: 192.168.0.0/16\n  serviceSubnet: 10.96.0.0/12\nnodes:\n{nodes}")
+    return path
+
+
+@pytest.fixture
+def make_lab(netns_ready) -> Iterator[Callable[..., object]]:
+    """make_lab(config=kind/config, name=None, backoff=0.5) -> a netns lab, deleted after the test."""
+    from kindlab import backends
+    from kindlab.backends.netns.lab import wait_for_agent
+
+    made: list[str] = []
+
+    def make(config: str | Path = KIND_CONFIG, name: str | None = None, backoff: float = 0.5):
+        name = name or f"t{secrets.token_hex(3)}"
+        made.append(name)
+        lab = backends.up(config, name=name, backend="netns", backoff=backoff, progress=False)
+        wait_for_agent(lab)
+        return lab
+
+    yield make
+    for name in made:
+        backends.delete(name, backend="netns")
+
+
+@pytest.fixture
+def host_network() -> Callable[[], dict[str, str]]:
+    """snapshot() -> the host namespace's `ip -d link`, `ip route`, `iptables-save` (comments, counters stripped)."""
+    def snapshot() -> dict[str, str]:
+        def run(*argv: str) -> str:
+            out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+            return "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in out.splitlines() if not line.startswith("#"))
+        return {"link": run("ip", "-d", "link"), "route": run("ip", "route"), "iptables": run("iptables-save")}
+    return snapshot
