@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import socket
+import socketserver
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -87,12 +88,23 @@ def make_handler(hosts_file: str, resolv_file: str) -> type[BaseHTTPRequestHandl
     return EchoHandler
 
 
+class EchoServer(ThreadingHTTPServer):
+    """A threading HTTP server that binds without a DNS look-up of its own name."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        """Bind as TCPServer does; http.server's getfqdn() can stall where no resolver answers."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), port
+
+
 def serve(port: int, hosts_file: str = "/etc/hosts", resolv_file: str = "/etc/resolv.conf",
           bind: str = "0.0.0.0") -> None:
     """Serve forever on `bind:port`."""
-    ThreadingHTTPServer.allow_reuse_address = True
-    server = ThreadingHTTPServer((bind, port), make_handler(hosts_file, resolv_file))
-    server.daemon_threads = True
+    server = EchoServer((bind, port), make_handler(hosts_file, resolv_file))
     server.serve_forever()
 
 
