@@ -1,0 +1,138 @@
+"""kindlab.plots on synthetic data: each function returns a Figure that renders, against heal's column names."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from kindlab import plots
+
+BACKOFF = 2.0
+
+
+def experiment_frame(seed: int = 1) -> pd.DataFrame:
+    """Runs as kindlab.heal.experiment returns them, healed as the back-off model says."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for run, delay in enumerate([0.0, 0.5, 1.0, 1.5, 1.9] * 3):
+        heal = BACKOFF * (1 + rng.random() * 0.5) - delay + 0.05
+        rows.append({"run": run, "delay": delay, "running_after": heal, "curl_after": heal + 0.03,
+                     "attempts_before": 1, "attempts_after": 0, "backoff": BACKOFF,
+                     "agent_running_after": heal - 0.004})
+    return pd.DataFrame(rows)
+
+
+def rendered(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    data = buf.getvalue()
+    assert data.startswith(b"\x89PNG") and len(data) > 5000
+    return data
+
+
+def texts(fig: Figure) -> str:
+    out = []
+    for ax in fig.axes:
+        out += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), *(t.get_text() for t in ax.texts)]
+        legend = ax.get_legend()
+        if legend:
+            out += [t.get_text() for t in legend.get_texts()]
+    return "\n".join(out + [fig._suptitle.get_text() if fig._suptitle else ""])
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.7, 1.99])
+def test_model_within_one_backoff_period_for_delays_below_the_backoff(delay):
+    t = plots.model_heal_times(delay, BACKOFF, 0.5, samples=5000)
+    assert t.min() >= BACKOFF - delay - 1e-9
+    assert t.max() <= BACKOFF * 1.5 - delay + 1e-9
+    assert abs(np.median(t) - (BACKOFF * 1.25 - delay)) < 0.05
+
+
+def test_model_wraps_to_the_next_retry_when_the_fix_comes_late():
+    t = plots.model_heal_times(3.5, BACKOFF, 0.5, samples=5000)
+    assert (t >= 0).all() and t.max() <= 2 * BACKOFF * 1.5 - 3.5 + 1e-9
+
+
+def test_heal_vs_delay():
+    fig = plots.plot_heal_vs_delay(experiment_frame())
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    label = texts(fig)
+    assert "fix → pod Running" in label and "first curl 200" in label and "model" in label
+    rendered(fig)
+
+
+def test_heal_vs_delay_needs_a_backoff():
+    with pytest.raises(ValueError, match="backoff"):
+        plots.plot_heal_vs_delay(experiment_frame().drop(columns="backoff"))
+    rendered(plots.plot_heal_vs_delay(experiment_frame().drop(columns="backoff"), backoff=BACKOFF))
+
+
+def test_heal_distribution():
+    fig = plots.plot_heal_distribution(experiment_frame(), BACKOFF)
+    assert len(fig.axes) == 2
+    assert "15 runs" in texts(fig) and "back-off model" in texts(fig)
+    rendered(fig)
+
+
+def test_attempt_timeline_from_times():
+    fix = 1_700_000_000.0
+    fig = plots.plot_attempt_timeline([fix - 4.4, fix - 2.2, fix - 0.1], fix, running_after=2.1, curl_after=2.15,
+                                      backoff=BACKOFF)
+    label = texts(fig)
+    assert "failed sandbox attempt (3)" in label and "pod Running (+2.10 s)" in label and "2.20 s" in label
+    rendered(fig)
+
+
+def test_attempt_timeline_from_events_frame():
+    fix = pd.Timestamp("2024-05-01T10:00:10Z")
+    events = pd.DataFrame([
+        {"time": pd.Timestamp("2024-05-01T10:00:01Z"), "reason": "Scheduled", "count": 1},
+        {"time": pd.Timestamp("2024-05-01T10:00:08Z"), "reason": "FailedCreatePodSandBox", "count": 4,
+         "firstTimestamp": "2024-05-01T10:00:02Z", "lastTimestamp": "2024-05-01T10:00:08Z"},
+    ])
+    failed, others = plots.attempt_times(events)
+    assert [f - fix.timestamp() for f in failed] == [-8.0, -2.0]
+    assert [(t - fix.timestamp(), why) for t, why in others] == [(-9.0, "Scheduled")]
+    rendered(plots.plot_attempt_timeline(events, fix, running_after=1.0))
+
+
+PATH = [
+    {"table": "nat", "chain": "PREROUTING", "rule": "-m addrtype --dst-type LOCAL", "target": "CNI-HOSTPORT-DNAT"},
+    {"table": "nat", "chain": "CNI-HOSTPORT-DNAT", "rule": "-p tcp -m multiport --dports 80",
+     "target": "CNI-DN-468dd58cba3917282a108"},
+    {"table": "nat", "chain": "CNI-DN-468dd58cba3917282a108", "rule": "-p tcp -m tcp --dport 80",
+     "target": "DNAT --to-destination 192.168.2.232:8080"},
+]
+
+
+@pytest.mark.parametrize("path", [PATH, pd.DataFrame(PATH)], ids=["records", "frame"])
+def test_packet_path(path):
+    fig = plots.plot_packet_path(path)
+    label = texts(fig)
+    for hop in PATH:
+        assert hop["chain"] in label
+    assert "192.168.2.232:8080" in label
+    rendered(fig)
+
+
+def test_packet_path_refuses_an_empty_path():
+    with pytest.raises(ValueError):
+        plots.plot_packet_path([])
+
+
+def test_cni_chain():
+    conflist = {"name": "cilium-portmap", "plugins": [{"type": "cilium-cni"},
+                                                      {"type": "portmap", "capabilities": {"portMappings": True}}]}
+    fig = plots.plot_cni_chain(conflist)
+    label = texts(fig)
+    assert "cilium-cni" in label and "portmap" in label and "capabilities:\nportMappings" in label
+    rendered(fig)
+
+
+def test_figures_show_themselves_in_jupyter_without_pyplot():
+    fig = plots.plot_heal_vs_delay(experiment_frame())
+    assert fig._repr_png_().startswith(b"\x89PNG")
