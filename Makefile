@@ -15,10 +15,10 @@ setup-test:
 	@bash scripts/setup.sh chromium
 
 book: setup
-	$(BIN)/jupyter-book build . --builder html --warningiserror --keep-going
+	$(BIN)/jupyter-book build . --all --builder html --warningiserror --keep-going
 	@echo "The book: $(abspath _build/html/index.html)"
 
-test: setup-test
+test: setup-test book
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -10,32 +10,16 @@ then prints the error distribution (goal: p95 < 50 ms) and the heal times agains
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kindlab import backends, heal, objects  # noqa: E402
+from kindlab import backends, heal, walkthrough  # noqa: E402
 
 NAME = "bench-heal"
-
-
-def private_config(folder: Path) -> Path:
-    """kind/config and kind/cni copied into `folder`: worker2's /opt/cni is then `folder`/empty, not kind/empty."""
-    shutil.copytree(ROOT / "kind" / "cni", folder / "cni")
-    shutil.copy(ROOT / "kind" / "config", folder / "config")
-    return folder / "config"
-
-
-def seed_pods(name: str) -> list[objects.PodSpec]:
-    """The seed's static pods renamed for cluster `name`: echo-<name>-workerN on <name>-workerN."""
-    specs = [m for m in objects.load(ROOT / "manifests" / "static") if isinstance(m, objects.PodSpec)]
-    return [replace(s, name=s.name.replace("-kind-", f"-{name}-"), node_name=s.node_name.replace("kind-", f"{name}-"))
-            for s in specs]
 
 
 def run(backoff: float, delays: list[float], repeats: int):
@@ -44,10 +28,9 @@ def run(backoff: float, delays: list[float], repeats: int):
     with tempfile.TemporaryDirectory(prefix="kindlab-bench-") as folder:
         try:
             backends.delete(NAME, backend="netns")
-            lab = backends.up(private_config(Path(folder)), name=NAME, backend="netns", backoff=backoff,
+            lab = backends.up(walkthrough.private_config(folder), name=NAME, backend="netns", backoff=backoff,
                               progress=False)
-            for spec in seed_pods(NAME):
-                lab.apply_object(spec)
+            walkthrough.apply_static(lab)
             lab.wait_for(lambda: heal.failed_attempts(lab, pod) >= 1, timeout=10 * backoff)
             return heal.experiment(lab, delays, repeats, pod=pod, progress=True)
         finally:

@@ -1,11 +1,16 @@
 """Diagnose hostPort on every node, as the seed's walkthrough does by hand.
 
-Per node, through `lab.exec` only (so both backends work the same):
-  portmap-binary  is `portmap` in the node's /opt/cni/bin, and executable?
-  cni-config      which file of /etc/cni/net.d the runtime picks (byte order of .conf/.conflist/.json,
-                  first valid wins), and does it chain portmap with capabilities.portMappings?
-  hostport-dnat   for each Running pod of the node with a hostPort: does the node's nat table DNAT
-                  that hostPort to podIP:containerPort, reachable from PREROUTING?
+Per node, through ``lab.exec`` only (so both backends work the same), three checks:
+
+``portmap-binary``
+    Is ``portmap`` in the node's ``/opt/cni/bin``, and executable?
+``cni-config``
+    Which file of ``/etc/cni/net.d`` the runtime picks (byte order of ``.conf``/``.conflist``/``.json``,
+    first valid wins), and does it chain portmap with ``capabilities.portMappings``?
+``hostport-dnat``
+    For each Running pod of the node with a hostPort: does the node's nat table DNAT that hostPort
+    to podIP:containerPort, reachable from PREROUTING?
+
 Each finding has node, check, ok, message and fix; the fix says what to copy where, and whether
 the pod must be recreated.
 """

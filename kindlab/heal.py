@@ -433,7 +433,7 @@ def experiment(lab: Cluster, delays: Sequence[float], repeats: int = 1, *, pod: 
     Each run removes portmap, recreates the pod, waits for its first failed sandbox attempt, and applies
     the fix `delay` seconds after that failure. The pod is left healed (fixed) at the end.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     spec = _spec_for(lab, pod)
     node = spec.node_name or ""
@@ -473,7 +473,7 @@ def experiment_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def accuracy(df: pd.DataFrame) -> dict[str, float]:
-    """The measured Running times against the agent's: n, and p50, p95, max of |error| in ms."""
+    """The measured Running times against the agent's: n, and the p50, p95 and max of the absolute error, in ms."""
     err = (df["error"].dropna().astype(float).abs() * 1000.0).to_numpy()
     if not len(err):
         return {"n": 0, "p50": float("nan"), "p95": float("nan"), "max": float("nan")}

@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -26,10 +26,6 @@ import pandas as pd
 from . import backends, heal, iptables, objects
 from .cluster import Cluster, HttpResponse, events_frame
 from .errors import CurlError, KindlabError, NotFound, WaitTimeout
-
-with warnings.catch_warnings():  # heal imports tqdm.auto: without ipywidgets it warns in a notebook; quietly
-    warnings.simplefilter("ignore")
-    import tqdm.autonotebook  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 CNI_BIN = "/opt/cni/bin"
@@ -119,6 +115,18 @@ def static_pods(lab: Cluster, manifests: str | Path | None = None) -> dict[str, 
             spec = dataclasses.replace(spec, name=spec.name.replace(spec.node_name, node_name), node_name=node_name)
         out[spec.name] = spec
     return out
+
+
+def private_config(folder: str | Path, source: str | Path | None = None) -> Path:
+    """Copy ``kind/config`` and ``kind/cni`` into ``folder``; returns the copied config.
+
+    A lab built from the copy mounts ``folder/empty`` over worker2's ``/opt/cni``, not the repository's
+    ``kind/empty``, so it can run beside a lab built from ``kind/config``.
+    """
+    folder, kind_dir = Path(folder), Path(source) if source else ROOT / "kind"
+    shutil.copytree(kind_dir / "cni", folder / "cni", dirs_exist_ok=True)
+    shutil.copy(kind_dir / "config", folder / "config")
+    return folder / "config"
 
 
 def apply_static(lab: Cluster, manifests: str | Path | None = None) -> list[str]:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from kindlab import heal, objects, topology
+from kindlab import heal, topology, walkthrough
 from kindlab.cluster import Cluster, HttpResponse
 from kindlab.errors import ConnectionRefused, KindlabError, WaitTimeout
 from kindlab.heal import BackoffModel, HealResult, backoff_model
@@ -254,20 +252,6 @@ def test_measure_times_out_and_refuses_foreign_addresses():
 
 
 # -- on the real netns lab -----------------------------------------------------------------
-def private_config(folder: Path) -> Path:
-    """A copy of kind/config and kind/cni in `folder`, so worker2's /opt/cni is `folder`/empty, not the repo's."""
-    shutil.copytree(ROOT / "kind" / "cni", folder / "cni")
-    shutil.copy(ROOT / "kind" / "config", folder / "config")
-    return folder / "config"
-
-
-def seed_pods(name: str) -> list[objects.PodSpec]:
-    """The seed's static pods for a cluster called `name`: echo-<name>-workerN on <name>-workerN."""
-    specs = [m for m in objects.load(ROOT / "manifests" / "static") if isinstance(m, objects.PodSpec)]
-    return [replace(s, name=s.name.replace("-kind-", f"-{name}-"), node_name=s.node_name.replace("kind-", f"{name}-"))
-            for s in specs]
-
-
 @contextmanager
 def seed_lab(folder: Path, backoff: float = 0.5):
     """The seed's cluster and pods on netns, named for this process (other suites use `kind`); always downed."""
@@ -278,9 +262,9 @@ def seed_lab(folder: Path, backoff: float = 0.5):
     name = f"hl{os.getpid() % 10000}"
     try:
         backends.delete(name, backend="netns")
-        lab = backends.up(private_config(folder), name=name, backend="netns", backoff=backoff, progress=False)
-        for spec in seed_pods(name):
-            lab.apply_object(spec)
+        lab = backends.up(walkthrough.private_config(folder), name=name, backend="netns", backoff=backoff,
+                          progress=False)
+        walkthrough.apply_static(lab)
         for worker in ("worker", "worker3"):
             lab.wait_for_pod(f"echo-{name}-{worker}", "Running", timeout=10)
         lab.wait_for(lambda: heal.failed_attempts(lab, f"echo-{name}-worker2") >= 1, timeout=10)
