@@ -315,7 +315,7 @@ def check_config(lab: Cluster, st: NodeState, states: list[NodeState], pods: lis
     if chosen is None:
         return _finding(st.name, "cni-config", False,
                         f"No valid CNI config in {NET_D} (files: {', '.join(st.net_d) or 'none'}).{skipped}",
-                        "Install the CNI provider (on kind: Cilium's DaemonSet writes 05-cilium.conf).")
+                        "Install the CNI provider (on kind: Cilium's DaemonSet writes 05-cilium.conflist).")
     chain = " -> ".join(chosen.types)
     if chosen.chains_portmap:
         return _finding(st.name, "cni-config", True,

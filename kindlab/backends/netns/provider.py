@@ -30,7 +30,7 @@ def plugin_script() -> str:
 
 
 def conf() -> dict:
-    """05-kindlab.conf, as Cilium writes 05-cilium.conf."""
+    """05-kindlab.conf, as Cilium 1.5 wrote 05-cilium.conf (today: 05-cilium.conflist)."""
     return {"cniVersion": CNI_VERSION, "name": "kindlab", "type": PLUGIN}
 
 
