@@ -162,9 +162,11 @@ def attempt_times(lab: Cluster, pod: dict[str, Any]) -> list[float]:
     return sorted(t for t in stamps if t is not None)
 
 
-def pod_events(lab: Cluster, pod: str) -> pd.DataFrame:
-    """The events about `pod`, as the DataFrame `lab.events()` gives."""
-    return events_frame([e for e in lab.event_list() if (e.get("involvedObject") or {}).get("name") == pod])
+def pod_events(lab: Cluster, pod: str, current: bool = False) -> pd.DataFrame:
+    """The events about `pod`, as `lab.events()` gives them; with `current`, only the existing pod's (by uid)."""
+    uid = pod_uid(_find_pod(lab, pod)) if current else None
+    return events_frame([e for e in lab.event_list() if (e.get("involvedObject") or {}).get("name") == pod
+                         and (not uid or (e.get("involvedObject") or {}).get("uid") in (None, uid))])
 
 
 # -- watching ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import backends, heal, iptables, objects
-from .cluster import Cluster, HttpResponse, events_frame
+from .cluster import Cluster, HttpResponse
 from .errors import CurlError, KindlabError, NotFound, WaitTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,19 +64,15 @@ def fresh_cluster(config: str | Path = "../kind/config", name: str = "kind", bac
     return lab, time.perf_counter() - start
 
 
-def lab_backoff(lab: Cluster) -> float | None:
+def lab_backoff(lab: Cluster) -> float:
     """The lab's sandbox retry back-off in seconds (the kubelet's 10 s on kind)."""
-    if lab.backend == "kind":
-        return 10.0
-    value = getattr(lab, "backoff", None)
-    return float(value) if value is not None else None
+    return heal.lab_backoff(lab)
 
 
 def describe(lab: Cluster) -> str:
     """One line saying which backend produced the outputs that follow."""
-    b = lab_backoff(lab)
-    extra = f", sandbox retry back-off {b:g} s" if b is not None else ""
-    return f"Outputs produced on the {lab.backend} backend: cluster {lab.name!r}, {len(lab.node_names())} nodes{extra}."
+    return (f"Outputs produced on the {lab.backend} backend: cluster {lab.name!r}, {len(lab.node_names())} nodes, "
+            f"sandbox retry back-off {lab_backoff(lab):g} s.")
 
 
 def wait_time(lab: Cluster, timeout: float | None = None) -> float:
@@ -155,15 +151,7 @@ def sandbox_failures(lab: Cluster, pod: str) -> int:
 
 def pod_events(lab: Cluster, pod: str, current: bool = True) -> pd.DataFrame:
     """The events of a pod, oldest first; with ``current``, only those of the pod that exists now (by uid)."""
-    uid = None
-    if current:
-        try:
-            uid = lab.pod(pod).get("metadata", {}).get("uid")
-        except NotFound:
-            pass
-    items = [e for e in lab.event_list() if (e.get("involvedObject") or {}).get("name") == pod
-             and (not uid or (e.get("involvedObject") or {}).get("uid") in (None, uid))]
-    return events_frame(items)
+    return heal.pod_events(lab, pod, current=current)
 
 
 def apply_pod(lab: Cluster, pod: str, manifests: str | Path | None = None) -> str:
@@ -193,7 +181,7 @@ def watch_attempts(lab: Cluster, pod: str, count: int = 3, timeout: float | None
     Each attempt is timed when its event's count goes up (events carry whole seconds only), to within
     ``interval`` plus one read of the events. A progress bar shows the wait.
     """
-    backoff = lab_backoff(lab) or 10.0
+    backoff = lab_backoff(lab)
     deadline = time.time() + (timeout or backoff * 1.5 * (count + 1) + 30)
     seen = sandbox_failures(lab, pod)
     times: list[float] = []
