@@ -107,10 +107,12 @@ def in_netns(netns: str, cmd: list[str], text: str | None = None) -> str:
 
 @dataclass
 class Timing:
-    """Medians of wall-clock and CPU seconds (user + system, this process and its children)."""
+    """Medians of wall-clock and CPU seconds (user + system, this process and its children), and the CPU range."""
 
     wall: float
     cpu: float
+    cpu_min: float
+    cpu_max: float
 
 
 def _cpu_seconds() -> float:
@@ -118,17 +120,21 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def median_seconds(work: Callable[[], object], runs: int) -> Timing:
-    """Medians over `runs` calls; each result is dropped outside the timing."""
-    walls, cpus = [], []
+def median_seconds(works: dict[str, Callable[[], object]], runs: int) -> dict[str, Timing]:
+    """Medians over `runs` rounds; each round calls every work once, in turn, so that a slow spell of the
+    machine weighs on all of them alike. Each result is dropped outside the timing."""
+    walls: dict[str, list[float]] = {name: [] for name in works}
+    cpus: dict[str, list[float]] = {name: [] for name in works}
     for _ in range(runs):
-        gc.collect()
-        wall, cpu = time.perf_counter(), _cpu_seconds()
-        result = work()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(_cpu_seconds() - cpu)
-        del result
-    return Timing(statistics.median(walls), statistics.median(cpus))
+        for name, work in works.items():
+            gc.collect()
+            wall, cpu = time.perf_counter(), _cpu_seconds()
+            result = work()
+            walls[name].append(time.perf_counter() - wall)
+            cpus[name].append(_cpu_seconds() - cpu)
+            del result
+    return {name: Timing(statistics.median(walls[name]), statistics.median(cpus[name]), min(cpus[name]),
+                         max(cpus[name])) for name in works}
 
 
 def shlex_baseline(text: str) -> list[list[str]]:
@@ -182,7 +188,8 @@ def rss_growth(text: str) -> int:
 
 
 def report(name: str, timing: Timing, ratio: str = "") -> None:
-    print(f"{name:26s} {timing.wall:7.3f} s wall {timing.cpu:7.3f} s CPU   {ratio}")
+    spread = f"({timing.cpu_min:.3f}-{timing.cpu_max:.3f})"
+    print(f"{name:26s} {timing.wall:7.3f} s wall {timing.cpu:7.3f} s CPU {spread:15s}  {ratio}")
 
 
 def goal(label: str, value: float, ok: bool, target: str, wall: float | None = None) -> str:
@@ -203,7 +210,8 @@ def main() -> int:
         with scratch_netns() as netns:
             in_netns(netns, ["iptables-restore"], source)
             text = in_netns(netns, ["iptables-save", "-c"])
-            restore = median_seconds(lambda: in_netns(netns, ["iptables-restore", "--test"], text), args.runs)
+            restore = median_seconds({"restore": lambda: in_netns(netns, ["iptables-restore", "--test"], text)},
+                                     args.runs)["restore"]
     else:
         print("no root or no iptables: timing the generated text, without iptables-restore --test")
         text = source
@@ -214,8 +222,8 @@ def main() -> int:
           f"medians of {args.runs}; ratios use CPU seconds (other load on the machine skews wall time)")
     del ruleset
 
-    parsing = median_seconds(lambda: iptables.parse(text), args.runs)
-    tokenizing = median_seconds(lambda: shlex_baseline(text), args.runs)
+    timings = median_seconds({"parse": lambda: iptables.parse(text), "shlex": lambda: shlex_baseline(text)}, args.runs)
+    parsing, tokenizing = timings["parse"], timings["shlex"]
     peak, rss = tracemalloc_peak(text), rss_growth(text)
     memory = max(peak, rss) / size
 

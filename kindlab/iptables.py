@@ -336,7 +336,7 @@ _ANY: Any = object()
 _COMMENT_ARGS = ["-m", "comment", "--comment"]
 
 
-def _rule_row(line: str, names: dict[str, int], out: list, at: int) -> None:
+def _rule_row(line: str, names: dict[str, int], seen: dict, out: list, at: int) -> None:
     """`[p:b] -A CHAIN options...` -> one row (_ROW_COLUMNS), written to `out[at:at + _WIDTH]` (all None before).
 
     The hot loop of parse(): kept flat on purpose.
@@ -442,19 +442,22 @@ def _rule_row(line: str, names: dict[str, int], out: list, at: int) -> None:
         mopts = " ".join(mopts) if quoted is None or quoted is not _ANY and quoted not in mopts else _join(mopts)
     if topts is not None:
         topts = " ".join(topts) if quoted is None or quoted is not _ANY and quoted not in topts else _join(topts)
-    out[at + _NVALUES:at + _WIDTH] = (packets, nbytes, chain, code, goto, tuple(mods), mopts, topts, line)
+    mods = tuple(mods)
+    out[at + _NVALUES:at + _WIDTH] = (packets, nbytes, chain, code, goto, seen.setdefault(mods, mods), mopts, topts,
+                                      line)
 
 
-def _parse_run(run: _Run, names: dict[str, int], declared: dict[int, int], cells: list, at: int) -> None:
+def _parse_run(run: _Run, names: dict[str, int], seen: dict, declared: dict[int, int], cells: list, at: int
+               ) -> None:
     """Parse one run of rule lines into `cells[at:]` (_WIDTH per rule) and check their chains; errors name the line."""
     offsets = range(at, at + len(run.lines) * _WIDTH, _WIDTH)
     try:
-        deque(map(_rule_row, run.lines, repeat(names), repeat(cells), offsets), maxlen=0)
+        deque(map(_rule_row, run.lines, repeat(names), repeat(seen), repeat(cells), offsets), maxlen=0)
     except _LineError:
         cells[at:at + len(run.lines) * _WIDTH] = [None] * (len(run.lines) * _WIDTH)
         for line, offset in zip(run.lines, offsets, strict=True):
             try:
-                _rule_row(line, names, cells, offset)
+                _rule_row(line, names, seen, cells, offset)
             except _LineError as exc:
                 raise _parse_error(str(exc), run.index + (offset - at) // _WIDTH + 1, line) from None
     chains = cells[at + _CHAIN:at + len(run.lines) * _WIDTH:_WIDTH]
@@ -489,16 +492,18 @@ def parse(text: str | bytes) -> Ruleset:
         text = bytes(text).decode("utf-8", "surrogateescape")
     if not isinstance(text, str):
         raise TypeError(f"parse() takes the text of iptables-save, not {type(text).__name__}")
-    layout = _Layout()
     with _gc_paused():
+        layout = _Layout()
         layout.scan(text.split("\n"))
         cells: list = [None] * (sum(run.size for run in layout.runs) * _WIDTH)
+        seen: dict = {}  # the `matches` tuples, shared: most rules repeat a few combinations
         at = 0
         for run in layout.runs:
-            _parse_run(run, layout.names, layout.tables[run.table], cells, at)
+            _parse_run(run, layout.names, seen, layout.tables[run.table], cells, at)
             at += run.size * _WIDTH
-        rules = _rule_frame(layout, cells)  # it empties `cells` as it goes
-        return Ruleset(_chain_frame(layout), rules, text)
+        ruleset = Ruleset(_chain_frame(layout), _rule_frame(layout, cells), text)  # _rule_frame empties `cells`
+        del layout, seen  # before the GC resumes, so that it has fewer objects to look at
+    return ruleset
 
 
 def _parse_error(why: str, lineno: int, line: str) -> IptablesParseError:
