@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from kindlab import iptables
 from kindlab.errors import IptablesParseError, KindlabError
+from kindlab.iptables import arguments
 
 DATA = Path(__file__).parent / "data" / "iptables"
 WS = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what parse() takes for whitespace
@@ -184,7 +185,7 @@ def test_split_args_follows_iptables_restore(line, args):
         with pytest.raises(IptablesParseError):
             iptables.parse(table(f"-A A -m comment --comment {line}\n"))
     else:
-        assert iptables._split_args(line) == args
+        assert arguments.split_args(line) == args
 
 
 def test_blank_and_indented_lines_are_accepted():
@@ -319,7 +320,7 @@ def refuse(ok: bool, why: str) -> None:
 
 def reference(line: str) -> dict:
     """A slow, plain reading of one rule line: what parse() promises, without its fast paths."""
-    args = iptables._split_slow(line)
+    args = arguments.split_slow(line)
     if args and args[0].startswith("["):
         args = args[1:]
     cols: dict = {c: None for c in ONE_VALUE.values()}
@@ -331,7 +332,7 @@ def reference(line: str) -> dict:
             refuse(not neg, "! !")
             neg, i = True, i + 1
             continue
-        takes_value = arg in iptables._OPTIONS
+        takes_value = arg in arguments.OPTIONS
         refuse(not takes_value or i + 1 < len(args), "needs a value")
         value = args[i + 1] if takes_value else None
         rest = "target_options" if cols["target"] is not None else "match_options"
@@ -347,7 +348,7 @@ def reference(line: str) -> dict:
         neg, i = False, i + (2 if takes_value else 1)
     refuse(not neg, "end of the rule")
     for key in ("match_options", "target_options"):
-        cols[key] = iptables._join(cols[key]) if cols[key] else None
+        cols[key] = arguments.join(cols[key]) if cols[key] else None
     cols["matches"] = tuple(cols["matches"])
     return cols
 
@@ -362,7 +363,7 @@ def render(arg: str, force_quotes: bool) -> str:
     """An argument in a rule line: quoted when it must be (as iptables-save does), or when asked to."""
     if force_quotes:
         return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return iptables._quote(arg)
+    return arguments.quote(arg)
 
 
 @settings(max_examples=500, deadline=None)
@@ -386,10 +387,37 @@ def test_parse_agrees_with_a_plain_reading(args, quote_flags, counters):
     assert got["packets"] == (5 if counters else got["packets"])
 
 
+RULE_ARGS = (st.lists(st.lists(st.sampled_from(TOKENS), min_size=1, max_size=3) | st.sampled_from(COMMENT)
+                      | st.tuples(st.sampled_from(COMMENT), st.sampled_from(TOKENS)).map(lambda p: [*p[0], p[1]]),
+                      max_size=8).map(lambda groups: [t for g in groups for t in g]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(RULE_ARGS, st.lists(st.booleans(), min_size=40, max_size=40), st.booleans()),
+                min_size=2, max_size=40))
+def test_every_rule_of_a_long_table_reads_as_if_alone(rules):
+    """Rules read one after another share caches: no rule's reading may leak into the next one's."""
+    lines, expected = [], []
+    for args, quote_flags, counters in rules:
+        rendered = " ".join(render(arg, quote) for arg, quote in zip(args, quote_flags, strict=False))
+        line = ("[5:6] " if counters else "") + "-A A " + rendered
+        try:
+            expected.append(reference(line))
+        except Refused:
+            continue
+        lines.append(line)
+    parsed = iptables.parse(table("".join(line + "\n" for line in lines))).rules
+    assert len(parsed) == len(lines)
+    for (_, got), want, line in zip(parsed.iterrows(), expected, lines, strict=True):
+        for column, value in want.items():
+            actual = None if not isinstance(got[column], tuple) and pd.isna(got[column]) else got[column]
+            assert actual == value, (column, line)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n\x00"), max_size=60))
 def test_any_comment_survives_the_iptables_save_quoting(comment):
-    line = f"-A A -p tcp -m comment --comment {iptables._quote(comment)} -j ACCEPT"
+    line = f"-A A -p tcp -m comment --comment {arguments.quote(comment)} -j ACCEPT"
     assert one_rule(line)["comment"] == comment
 
 

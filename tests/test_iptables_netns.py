@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kindlab import iptables
+from kindlab.iptables import arguments
 
 pytestmark = pytest.mark.netns
 
@@ -104,7 +105,7 @@ def test_the_warning_of_mixed_variants_is_kept(netns):
        negate=st.booleans())
 def test_comments_and_negations_read_back_from_real_iptables(shared_netns, comments, negate):
     bang = "! " if negate else ""
-    rules = "".join(f"-A INPUT {bang}-s 10.{i}.0.0/16 -m comment --comment {iptables._quote(c)} -j ACCEPT\n"
+    rules = "".join(f"-A INPUT {bang}-s 10.{i}.0.0/16 -m comment --comment {arguments.quote(c)} -j ACCEPT\n"
                     for i, c in enumerate(comments))
     run(shared_netns, "iptables-restore", text=f"*filter\n:INPUT ACCEPT [0:0]\n{rules}COMMIT\n")
     text = run(shared_netns, "iptables-save", "-t", "filter")
