@@ -195,6 +195,33 @@ def test_blank_and_indented_lines_are_accepted():
     assert rs.to_iptables_save() == text
 
 
+def test_odd_spacing_and_counters_are_written_back_as_they_were():
+    text = ("*filter\r\n:INPUT ACCEPT [007:0]\n:A  -  [0:0]\n  :B - [0:0]\n\t# indented comment\n"
+            "[01:2] -A INPUT -j A\n[1:2]\t-A INPUT -j B\n[1:2]   -A A -j ACCEPT \n[0:0] -A B -p tcp -j DROP\r\n"
+            "  COMMIT  \n")
+    rs = iptables.parse(text)
+    assert rs.rules["packets"].tolist() == [1, 1, 1, 0] and rs.chains["packets"].tolist() == [7, 0, 0]
+    assert rs.rules["rule"].tolist()[:2] == ["-A INPUT -j A", "-A INPUT -j B"]
+    assert rs.to_iptables_save() == text
+
+
+def test_the_text_is_written_from_the_frames():
+    rs = iptables.parse(PORTMAP)
+    kept = rs.rules[~rs.rules["chain"].astype(str).str.startswith("CNI-DN-")]
+    edited = iptables.Ruleset(rs.chains, kept, rs.layout, rs.verbatim)
+    assert edited.to_iptables_save() == "\n".join(line for line in PORTMAP.split("\n") if "-A CNI-DN-" not in line)
+    counted = rs.rules.assign(packets=5, bytes=7)
+    text = iptables.Ruleset(rs.chains, counted, rs.layout, rs.verbatim).to_iptables_save()
+    assert text.count("[5:7] -A ") == len(rs.rules) and iptables.parse(text).rules["rule"].equals(rs.rules["rule"])
+
+
+def test_an_edited_row_is_written_from_its_values_even_where_its_line_was_odd():
+    rs = iptables.parse(table("[01:2]  -A A -j ACCEPT\n"))
+    assert "[01:2]  -A A -j ACCEPT" in rs.to_iptables_save()
+    edited = iptables.Ruleset(rs.chains, rs.rules.assign(packets=9), rs.layout, rs.verbatim)
+    assert "\n[9:2] -A A -j ACCEPT\n" in edited.to_iptables_save()
+
+
 def test_empty_tables_and_empty_text():
     assert iptables.parse("").rules.empty
     rs = iptables.parse("*raw\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n")

@@ -2,7 +2,7 @@
 
     rs = kindlab.iptables.parse(text)          # text of `iptables-save [-c]` or `ip6tables-save [-c]`
     rs.chains, rs.rules                        # DataFrames: one row per chain, one row per rule
-    rs.to_iptables_save() == text              # the text, byte for byte
+    rs.to_iptables_save() == text              # written from the frames, byte for byte
     kindlab.iptables.diff(before, after)       # the rules portmap's ADD (or DEL) added (or removed)
     kindlab.iptables.trace(rs, "nat", "PREROUTING", protocol="tcp", dst_port=80, dst_local=True)
     kindlab.iptables.node_rules(lab, "kind-worker")
@@ -32,7 +32,8 @@ Lines are split into arguments as iptables-restore splits them: a double quote o
 quoted argument, in which a backslash escapes the next character; whitespace is ASCII whitespace.
 
 The modules: `arguments` (splitting and quoting a rule's arguments, the options read), `parsing`
-(text -> Ruleset), `frames` (the DataFrames), `diffing` and `tracing`.
+(text -> Ruleset), `frames` (the DataFrames), `ruleset` (Ruleset, and its text written back from the
+frames), `diffing` and `tracing`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from typing import Any
 
 from .diffing import diff
 from .frames import CHAIN_COLUMNS, RULE_COLUMNS
-from .parsing import Ruleset, parse
+from .parsing import parse
+from .ruleset import Ruleset
 from .tracing import STEP_COLUMNS, trace
 
 __all__ = ["CHAIN_COLUMNS", "RULE_COLUMNS", "STEP_COLUMNS", "Ruleset", "diff", "node_rules", "parse", "trace"]

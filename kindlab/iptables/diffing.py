@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .frames import RULE_COLUMNS
-from .parsing import Ruleset
+from .ruleset import Ruleset
 
 
 def diff(before: Ruleset, after: Ruleset) -> pd.DataFrame:

@@ -6,41 +6,15 @@ import gc
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import repeat
 from typing import Any
 
-import pandas as pd
-
 from ..errors import IptablesParseError
 from .arguments import GOTO, MATCH, MAX_COUNTER, OPAQUE, OPTIONS, WS, LineError, join, split_args
 from .frames import CHAIN_CELL, NVALUES, RULE_CELL, WIDTH, chain_frame, rule_frame
-
-
-@dataclass(eq=False)
-class Ruleset:
-    """One `iptables-save` text and its `chains` and `rules` as DataFrames (see `kindlab.iptables`)."""
-
-    chains: pd.DataFrame
-    rules: pd.DataFrame
-    text: str = field(repr=False)
-    _index: dict[str, dict[str, list[tuple]]] = field(default_factory=dict, init=False, repr=False)  # trace()
-
-    def to_iptables_save(self) -> str:
-        """The text this ruleset was parsed from, unchanged: a byte-for-byte round trip by construction."""
-        return self.text
-
-    @property
-    def tables(self) -> list[str]:
-        """The tables, in the text's order (an empty one too)."""
-        dtype = self.chains["table"].dtype
-        if isinstance(dtype, pd.CategoricalDtype):
-            return [str(table) for table in dtype.categories]
-        return list(dict.fromkeys(self.chains["table"].astype(str)))
-
-    def __repr__(self) -> str:
-        return f"<Ruleset: {len(self.tables)} tables, {len(self.chains)} chains, {len(self.rules)} rules>"
+from .ruleset import Ruleset, written_lines
 
 
 @dataclass
@@ -68,6 +42,8 @@ class _Layout:
         self.table: str | None = None
         self.table_line = 0
         self.chain_names = 0
+        self.lines: list[tuple[int, str]] = []  # (lineno, line): *table, COMMIT, comments, blank lines
+        self.odd: dict[int, str] = {}  # lineno -> a chain or rule line that its row would not write as it is
 
     def scan(self, lines: list[str]) -> None:
         """One pass over the lines; rule lines are only sliced out here, in runs."""
@@ -103,22 +79,27 @@ class _Layout:
         head = line[:1]
         if head == ":":
             self.chain(index + 1, line)
-        elif head == "#":
-            pass
-        elif head == "*":
+            return
+        if head == "*":
             self.start_table(index + 1, line)
         elif line.rstrip(WS) == "COMMIT":
             if self.table is None:
                 raise LineError("COMMIT outside a table (no *table line before it)")
             self.table = None
-        elif not line.strip(WS):
-            pass
-        elif head in WS and line.lstrip(WS)[:1] in _RULE_HEADS:
-            self.add_run(index, [line.lstrip(WS)])
-        elif head in WS:
-            self.other(index, line.lstrip(WS))
-        else:
+        elif head in WS and line.strip(WS):  # indented: read without the indent, written back as it is
+            stripped = line.lstrip(WS)
+            if stripped[:1] in _RULE_HEADS:
+                self.add_run(index, [stripped])
+            else:
+                self.other(index, stripped)
+            if self.lines and self.lines[-1][0] == index + 1:
+                self.lines[-1] = (index + 1, line)
+            else:
+                self.odd[index + 1] = line
+            return
+        elif head != "#" and line.strip(WS):
             raise LineError("not a line of iptables-save output (expected *table, :chain, a rule, COMMIT or #)")
+        self.lines.append((index + 1, line))
 
     def start_table(self, lineno: int, line: str) -> None:
         """`*nat`: a table starts; the previous one must have been committed."""
@@ -139,7 +120,7 @@ class _Layout:
             raise LineError("chain declared outside a table (no *table line before it)")
         parts = line[1:].split()
         if len(parts) == 3:
-            packets, nbytes = (0, 0) if parts[2] == "[0:0]" else _counters(parts[2])
+            packets, nbytes, _ = _ZERO if parts[2] == "[0:0]" else _counters(parts[2])
         elif len(parts) == 2:
             packets = nbytes = None
         else:
@@ -157,14 +138,16 @@ class _Layout:
             self.chains.append((len(self.tables) - 1, code, False, None, packets, nbytes, lineno))
         else:
             self.chains.append((len(self.tables) - 1, code, True, policy, packets, nbytes, lineno))
+        if line != f":{name} {policy} [{packets}:{nbytes}]" and (packets is not None or line != f":{name} {policy}"):
+            self.odd[lineno] = line
 
 
 _RULE_HEADS = ("-", "[")
 
 
 @lru_cache(maxsize=4096)
-def _counters(token: str) -> tuple[int, int]:
-    """`[12:3456]` -> (12, 3456)."""
+def _counters(token: str) -> tuple[int, int, bool]:
+    """`[12:3456]` -> (12, 3456, True); False when the numbers are written otherwise (`[012:3456]`)."""
     packets, colon, nbytes = token[1:-1].partition(":")
     if (token[:1] != "[" or token[-1:] != "]" or not colon or not packets.isascii() or not packets.isdigit()
             or not nbytes.isascii() or not nbytes.isdigit()):
@@ -172,7 +155,10 @@ def _counters(token: str) -> tuple[int, int]:
     value = (int(packets), int(nbytes))
     if max(value) > MAX_COUNTER:
         raise LineError(f"counters {token!r} are too large")
-    return value
+    return (*value, token == f"[{value[0]}:{value[1]}]")
+
+
+_ZERO = (0, 0, True)
 
 
 
@@ -182,7 +168,7 @@ _ANY: Any = object()
 _COMMENT_ARGS = ["-m", "comment", "--comment"]
 
 
-def _rule_row(line: str, names: dict[str, int], seen: dict, out: list, at: int) -> None:
+def _rule_row(line: str, names: dict[str, int], seen: dict, odd: list, out: list, at: int) -> None:
     """`[p:b] -A CHAIN options...` -> one row (ROW_COLUMNS), written to `out[at:at + WIDTH]` (all None before).
 
     The hot loop of parse(): kept flat on purpose.
@@ -213,10 +199,12 @@ def _rule_row(line: str, names: dict[str, int], seen: dict, out: list, at: int) 
     first = next(args, "")
     packets = nbytes = None
     if first[:1] == "[":
-        packets, nbytes = (0, 0) if first == "[0:0]" else _counters(first)
-        line = line[len(first) + 1:]
-        if line[:1] in WS:
-            line = line.lstrip(WS)
+        packets, nbytes, plain = _ZERO if first == "[0:0]" else _counters(first)
+        rest = line[len(first) + 1:]
+        if not plain or rest[:1] in WS or line[len(first):len(first) + 1] != " ":
+            odd.append((at, line))  # the row will not write it back as it is
+            rest = rest.lstrip(WS)
+        line = rest
         first = next(args, "")
     if first != "-A" and first != "--append":
         raise LineError("a rule line is `[packets:bytes] -A CHAIN ...` (only -A, as iptables-save writes)")
@@ -293,19 +281,21 @@ def _rule_row(line: str, names: dict[str, int], seen: dict, out: list, at: int) 
                                       line)
 
 
-def _parse_run(run: _Run, names: dict[str, int], seen: dict, declared: dict[int, int], cells: list, at: int
-               ) -> None:
+def _parse_run(run: _Run, layout: _Layout, seen: dict, cells: list, at: int) -> None:
     """Parse one run of rule lines into `cells[at:]` (WIDTH per rule) and check their chains; errors name the line."""
+    names, declared, odd = layout.names, layout.tables[run.table], []
     offsets = range(at, at + len(run.lines) * WIDTH, WIDTH)
     try:
-        deque(map(_rule_row, run.lines, repeat(names), repeat(seen), repeat(cells), offsets), maxlen=0)
+        deque(map(_rule_row, run.lines, repeat(names), repeat(seen), repeat(odd), repeat(cells), offsets), maxlen=0)
     except LineError:
         cells[at:at + len(run.lines) * WIDTH] = [None] * (len(run.lines) * WIDTH)
         for line, offset in zip(run.lines, offsets, strict=True):
             try:
-                _rule_row(line, names, seen, cells, offset)
+                _rule_row(line, names, seen, odd, cells, offset)
             except LineError as exc:
                 raise _parse_error(str(exc), run.index + (offset - at) // WIDTH + 1, line) from None
+    for offset, line in odd:
+        layout.odd.setdefault(run.index + (offset - at) // WIDTH + 1, line)  # an indented line is there already
     chains = cells[at + CHAIN_CELL:at + len(run.lines) * WIDTH:WIDTH]
     for code in set(chains):
         if declared.get(code, run.declared) >= run.declared:
@@ -333,6 +323,7 @@ def parse(text: str | bytes) -> Ruleset:
 
     Raises IptablesParseError, naming the line number and the line, for text that is not such output.
     Bytes are decoded as UTF-8 with surrogateescape, so `.to_iptables_save().encode(...)` gives them back.
+    Nothing is dropped: `to_iptables_save()` writes the input back from the frames, byte for byte.
     """
     if isinstance(text, bytes | bytearray):
         text = bytes(text).decode("utf-8", "surrogateescape")
@@ -345,9 +336,12 @@ def parse(text: str | bytes) -> Ruleset:
         seen: dict = {}  # the `matches` tuples, shared: most rules repeat a few combinations
         at = 0
         for run in layout.runs:
-            _parse_run(run, layout.names, seen, layout.tables[run.table], cells, at)
+            _parse_run(run, layout, seen, cells, at)
             at += run.size * WIDTH
-        ruleset = Ruleset(chain_frame(layout), rule_frame(layout, cells), text)  # rule_frame empties `cells`
+        ruleset = Ruleset(chain_frame(layout), rule_frame(layout, cells), layout.lines)  # rule_frame empties `cells`
+        if layout.odd:
+            written = written_lines(ruleset, list(layout.odd))
+            ruleset.verbatim = {lineno: (written[lineno], line) for lineno, line in layout.odd.items()}
         del layout, seen  # before the GC resumes, so that it has fewer objects to look at
     return ruleset
 

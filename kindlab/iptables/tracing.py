@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import KindlabError
 from .arguments import GOTO, JUMP, MATCH, OPTIONS, split_args
-from .parsing import Ruleset
+from .ruleset import Ruleset
 
 STEP_COLUMNS = ["step", "depth", "table", "chain", "position", "target", "to_destination", "action", "matched",
                 "rule"]
