@@ -195,6 +195,41 @@ def test_blank_and_indented_lines_are_accepted():
     assert rs.to_iptables_save() == text
 
 
+SPACING = st.sampled_from(["", "indent", "tab", "double", "trailing", "cr", "zeros"])
+
+
+def respace(line: str, how: str) -> str:
+    """The same line with other whitespace, or counters written with leading zeros."""
+    if how == "indent":
+        return "  " + line
+    if how == "tab":
+        return line.replace(" ", "\t", 1)
+    if how == "double":
+        return line.replace(" ", "  ", 1)
+    if how == "trailing":
+        return line + " "
+    if how == "cr":
+        return line + "\r"
+    if how == "zeros":
+        return line.replace("[", "[0", 1) if "[" in line else line
+    return line
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(SPACING, min_size=80, max_size=80))
+def test_any_spacing_is_written_back_and_read_as_the_plain_text_is(spacings):
+    plain = (DATA / "nft-save-c.txt").read_text()
+    lines = plain.split("\n")
+    text = "\n".join(respace(line, how) if line and not line.startswith("#") else line
+                     for line, how in zip(lines, spacings + [""] * len(lines), strict=False))
+    rs, base = iptables.parse(text), iptables.parse(plain)
+    assert rs.to_iptables_save() == text
+    for column in ("table", "chain", "position", "packets", "bytes", "target", "matches", "lineno"):
+        assert rs.rules[column].tolist() == base.rules[column].tolist(), column
+    assert rs.chains[["table", "chain", "policy", "packets", "bytes"]].astype(str).equals(
+        base.chains[["table", "chain", "policy", "packets", "bytes"]].astype(str))
+
+
 def test_odd_spacing_and_counters_are_written_back_as_they_were():
     text = ("*filter\r\n:INPUT ACCEPT [007:0]\n:A  -  [0:0]\n  :B - [0:0]\n\t# indented comment\n"
             "[01:2] -A INPUT -j A\n[1:2]\t-A INPUT -j B\n[1:2]   -A A -j ACCEPT \n[0:0] -A B -p tcp -j DROP\r\n"
