@@ -6,7 +6,8 @@ Builds a kube-proxy-shaped nat table (KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-*,
 `statistic --probability`, DNAT), loads it with iptables-restore into a scratch network namespace
 and saves it back with `iptables-save -c`, which gives the real text. On that same text it times,
 as medians of --runs: parse() into DataFrames, `iptables-restore --test` (the C reference parser,
-run in the scratch namespace) and a plain shlex tokenizer; then it measures parse()'s peak memory.
+run in the scratch namespace) and a plain shlex tokenizer, parse() and shlex in interleaved rounds;
+then it measures parse()'s peak memory and checks that to_iptables_save() gives the text back.
 Prints the ratios and whether each goal is met; exits 1 when one is not.
 Without root or iptables it times the generated text and skips the restore comparison.
 """

@@ -250,6 +250,13 @@ def test_the_text_is_written_from_the_frames():
     assert text.count("[5:7] -A ") == len(rs.rules) and iptables.parse(text).rules["rule"].equals(rs.rules["rule"])
 
 
+def test_rows_without_a_line_number_get_a_clear_error():
+    rs = iptables.parse(PORTMAP)
+    extra = pd.concat([rs.rules, rs.rules.iloc[:1].assign(lineno=None)], ignore_index=True)
+    with pytest.raises(KindlabError, match="1 row.* of `rules` have no lineno"):
+        iptables.Ruleset(rs.chains, extra, rs.layout, rs.verbatim).to_iptables_save()
+
+
 def test_an_edited_row_is_written_from_its_values_even_where_its_line_was_odd():
     rs = iptables.parse(table("[01:2]  -A A -j ACCEPT\n"))
     assert "[01:2]  -A A -j ACCEPT" in rs.to_iptables_save()

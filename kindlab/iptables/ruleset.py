@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..errors import KindlabError
+
 
 @dataclass(eq=False)
 class Ruleset:
@@ -30,6 +32,10 @@ class Ruleset:
         a rule line from `packets`, `bytes` and `rule`. So a filtered `rules` frame, or changed counters,
         give the text of that ruleset (rows need their `lineno`).
         """
+        for name, frame in (("chains", self.chains), ("rules", self.rules)):
+            if frame["lineno"].isna().any():
+                raise KindlabError(f"to_iptables_save: {frame['lineno'].isna().sum()} row(s) of `{name}` have no "
+                                   "lineno; give each row the line number it is to be written at")
         linenos = np.concatenate([
             np.array([lineno for lineno, _ in self.layout], dtype=np.int64),
             self.chains["lineno"].to_numpy(dtype=np.int64),
