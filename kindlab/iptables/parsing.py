@@ -138,7 +138,8 @@ class _Layout:
             self.chains.append((len(self.tables) - 1, code, False, None, packets, nbytes, lineno))
         else:
             self.chains.append((len(self.tables) - 1, code, True, policy, packets, nbytes, lineno))
-        if line != f":{name} {policy} [{packets}:{nbytes}]" and (packets is not None or line != f":{name} {policy}"):
+        written = f":{name} {policy}" if packets is None else f":{name} {policy} [{packets}:{nbytes}]"
+        if line != written:
             self.odd[lineno] = line
 
 

@@ -64,7 +64,7 @@ class Ruleset:
         return f"<Ruleset: {len(self.tables)} tables, {len(self.chains)} chains, {len(self.rules)} rules>"
 
 
-def _counters(frame: pd.DataFrame) -> list[str | None]:
+def _counter_tokens(frame: pd.DataFrame) -> list[str | None]:
     """`[packets:bytes]` per row, None where the text had no counters."""
     packets, nbytes = frame["packets"], frame["bytes"]
     missing = (packets.isna() | nbytes.isna()).to_numpy()
@@ -78,14 +78,14 @@ def chain_lines(chains: pd.DataFrame) -> list[str]:
     policies = [policy if builtin else "-" for policy, builtin in
                 zip(chains["policy"].astype(object).tolist(), chains["builtin"].tolist(), strict=True)]
     return [f":{name} {policy}" if counters is None else f":{name} {policy} {counters}"
-            for name, policy, counters in zip(chains["chain"].astype(str).tolist(), policies, _counters(chains),
+            for name, policy, counters in zip(chains["chain"].astype(str).tolist(), policies, _counter_tokens(chains),
                                               strict=True)]
 
 
 def rule_lines(rules: pd.DataFrame) -> list[str]:
     """`[packets:bytes] -A CHAIN ...` per rule, or the rule alone where it has no counters."""
     return [rule if counters is None else f"{counters} {rule}"
-            for rule, counters in zip(rules["rule"].tolist(), _counters(rules), strict=True)]
+            for rule, counters in zip(rules["rule"].tolist(), _counter_tokens(rules), strict=True)]
 
 
 def written_lines(ruleset: Ruleset, linenos: list[int]) -> dict[int, str]:
