@@ -7,23 +7,43 @@
     kindlab exec NODE -- CMD... | kindlab cp SRC DEST | kindlab curl URL
     kindlab doctor [-o json]
 
-A user's mistake prints one line and exits non-zero, never a traceback.
+A user's mistake prints one line and exits non-zero, never a traceback; options may come anywhere
+among a command's arguments, as with kubectl; a closed stdout (`kindlab get nodes | head -1`) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
-from .errors import KindlabError
+from .errors import KindlabError, ManifestError
 
 GET_KINDS = {"clusters": "clusters", "cluster": "clusters", "nodes": "nodes", "node": "nodes", "no": "nodes",
              "pods": "pods", "pod": "pods", "po": "pods", "events": "events", "event": "events", "ev": "events"}
+
+
+class _Intermixed(argparse.ArgumentParser):
+    """A sub-command's parser that takes options anywhere among its arguments (`delete pod --name x NAME`);
+    a parser with a `--` remainder (exec) parses as usual."""
+
+    _mixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        remainder = any(a.nargs == argparse.REMAINDER for a in self._get_positional_actions())
+        if self._mixing or remainder:
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="kindlab", description="Run the hostPort walkthrough on kind or netns.")
     parser.add_argument("--version", action="version", version=f"kindlab {__version__}")
-    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Intermixed)
     sub.required = True
 
     create = sub.add_parser("create", parents=[common], help="create a cluster (like kind create cluster)")
@@ -77,13 +97,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run one command; KindlabError becomes one line on stderr and its exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.verb](args) or 0
+        code = COMMANDS[args.verb](args) or 0
+        sys.stdout.flush()
+        return code
     except KindlabError as exc:
         print(f"kindlab: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("kindlab: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`| head`, `| true`): stop quietly, as a tool killed by SIGPIPE does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())   # so that the interpreter's last flush does not fail again
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 def _lab(args: argparse.Namespace):
@@ -94,9 +126,10 @@ def _lab(args: argparse.Namespace):
 
 def cmd_create(args: argparse.Namespace) -> int:
     from .backends import up
+    from .progress import Bars
 
-    lab = up(args.config, name=args.name, backend=args.backend, backoff=args.backoff)
-    print(f"Cluster {lab.name!r} is up on the {lab.backend} backend: {len(lab.node_names())} nodes.")
+    lab = up(args.config, name=args.name, backend=args.backend, backoff=args.backoff, progress=Bars(sys.stderr))
+    print(f"Cluster {lab.name!r} is up: {len(lab.node_names())} nodes, {lab.capabilities.describe()}.")
     return 0
 
 
@@ -105,13 +138,19 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     if args.filename:
         lab = _lab(args)
-        for obj in objects.load(args.filename):
+        items = objects.load(args.filename)
+        if not items:
+            raise ManifestError(f"no objects passed to delete (from {args.filename})")
+        for obj in items:
             if isinstance(obj, objects.PodSpec):
                 print(lab.delete_pod(obj.name, obj.namespace))
         return 0
     if args.what == "cluster":
         found = backends.delete(args.name, backend=args.backend)
-        print(f"Deleted cluster {args.name!r}." if found else f"No cluster {args.name!r} to delete.")
+        if found:
+            print(f"Deleted cluster {args.name!r}.")
+        else:   # deleting is idempotent, as kind's: nothing to do is no error
+            print(f"No cluster {args.name!r} to delete.", file=sys.stderr)
         return 0
     if args.what == "clusters":
         if not args.all:
@@ -135,6 +174,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     what = GET_KINDS[args.what]
     if what == "clusters":
         names = backends.clusters(backend=args.backend)
+        _warn_broken(names, args.backend)
         if args.output == "json":
             print(json.dumps({"items": [{"name": n} for n in names]}, indent=2))
         elif not names:
@@ -154,11 +194,43 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_broken(names: list[str], backend: str | None) -> None:
+    """One stderr line per netns lab that cannot be used (half-made by an interrupted create)."""
+    from .backends import select_backend
+
+    if select_backend(backend) != "netns":
+        return
+    from .backends.netns.lifecycle import broken
+
+    for name in names:
+        if why := broken(name):
+            print(f"kindlab: warning: cluster {name!r} is broken: {why}; remove it: "
+                  f"kindlab delete cluster --name {name}", file=sys.stderr)
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
+    """Apply each object of the manifests; like kubectl, print what was made and what failed (exit 1 then)."""
+    from . import objects
+
     lab = _lab(args)
-    for line in lab.apply(args.filename):
-        print(line)
-    return 0
+    items = objects.load_each(args.filename)
+    if not items:
+        raise ManifestError(f"no objects passed to apply (from {args.filename})")
+    failed = 0
+    for item in items:
+        try:
+            print(_apply_one(lab, item), flush=True)
+        except KindlabError as exc:
+            failed += 1
+            print(f"kindlab: error: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _apply_one(lab, item) -> str:
+    """kubectl's line for one object; the object's own error (from reading it) or the lab's is raised."""
+    if isinstance(item, KindlabError):
+        raise item
+    return lab.apply_object(item)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -223,13 +295,12 @@ def format_table(header: list[str], rows: list[list[Any]]) -> str:
 
 def age(timestamp: str | None, now: datetime | None = None) -> str:
     """kubectl's short age: 42s, 5m, 3h, 2d."""
-    if not timestamp:
+    from .model.pods import epoch
+
+    then = epoch(timestamp)
+    if then is None:
         return "<unknown>"
-    try:
-        then = datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
-    except ValueError:
-        return "<unknown>"
-    seconds = max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+    seconds = max(0, int((now or datetime.now(UTC)).timestamp() - then))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size * (2 if unit != "m" else 1):
             return f"{seconds // size}{unit}"
@@ -237,41 +308,33 @@ def age(timestamp: str | None, now: datetime | None = None) -> str:
 
 
 def pod_rows(items: list[dict], wide: bool = False) -> tuple[list[str], list[list[Any]]]:
-    """kubectl get pods: NAME READY STATUS RESTARTS AGE (wide: IP NODE HOSTIP)."""
+    """kubectl get pods: NAME READY STATUS RESTARTS AGE (wide: IP NODE HOSTIP), from cluster.pod_summary."""
+    from .cluster import pod_summary
+
     header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (["IP", "NODE", "HOSTIP"] if wide else [])
     rows = []
-    for p in items:
-        status = p.get("status", {}) or {}
-        statuses = status.get("containerStatuses") or []
-        total = len((p.get("spec") or {}).get("containers") or []) or len(statuses)
-        ready = sum(1 for s in statuses if s.get("ready"))
-        reason = status.get("reason") or next((s["state"]["waiting"].get("reason") for s in statuses
-                                               if (s.get("state") or {}).get("waiting")), None)
-        row = [p["metadata"]["name"], f"{ready}/{total}", reason or status.get("phase"),
-               sum(int(s.get("restartCount", 0)) for s in statuses),
-               age(p["metadata"].get("creationTimestamp"))]
+    for p in map(pod_summary, items):
+        row = [p["name"], f"{p['ready_count']}/{p['containers']}", p["reason"] or p["phase"], p["restarts"],
+               age(p["creationTimestamp"])]
         if wide:
-            row += [status.get("podIP"), (p.get("spec") or {}).get("nodeName"), status.get("hostIP")]
+            row += [p["podIP"], p["node"], p["hostIP"]]
         rows.append(row)
     return header, sorted(rows, key=lambda r: r[0])
 
 
 def node_rows(items: list[dict], wide: bool = False) -> tuple[list[str], list[list[Any]]]:
-    """kubectl get nodes: NAME STATUS ROLES AGE VERSION (wide: INTERNAL-IP POD-CIDR)."""
-    header = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "POD-CIDR"] if wide else [])
+    """kubectl get nodes: NAME STATUS ROLES AGE VERSION (wide: INTERNAL-IP POD-CIDR CONTAINER-RUNTIME), from
+    cluster.node_summary."""
+    from .cluster import node_summary
+
+    header = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "POD-CIDR", "CONTAINER-RUNTIME"]
+                                                               if wide else [])
     rows = []
-    for n in items:
-        labels = n["metadata"].get("labels", {}) or {}
-        roles = ",".join(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")) or "<none>"
-        conditions = (n.get("status") or {}).get("conditions") or []
-        ready = next((c.get("status") for c in conditions if c.get("type") == "Ready"), "Unknown")
-        row = [n["metadata"]["name"], "Ready" if ready == "True" else "NotReady", roles,
-               age(n["metadata"].get("creationTimestamp")),
-               ((n.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion")]
+    for n in map(node_summary, items):
+        row = [n["name"], "Ready" if n["ready"] else "NotReady", n["roles"], age(n["creationTimestamp"]),
+               n["kubeletVersion"]]
         if wide:
-            ip = next((a["address"] for a in (n.get("status") or {}).get("addresses", [])
-                       if a.get("type") == "InternalIP"), None)
-            row += [ip, (n.get("spec") or {}).get("podCIDR")]
+            row += [n["ip"], n["podCIDR"], n["containerRuntimeVersion"]]
         rows.append(row)
     return header, rows
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +17,14 @@ from typing import Any
 import pandas as pd
 
 from . import objects
+from .capabilities import Capabilities, RuntimeTimes
 from .errors import NotFound, WaitTimeout
+from .model import pods as pod_rules
 from .topology import Topology
 
 POD_COLUMNS = ["name", "node", "phase", "hostIP", "podIP", "ready", "restarts", "reason", "startTime"]
-NODE_COLUMNS = ["name", "role", "ip", "podCIDR", "backend"]
+NODE_COLUMNS = ["name", "role", "ip", "podCIDR", "ready", "backend", "kubelet", "kubeletVersion",
+                "containerRuntimeVersion"]
 EVENT_COLUMNS = ["time", "type", "reason", "object", "message", "count", "firstTimestamp", "lastTimestamp"]
 
 
@@ -54,6 +57,11 @@ class Cluster(ABC):
         return f"<kindlab {self.backend} cluster {self.name!r}: {len(self.topology.nodes)} nodes>"
 
     # -- what a backend implements -------------------------------------------------
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do (a backend overrides this with its own record)."""
+        return Capabilities(backend=self.backend)
+
     @abstractmethod
     def node_list(self) -> list[dict[str, Any]]:
         """The nodes as v1 Node objects (metadata.name, labels, spec.podCIDR, status.addresses)."""
@@ -91,6 +99,32 @@ class Cluster(ABC):
     def down(self) -> None:
         """Delete the cluster and everything it made."""
 
+    # -- what a backend may add ----------------------------------------------------
+    def watch_pods(self, timeout: float = 60.0) -> Iterator[tuple[float, str, dict[str, Any]]]:
+        """(time.monotonic(), ADDED|MODIFIED|DELETED, v1 Pod) as pods change, for `timeout` seconds.
+
+        This default polls every `capabilities.poll_interval` and reports every pod on every read, stamped
+        with the middle of the read; a backend with a real watch pushes changes instead.
+        """
+        deadline = time.monotonic() + timeout
+        interval = self.capabilities.poll_interval
+        while time.monotonic() < deadline:
+            start = time.monotonic()
+            items = self.pod_list()
+            seen = (start + time.monotonic()) / 2
+            for pod in items:
+                yield seen, "MODIFIED", pod
+            time.sleep(interval)
+
+    @property
+    def substitutions(self) -> list[str]:
+        """Files of the config the backend replaced by its own, as printed at create (none by default)."""
+        return []
+
+    def runtime_times(self, pod: dict[str, Any]) -> RuntimeTimes | None:
+        """The runtime's own record of the pod's failed attempts and Running; None where it keeps none."""
+        return None
+
     # -- shared ---------------------------------------------------------------------
     def apply(self, path: str | Path) -> list[str]:
         """`kubectl apply -f PATH`: every Pod and Deployment in a file or folder."""
@@ -108,15 +142,9 @@ class Cluster(ABC):
         return node
 
     def nodes(self) -> pd.DataFrame:
-        """DataFrame: name, role, ip, podCIDR, backend."""
-        rows = []
-        for n in self.node_list():
-            labels = n["metadata"].get("labels", {})
-            role = "control-plane" if "node-role.kubernetes.io/control-plane" in labels else "worker"
-            ip = next((a["address"] for a in n.get("status", {}).get("addresses", [])
-                       if a.get("type") == "InternalIP"), None)
-            rows.append({"name": n["metadata"]["name"], "role": role, "ip": ip,
-                         "podCIDR": n.get("spec", {}).get("podCIDR"), "backend": self.backend})
+        """DataFrame: name, role, ip, podCIDR, ready, backend, kubelet, kubeletVersion, containerRuntimeVersion."""
+        kubelet = self.capabilities.kubelet
+        rows = [{**node_summary(n), "backend": self.backend, "kubelet": kubelet} for n in self.node_list()]
         return pd.DataFrame(rows, columns=NODE_COLUMNS)
 
     def pods(self) -> pd.DataFrame:
@@ -162,36 +190,57 @@ class Cluster(ABC):
             status = p.get("status", {})
             if status.get("phase") != phase:
                 return None
-            if phase == "Running" and not _ready(p):
+            if phase == "Running" and not pod_rules.is_ready(p):
                 return None
             return p
         return self.wait_for(check, timeout=timeout, what=f"pod {name} {phase}")
 
 
-def _ready(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in pod.get("status", {}).get("conditions", []) or [])
+def node_summary(node: dict[str, Any]) -> dict[str, Any]:
+    """One v1 Node as the row `nodes()` and `kindlab get nodes` show: name, role(s), ip, podCIDR, ready, versions."""
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    status = node.get("status") or {}
+    roles = [k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")]
+    ready = next((c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "Unknown")
+    info = status.get("nodeInfo") or {}
+    return {
+        "name": node["metadata"]["name"],
+        "role": "control-plane" if "control-plane" in roles else "worker",
+        "roles": ",".join(roles) or "<none>",
+        "ip": next((a["address"] for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), None),
+        "podCIDR": (node.get("spec") or {}).get("podCIDR"),
+        "ready": ready == "True",
+        "kubeletVersion": info.get("kubeletVersion"),
+        "containerRuntimeVersion": info.get("containerRuntimeVersion"),
+        "creationTimestamp": node["metadata"].get("creationTimestamp"),
+    }
+
+
+def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
+    """One v1 Pod as the row `pods()` and `kindlab get pods` show (READY as ready_count/containers)."""
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    waiting = next((s.get("state", {}).get("waiting", {}).get("reason") for s in statuses
+                    if (s.get("state") or {}).get("waiting")), None)
+    return {
+        "name": pod["metadata"]["name"],
+        "node": (pod.get("spec") or {}).get("nodeName"),
+        "phase": status.get("phase"),
+        "hostIP": status.get("hostIP"),
+        "podIP": status.get("podIP"),
+        "ready": pod_rules.is_ready(pod),
+        "restarts": sum(int(s.get("restartCount", 0)) for s in statuses),
+        "reason": status.get("reason") or waiting,
+        "startTime": status.get("startTime"),
+        "ready_count": sum(1 for s in statuses if s.get("ready")),
+        "containers": len((pod.get("spec") or {}).get("containers") or []) or len(statuses),
+        "creationTimestamp": pod["metadata"].get("creationTimestamp"),
+    }
 
 
 def pods_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
     """v1 Pod objects as the DataFrame `Cluster.pods()` returns."""
-    rows = []
-    for p in items:
-        status = p.get("status", {}) or {}
-        statuses = status.get("containerStatuses") or []
-        waiting = next((s.get("state", {}).get("waiting", {}).get("reason") for s in statuses
-                        if s.get("state", {}).get("waiting")), None)
-        rows.append({
-            "name": p["metadata"]["name"],
-            "node": (p.get("spec") or {}).get("nodeName"),
-            "phase": status.get("phase"),
-            "hostIP": status.get("hostIP"),
-            "podIP": status.get("podIP"),
-            "ready": _ready(p),
-            "restarts": sum(int(s.get("restartCount", 0)) for s in statuses),
-            "reason": status.get("reason") or waiting,
-            "startTime": status.get("startTime"),
-        })
+    rows = [pod_summary(p) for p in items]
     return pd.DataFrame(rows, columns=POD_COLUMNS).sort_values("name", ignore_index=True)
 
 

@@ -5,8 +5,9 @@ Per node, through ``lab.exec`` only (so both backends work the same), three chec
 ``portmap-binary``
     Is ``portmap`` in the node's ``/opt/cni/bin``, and executable?
 ``cni-config``
-    Which file of ``/etc/cni/net.d`` the runtime picks (byte order of ``.conf``/``.conflist``/``.json``,
-    first valid wins), and does it chain portmap with ``capabilities.portMappings``?
+    Which file of ``/etc/cni/net.d`` the runtime picks (the first ``.conf``/``.conflist``/``.json`` in byte
+    order; an invalid first file leaves the node without a network), and does it chain portmap with
+    ``capabilities.portMappings``?
 ``hostport-dnat``
     For each Running pod of the node with a hostPort: does the node's nat table DNAT that hostPort
     to podIP:containerPort, reachable from PREROUTING?
@@ -17,82 +18,21 @@ the pod must be recreated.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
 
-from . import iptables
+from . import iptables, scenario
 from .cluster import Cluster
 from .errors import ExecError, KindlabError
+from .model import cni as cni_rules
+from .model import pods as pod_rules
+from .model.cni import CNI_BIN, NET_D, NetworkConfig
+from .model.pods import SANDBOX_FAILED, HostPort
 
 FINDING_COLUMNS = ["node", "check", "ok", "message", "fix"]
-CNI_BIN = "/opt/cni/bin"
-NET_D = "/etc/cni/net.d"
-CONF_EXTENSIONS = (".conf", ".conflist", ".json")
-PACKAGE_PORTMAP = "/usr/lib/cni/portmap"
-SANDBOX_FAILED = "FailedCreatePodSandBox"
-
-
-# -- CNI config, as libcni and containerd read it ------------------------------------------
-@dataclass
-class CniConfig:
-    """One file of /etc/cni/net.d, parsed as libcni does; `error` says why it is not valid."""
-
-    file: str
-    name: str = ""
-    plugins: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def valid(self) -> bool:
-        """True when libcni would load it."""
-        return self.error is None
-
-    @property
-    def types(self) -> list[str]:
-        """The plugin types in chain order."""
-        return [str(p.get("type")) for p in self.plugins]
-
-    @property
-    def portmap(self) -> dict[str, Any] | None:
-        """The chained portmap plugin's config, if any."""
-        return next((p for p in self.plugins if p.get("type") == "portmap"), None)
-
-    @property
-    def chains_portmap(self) -> bool:
-        """True when portmap is chained with capabilities.portMappings, so it gets the pod's hostPorts."""
-        pm = self.portmap
-        return bool(pm and (pm.get("capabilities") or {}).get("portMappings") is True)
-
-
-def parse_cni_config(file: str, text: str) -> CniConfig:
-    """Parse one config file: a .conflist needs name and plugins; a .conf/.json is one plugin with a type."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return CniConfig(file, error=f"not valid JSON ({exc.msg} at line {exc.lineno})")
-    if not isinstance(doc, dict):
-        return CniConfig(file, error="not a JSON object")
-    if file.endswith(".conflist"):
-        plugins = doc.get("plugins")
-        if not doc.get("name"):
-            return CniConfig(file, error="error parsing configuration list: no name")
-        if not isinstance(plugins, list) or not plugins:
-            return CniConfig(file, str(doc["name"]), error="error parsing configuration list: no 'plugins' key")
-        if not all(isinstance(p, dict) and p.get("type") for p in plugins):
-            return CniConfig(file, str(doc["name"]), error="a plugin of the list has no 'type'")
-        return CniConfig(file, str(doc["name"]), plugins)
-    if not doc.get("type"):
-        return CniConfig(file, str(doc.get("name", "")), error="error parsing configuration: missing 'type'")
-    return CniConfig(file, str(doc.get("name", "")), [doc])
-
-
-def config_order(names: list[str]) -> list[str]:
-    """The config files the runtime considers, in the order it tries them (byte order)."""
-    return sorted((n for n in names if n.endswith(CONF_EXTENSIONS)), key=lambda n: n.encode())
 
 
 # -- what a node has ------------------------------------------------------------------------
@@ -103,20 +43,24 @@ class NodeState:
     name: str
     bin_files: list[str] | None  # None: /opt/cni/bin is missing
     portmap_executable: bool
-    net_d: list[str]
-    tried: list[CniConfig]  # invalid files skipped, then the chosen one (if any)
+    choice: cni_rules.Choice  # the runtime's choice in /etc/cni/net.d
     nat: iptables.Ruleset | None = None
     ip: str | None = None
 
     @property
-    def chosen(self) -> CniConfig | None:
+    def net_d(self) -> list[str]:
+        """The files of /etc/cni/net.d."""
+        return self.choice.files
+
+    @property
+    def chosen(self) -> NetworkConfig | None:
         """The config the runtime picks: the first valid file."""
-        return next((c for c in self.tried if c.valid), None)
+        return self.choice.chosen
 
 
 def _ls(lab: Cluster, node: str, folder: str) -> list[str] | None:
     try:
-        return [line.strip() for line in lab.exec(node, ["ls", "-1", folder]).splitlines() if line.strip()]
+        return [line.strip() for line in lab.exec(node, ["ls", "-1A", folder]).splitlines() if line.strip()]
     except ExecError:
         return None
 
@@ -129,18 +73,14 @@ def _executable(lab: Cluster, node: str, path: str) -> bool:
     return True
 
 
-def _configs(lab: Cluster, node: str, names: list[str]) -> list[CniConfig]:
-    """Read the node's config files in order up to and including the first valid one."""
-    tried = []
-    for name in config_order(names):
+def cni_choice(lab: Cluster, node: str) -> cni_rules.Choice:
+    """The runtime's choice of network config on `node`, read through lab.exec (model.cni's rule)."""
+    def read(name: str) -> str | None:
         try:
-            conf = parse_cni_config(name, lab.exec(node, ["cat", f"{NET_D}/{name}"]))
-        except ExecError as exc:
-            conf = CniConfig(name, error=f"cannot read: {(exc.stderr or str(exc)).strip()}")
-        tried.append(conf)
-        if conf.valid:
-            break
-    return tried
+            return lab.exec(node, ["cat", f"{NET_D}/{name}"])
+        except ExecError:
+            return None
+    return cni_rules.choose(_ls(lab, node, NET_D) or [], read)
 
 
 def nat_rules(lab: Cluster, node: str) -> iptables.Ruleset:
@@ -152,38 +92,14 @@ def read_node(lab: Cluster, node: str, need_nat: bool) -> NodeState:
     """Everything doctor needs from one node, read through lab.exec."""
     files = _ls(lab, node, CNI_BIN)
     executable = files is not None and "portmap" in files and _executable(lab, node, f"{CNI_BIN}/portmap")
-    net_d = _ls(lab, node, NET_D) or []
-    return NodeState(node, files, executable, net_d, _configs(lab, node, net_d),
+    return NodeState(node, files, executable, cni_choice(lab, node),
                      nat_rules(lab, node) if need_nat else None, lab.node_ip(node) if need_nat else None)
 
 
 # -- pods -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class HostPort:
-    """One hostPort of a pod: what the DNAT rule should send where."""
-
-    pod: str
-    host_port: int
-    container_port: int
-    protocol: str
-    pod_ip: str | None
-    running: bool
-
-
 def host_ports(pods: list[dict[str, Any]], node: str) -> list[HostPort]:
-    """The hostPorts of the node's pods (hostNetwork pods need no DNAT and are left out)."""
-    out = []
-    for p in pods:
-        spec, status = p.get("spec") or {}, p.get("status") or {}
-        if spec.get("nodeName") != node or spec.get("hostNetwork"):
-            continue
-        for c in spec.get("containers") or []:
-            for port in c.get("ports") or []:
-                if port.get("hostPort"):
-                    out.append(HostPort(p["metadata"]["name"], int(port["hostPort"]), int(port["containerPort"]),
-                                        str(port.get("protocol") or "TCP"), status.get("podIP"),
-                                        status.get("phase") == "Running"))
-    return out
+    """The hostPorts of the node's pods (model.pods; hostNetwork pods need no DNAT and are left out)."""
+    return pod_rules.node_host_ports(pods, node)
 
 
 def _column(rules: pd.DataFrame, *names: str) -> pd.Series:
@@ -226,10 +142,8 @@ def _finding(node: str, check: str, ok: bool, message: str, fix: str = "") -> di
 
 
 def _host_bin_folder(lab: Cluster, node: str) -> Path | None:
-    from .heal import cni_bin_folder
-
     try:
-        return cni_bin_folder(lab, node).absolute()
+        return scenario.cni_bin_folder(lab, node).absolute()
     except KindlabError:
         return None
 
@@ -242,11 +156,10 @@ def _stuck(pods: list[dict[str, Any]], events: list[dict[str, Any]], node: str) 
         if spec.get("nodeName") != node or status.get("phase") == "Running":
             continue
         name = p["metadata"]["name"]
-        failures = [e for e in events if e.get("reason") == SANDBOX_FAILED
-                    and (e.get("involvedObject") or {}).get("name") == name]
-        last = max(failures, key=lambda e: str(e.get("lastTimestamp") or ""), default=None)
-        count = sum(int(e.get("count") or 1) for e in failures)
-        why = f": {SANDBOX_FAILED} x{count}, {last.get('message')}" if last else ""
+        failures = pod_rules.sandbox_failure_events(events, name, pod_rules.uid(p))
+        last = pod_rules.last_event(failures)
+        count = sum(pod_rules.count(e) for e in failures)
+        why = f": {SANDBOX_FAILED} x{count}, {pod_rules.message(last)}" if last else ""
         notes.append(f" Pod {name} is {status.get('phase') or 'Pending'}{why}.")
     return "".join(notes)
 
@@ -254,8 +167,8 @@ def _stuck(pods: list[dict[str, Any]], events: list[dict[str, Any]], node: str) 
 def _portmap_copy(lab: Cluster, states: list[NodeState], node: str) -> tuple[str, str]:
     """(the portmap to copy, the command that copies it to `node`): the host's CNI package or a healthy node's."""
     folder = _host_bin_folder(lab, node)
-    if lab.backend == "netns":
-        src = PACKAGE_PORTMAP
+    src = lab.capabilities.portmap_source
+    if src:
         return src, (f"cp {src} {folder}/" if folder else f"kindlab cp {src} {node}:{CNI_BIN}/portmap")
     donor = next((s.name for s in states if s.name != node and s.portmap_executable), None)
     src = f"{donor}:{CNI_BIN}/portmap" if donor else "a portmap binary of the CNI package"
@@ -264,34 +177,36 @@ def _portmap_copy(lab: Cluster, states: list[NodeState], node: str) -> tuple[str
     return src, f"kindlab cp {src} ./portmap && kindlab cp ./portmap {node}:{CNI_BIN}/portmap"
 
 
-def _backoff_window(lab: Cluster) -> str:
-    from .heal import KUBELET_JITTER, lab_backoff
-
-    b = lab_backoff(lab)
-    return f"{b:g}-{b * (1 + KUBELET_JITTER):g} s"
-
-
-def _reapply(pod: str) -> str:
+def _reapply(lab: Cluster | None, pod: str) -> str:
     """How to recreate a pod: its manifest under manifests/static/ when there is one, else generic words."""
-    path = Path("manifests/static") / f"{pod}.yaml"
-    manifest = str(path) if path.exists() else "its manifest"
+    path = scenario.static_manifest(lab, pod)
+    manifest = _shown(path) if path else "its manifest"
     return f"kindlab delete pod {pod} && kindlab apply -f {manifest}"
 
 
-def check_portmap(lab: Cluster, st: NodeState, states: list[NodeState], stuck: str) -> dict[str, Any]:
+def _shown(path: Path) -> str:
+    """A path as a user would type it: relative to the current folder when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def check_portmap(lab: Cluster, state: NodeState, states: list[NodeState], stuck: str) -> dict[str, Any]:
     """Is portmap in the node's /opt/cni/bin, executable?"""
-    if st.portmap_executable:
-        return _finding(st.name, "portmap-binary", True, f"{CNI_BIN}/portmap is present and executable.")
-    has = "(the folder is missing)" if st.bin_files is None else f"(it holds: {', '.join(st.bin_files) or 'nothing'})"
-    what = "is not executable" if st.bin_files and "portmap" in st.bin_files else "is missing"
+    if state.portmap_executable:
+        return _finding(state.name, "portmap-binary", True, f"{CNI_BIN}/portmap is present and executable.")
+    files = state.bin_files
+    has = "(the folder is missing)" if files is None else f"(it holds: {', '.join(files) or 'nothing'})"
+    what = "is not executable" if state.bin_files and "portmap" in state.bin_files else "is missing"
     message = f"{CNI_BIN}/portmap {what} {has}; a chained portmap fails every sandbox.{stuck}"
-    src, command = _portmap_copy(lab, states, st.name)
-    folder = _host_bin_folder(lab, st.name)
+    src, command = _portmap_copy(lab, states, state.name)
+    folder = _host_bin_folder(lab, state.name)
     where = (f"on the host into {folder}/, the host folder mounted over the node's {CNI_BIN}" if folder
-             else f"into {st.name}:{CNI_BIN}/")
+             else f"into {state.name}:{CNI_BIN}/")
     fix = (f"Copy {src} {where}: {command}. No need to recreate pods: the kubelet retries the sandbox "
-           f"every back-off period ({_backoff_window(lab)}) and the pod heals by itself.")
-    return _finding(st.name, "portmap-binary", False, message, fix)
+           f"every back-off period ({lab.capabilities.retry_window}) and the pod heals by itself.")
+    return _finding(state.name, "portmap-binary", False, message, fix)
 
 
 def _config_source(lab: Cluster, states: list[NodeState], node: str) -> str | None:
@@ -308,66 +223,72 @@ def _config_source(lab: Cluster, states: list[NodeState], node: str) -> str | No
     return None
 
 
-def check_config(lab: Cluster, st: NodeState, states: list[NodeState], pods: list[HostPort]) -> dict[str, Any]:
+def check_config(lab: Cluster, state: NodeState, states: list[NodeState], pods: list[HostPort]) -> dict[str, Any]:
     """Which config does the runtime pick, and does it chain portmap?"""
-    skipped = "".join(f" Skipped {c.file}: {c.error}." for c in st.tried if not c.valid)
-    chosen = st.chosen
+    chosen, rejected = state.chosen, state.choice.rejected
+    if rejected is not None:
+        return _finding(state.name, "cni-config", False,
+                        f"The first config file, {rejected.file}, is invalid ({rejected.error}): the runtime loads "
+                        f"no network at all and every new sandbox fails with '{cni_rules.NOT_INITIALIZED}' "
+                        "(containerd does not skip to the next file).",
+                        f"Fix or remove {state.name}:{NET_D}/{rejected.file}; the runtime reloads the folder "
+                        "by itself.")
     if chosen is None:
-        return _finding(st.name, "cni-config", False,
-                        f"No valid CNI config in {NET_D} (files: {', '.join(st.net_d) or 'none'}).{skipped}",
+        return _finding(state.name, "cni-config", False,
+                        f"No CNI config in {NET_D} (entries: {', '.join(state.net_d) or 'none'}).",
                         "Install the CNI provider (on kind: Cilium's DaemonSet writes 05-cilium.conflist).")
     chain = " -> ".join(chosen.types)
     if chosen.chains_portmap:
-        return _finding(st.name, "cni-config", True,
-                        f"The runtime picks {chosen.file} (plugins: {chain}); it chains portmap.{skipped}")
+        return _finding(state.name, "cni-config", True,
+                        f"The runtime picks {chosen.file} (plugins: {chain}); it chains portmap.")
     why = ("chains portmap without capabilities.portMappings, so portmap gets no hostPorts"
            if chosen.portmap else "does not chain portmap, so hostPorts are ignored")
-    message = f"The runtime picks {chosen.file} (plugins: {chain}); it {why}.{skipped}"
-    source = _config_source(lab, states, st.name)
+    message = f"The runtime picks {chosen.file} (plugins: {chain}); it {why}."
+    source = _config_source(lab, states, state.name)
     name = PurePosixPath(source).name if source else "000-<provider>-portmap.conflist"
     if source and ":" in source:
-        copy = (f"kindlab cp {source} ./{name} && kindlab cp ./{name} {st.name}:{NET_D}/{name}")
+        copy = (f"kindlab cp {source} ./{name} && kindlab cp ./{name} {state.name}:{NET_D}/{name}")
     elif source:
-        copy = f"kindlab cp {source} {st.name}:{NET_D}/{name}"
+        copy = f"kindlab cp {source} {state.name}:{NET_D}/{name}"
     else:
-        copy = f"write a .conflist that chains the primary plugin then portmap into {st.name}:{NET_D}/"
+        copy = f"write a .conflist that chains the primary plugin then portmap into {state.name}:{NET_D}/"
     fix = (f"Copy the chained conflist into {NET_D} so that it sorts first: {copy}.")
     running = sorted({hp.pod for hp in pods if hp.running})
     if running:
         fix += (f" Then delete and re-apply {', '.join(running)}: a running pod's network is not redone "
                 "when the config changes.")
-    return _finding(st.name, "cni-config", False, message, fix)
+    return _finding(state.name, "cni-config", False, message, fix)
 
 
-def trace_hostport(st: NodeState, hp: HostPort) -> pd.DataFrame:
+def trace_hostport(state: NodeState, hp: HostPort) -> pd.DataFrame:
     """The nat PREROUTING path of a packet from outside to nodeIP:hostPort (kindlab.iptables.trace)."""
-    if st.nat is None or "PREROUTING" not in set(st.nat.chains["chain"].astype(str)):
+    if state.nat is None or "PREROUTING" not in set(state.nat.chains["chain"].astype(str)):
         return pd.DataFrame(columns=iptables.STEP_COLUMNS)
-    return iptables.trace(st.nat, "nat", "PREROUTING", protocol=hp.protocol.lower(), dst=st.ip,
+    return iptables.trace(state.nat, "nat", "PREROUTING", protocol=hp.protocol.lower(), dst=state.ip,
                           dst_port=hp.host_port, dst_local=True)
 
 
-def check_dnat(st: NodeState, hp: HostPort) -> dict[str, Any]:
+def check_dnat(state: NodeState, hp: HostPort, lab: Cluster | None = None) -> dict[str, Any]:
     """Does a packet to nodeIP:hostPort get DNATed to podIP:containerPort in the node's nat table?"""
     dest = f"{hp.pod_ip}:{hp.container_port}"
     where = f"hostPort {hp.host_port}/{hp.protocol} of pod {hp.pod} (-> {dest})"
-    steps = trace_hostport(st, hp)
+    steps = trace_hostport(state, hp)
     last = steps.iloc[-1] if len(steps) else None
     if last is not None and last["target"] == "DNAT" and str(last["to_destination"]) == dest:
-        return _finding(st.name, "hostport-dnat", True, f"{where}: DNAT in chain {last['chain']}.")
-    recreate = f"delete and re-apply pod {hp.pod} ({_reapply(hp.pod)})"
+        return _finding(state.name, "hostport-dnat", True, f"{where}: DNAT in chain {last['chain']}.")
+    recreate = f"delete and re-apply pod {hp.pod} ({_reapply(lab, hp.pod)})"
     if last is not None and last["target"] == "DNAT":
-        return _finding(st.name, "hostport-dnat", False,
+        return _finding(state.name, "hostport-dnat", False,
                         f"{where}: the node sends it to {last['to_destination']} instead (a stale rule?).",
                         f"Delete the pod that owns {last['to_destination']}, then {recreate}.")
-    rules = st.nat.rules if st.nat is not None else pd.DataFrame()
+    rules = state.nat.rules if state.nat is not None else pd.DataFrame()
     if len(rules) and len(dnat_rule(rules, hp)):
         chain = dnat_rule(rules, hp)["chain"].iloc[0]
-        return _finding(st.name, "hostport-dnat", False,
+        return _finding(state.name, "hostport-dnat", False,
                         f"{where}: a DNAT rule exists in chain {chain} but a packet from PREROUTING "
                         "does not reach it.", f"{recreate[0].upper()}{recreate[1:]} so portmap writes its rules again.")
     count = int(_column(rules, "chain").astype(str).str.startswith("CNI-HOSTPORT").sum()) if len(rules) else 0
-    chosen = st.chosen
+    chosen = state.chosen
     if chosen is not None and chosen.chains_portmap:
         message = (f"{where}: no DNAT rule ({count} CNI-HOSTPORT rules on the node). The chosen config "
                    f"{chosen.file} chains portmap now, but the pod's network was set up before it did: a running "
@@ -376,8 +297,8 @@ def check_dnat(st: NodeState, hp: HostPort) -> dict[str, Any]:
     else:
         message = (f"{where}: no DNAT rule ({count} CNI-HOSTPORT rules on the node): the chosen CNI config does "
                    "not chain portmap. After fixing the config the pod must still be recreated.")
-        fix = f"First fix cni-config on {st.name}; then {recreate}."
-    return _finding(st.name, "hostport-dnat", False, message, fix)
+        fix = f"First fix cni-config on {state.name}; then {recreate}."
+    return _finding(state.name, "hostport-dnat", False, message, fix)
 
 
 def doctor(lab: Cluster) -> pd.DataFrame:
@@ -388,10 +309,10 @@ def doctor(lab: Cluster) -> pd.DataFrame:
     states = [read_node(lab, n, need_nat=any(hp.running and hp.pod_ip for hp in ports[n]))
               for n in lab.node_names()]
     rows = []
-    for st in states:
-        rows.append(check_portmap(lab, st, states, _stuck(pods, events, st.name)))
-        rows.append(check_config(lab, st, states, ports[st.name]))
-        rows.extend(check_dnat(st, hp) for hp in ports[st.name] if hp.running and hp.pod_ip)
+    for state in states:
+        rows.append(check_portmap(lab, state, states, _stuck(pods, events, state.name)))
+        rows.append(check_config(lab, state, states, ports[state.name]))
+        rows.extend(check_dnat(state, hp, lab) for hp in ports[state.name] if hp.running and hp.pod_ip)
     frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
     frame["ok"] = frame["ok"].astype(bool)
     return frame

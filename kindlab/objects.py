@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ import yaml
 from .errors import ManifestError
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @dataclass(frozen=True)
@@ -94,29 +98,64 @@ Manifest = PodSpec | Deployment
 
 def load(path: str | Path) -> list[Manifest]:
     """Load every Pod and Deployment in a file or a folder (its .yaml/.yml/.json files, sorted)."""
-    path = Path(path)
+    out: list[Manifest] = []
+    for item in load_each(path):
+        if isinstance(item, ManifestError):
+            raise item
+        out.append(item)
+    return out
+
+
+def load_each(path: str | Path) -> list[Manifest | ManifestError]:
+    """Like `load`, but a document that cannot be used becomes its ManifestError in the list (as kubectl
+    applies the good documents of a file and reports the others); a file that does not parse is one error."""
+    out: list[Manifest | ManifestError] = []
+    for f in _manifest_files(Path(path)):
+        try:
+            docs = _documents(_read(f), str(f))
+        except ManifestError as exc:
+            out.append(exc)
+            continue
+        for i, doc in enumerate(docs):
+            try:
+                out.extend(from_dict(doc, str(f) if len(docs) == 1 else f"{f} (document {i + 1})"))
+            except ManifestError as exc:
+                out.append(exc)
+    return out
+
+
+def _manifest_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
         if not files:
             raise ManifestError(f"{path}: no .yaml, .yml or .json manifests in this folder")
-    elif path.exists():
-        files = [path]
-    else:
-        raise ManifestError(f"{path}: no such file or folder; pass a manifest file or a folder of them")
-    out: list[Manifest] = []
-    for f in files:
-        out.extend(loads(f.read_text(), source=str(f)))
-    return out
+        return files
+    if path.exists():
+        return [path]
+    raise ManifestError(f"{path}: no such file or folder; pass a manifest file or a folder of them")
 
 
-def loads(text: str, source: str = "<manifest>") -> list[Manifest]:
-    """Parse YAML text holding one or more documents."""
+def _read(path: Path) -> str:
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start}); a manifest is a YAML or JSON file") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _documents(text: str, source: str) -> list[Any]:
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}:" if mark else ""
         raise ManifestError(f"{source}:{at} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def loads(text: str, source: str = "<manifest>") -> list[Manifest]:
+    """Parse YAML text holding one or more documents."""
+    docs = _documents(text, source)
     out: list[Manifest] = []
     for i, doc in enumerate(docs):
         where = source if len(docs) == 1 else f"{source} (document {i + 1})"
@@ -130,7 +169,7 @@ def from_dict(doc: Any, where: str = "<manifest>") -> list[Manifest]:
         raise ManifestError(f"{where}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
     kind = doc.get("kind")
     if kind == "List":
-        items = doc.get("items") or []
+        items = _list(doc.get("items"), where, "items")
         return [m for j, item in enumerate(items) for m in from_dict(item, f"{where} items[{j}]")]
     if kind == "Pod":
         _api(doc, where, ("v1",))
@@ -149,6 +188,14 @@ def _api(doc: dict, where: str, allowed: tuple[str, ...]) -> None:
         raise ManifestError(f"{where}: apiVersion: {doc.get('kind')} needs {' or '.join(allowed)}, got {api!r}{hint}")
 
 
+def _list(value: Any, where: str, field_path: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ManifestError(f"{where}: {field_path}: must be a list, got {type(value).__name__}")
+    return value
+
+
 def _mapping(value: Any, where: str, field_path: str) -> dict:
     if value is None:
         return {}
@@ -162,6 +209,9 @@ def _pod(doc: dict, where: str, prefix: str, template: bool = False) -> PodSpec:
     name = meta.get("name")
     if not template and (not isinstance(name, str) or not name):
         raise ManifestError(f"{where}: {prefix}metadata.name: is required")
+    if not template:
+        _check_name(name, where, f"{prefix}metadata.name")
+    namespace = _namespace(meta, where, f"{prefix}metadata.namespace")
     labels = _mapping(meta.get("labels"), where, f"{prefix}metadata.labels")
     spec = _mapping(doc.get("spec"), where, f"{prefix}spec")
     raw_containers = spec.get("containers")
@@ -171,7 +221,7 @@ def _pod(doc: dict, where: str, prefix: str, template: bool = False) -> PodSpec:
     node_name = spec.get("nodeName")
     if node_name is not None and not isinstance(node_name, str):
         raise ManifestError(f"{where}: {prefix}spec.nodeName: must be a string")
-    return PodSpec(name=name or "", namespace=str(meta.get("namespace") or "default"),
+    return PodSpec(name=name or "", namespace=namespace,
                    labels={str(k): str(v) for k, v in labels.items()}, node_name=node_name,
                    containers=containers, source=where)
 
@@ -183,12 +233,12 @@ def _container(raw: Any, where: str, field_path: str) -> Container:
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ManifestError(f"{where}: {field_path}.{key}: is required")
     env = []
-    for k, e in enumerate(raw.get("env") or []):
+    for k, e in enumerate(_list(raw.get("env"), where, f"{field_path}.env")):
         if not isinstance(e, dict) or not isinstance(e.get("name"), str):
             raise ManifestError(f"{where}: {field_path}.env[{k}].name: is required")
         env.append((e["name"], str(e.get("value", ""))))
     ports = []
-    for k, p in enumerate(raw.get("ports") or []):
+    for k, p in enumerate(_list(raw.get("ports"), where, f"{field_path}.ports")):
         pf = f"{field_path}.ports[{k}]"
         if not isinstance(p, dict):
             raise ManifestError(f"{where}: {pf}: must be a mapping")
@@ -201,9 +251,40 @@ def _container(raw: Any, where: str, field_path: str) -> Container:
         proto = str(p.get("protocol", "TCP"))
         if proto not in PROTOCOLS:
             raise ManifestError(f"{where}: {pf}.protocol: must be one of {', '.join(PROTOCOLS)}, got {proto!r}")
-        ports.append(Port(container_port=cport, host_port=hport, protocol=proto,
-                          host_ip=p.get("hostIP"), name=p.get("name")))
+        host_ip = _host_ip(p.get("hostIP"), where, f"{pf}.hostIP")
+        port_name = p.get("name")
+        if port_name is not None and not isinstance(port_name, str):
+            raise ManifestError(f"{where}: {pf}.name: must be a string, got {port_name!r}")
+        ports.append(Port(container_port=cport, host_port=hport, protocol=proto, host_ip=host_ip, name=port_name))
     return Container(name=raw["name"], image=raw["image"], env=tuple(env), ports=tuple(ports))
+
+
+def _check_name(name: str, where: str, field_path: str) -> None:
+    """A Kubernetes object name: a lower-case RFC 1123 subdomain of at most 253 characters."""
+    if len(name) > 253 or not DNS_SUBDOMAIN.fullmatch(name):
+        raise ManifestError(f"{where}: {field_path}: {name[:80]!r} is not a valid name: use lower-case letters, "
+                            "digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters")
+
+
+def _namespace(meta: dict, where: str, field_path: str) -> str:
+    """metadata.namespace (default "default"): a lower-case RFC 1123 label of at most 63 characters."""
+    namespace = meta.get("namespace") or "default"
+    if not isinstance(namespace, str) or len(namespace) > 63 or not DNS_LABEL.fullmatch(namespace):
+        raise ManifestError(f"{where}: {field_path}: {str(namespace)[:80]!r} is not a valid namespace: use "
+                            "lower-case letters, digits and '-', at most 63 characters")
+    return namespace
+
+
+def _host_ip(value: Any, where: str, field_path: str) -> str | None:
+    """hostIP: an IP address, or absent."""
+    if value is None or value == "":
+        return None
+    try:
+        ipaddress.ip_address(value if isinstance(value, str) else "")
+    except ValueError:
+        raise ManifestError(f"{where}: {field_path}: must be an IP address such as 0.0.0.0 or 172.18.0.3, "
+                            f"got {value!r}") from None
+    return value
 
 
 def _is_port(value: Any) -> bool:
@@ -228,6 +309,8 @@ def _deployment(doc: dict, where: str) -> Deployment:
         raise ManifestError(f"{where}: spec.selector.matchLabels: is required")
     if any(template.labels.get(k) != v for k, v in selector.items()):
         raise ManifestError(f"{where}: spec.template.metadata.labels: must match spec.selector.matchLabels")
-    namespace = str(meta.get("namespace") or "default")
+    _check_name(name, where, "metadata.name")
+    namespace = _namespace(meta, where, "metadata.namespace")
+    labels = _mapping(meta.get("labels"), where, "metadata.labels")
     return Deployment(name=name, namespace=namespace, replicas=replicas, template=template,
-                      labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()}, source=where)
+                      labels={str(k): str(v) for k, v in labels.items()}, source=where)

@@ -17,6 +17,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
+from .model.backoff import BackoffModel
+from .model.kubelet import KUBELET_JITTER
+from .model.pods import SANDBOX_FAILED
+
 FAIL = "#c0392b"
 OK = "#1e8449"
 FIX = "#2e86c1"
@@ -34,21 +38,10 @@ class _BookFigure(Figure):
 
 
 # -- the back-off model ---------------------------------------------------------------
-def model_heal_times(delay: float, backoff: float, jitter: float = 0.5, samples: int = 4000,
+def model_heal_times(delay: float, backoff: float, jitter: float = KUBELET_JITTER, samples: int = 4000,
                      seed: int = 0) -> np.ndarray:
-    """Times from a fix to the next sandbox attempt, under a constant back-off with jitter.
-
-    The kubelet retries a failed sandbox after ``backoff * (1 + U * jitter)`` seconds, U uniform in
-    [0, 1), without growing. A fix applied ``delay`` seconds after a failed attempt is picked up by the
-    first attempt at or after that moment.
-    """
-    rng = np.random.default_rng(seed)
-    t = np.zeros(samples)
-    pending = np.ones(samples, dtype=bool)
-    while pending.any():
-        t[pending] += backoff * (1 + rng.random(pending.sum()) * jitter)
-        pending = t < delay
-    return t - delay
+    """Times from a fix to the next sandbox attempt: :class:`kindlab.model.backoff.BackoffModel` sampled."""
+    return BackoffModel(backoff, jitter).sample(delay, n=samples, seed=seed)
 
 
 def _model_for(delays: Iterable[float], backoff: float, jitter: float, per_delay: int = 2000) -> np.ndarray:
@@ -65,7 +58,7 @@ def _backoff_of(df: pd.DataFrame, backoff: float | None) -> float:
 
 
 # -- self-healing latency ---------------------------------------------------------------
-def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None, jitter: float = 0.5) -> Figure:
+def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None, jitter: float = KUBELET_JITTER) -> Figure:
     """Time to heal against the delay of the fix after the last failed attempt, with the back-off model.
 
     ``df`` is :func:`kindlab.heal.experiment`'s frame (columns ``delay``, ``running_after``,
@@ -95,7 +88,7 @@ def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None, jitter: f
     return fig
 
 
-def plot_heal_distribution(df: pd.DataFrame, backoff: float | None = None, jitter: float = 0.5) -> Figure:
+def plot_heal_distribution(df: pd.DataFrame, backoff: float | None = None, jitter: float = KUBELET_JITTER) -> Figure:
     """The distribution of time to heal, measured and modelled (histogram and cumulative distribution).
 
     The model draws, for each run's delay, the wait until the next retry under the back-off with jitter.
@@ -143,7 +136,7 @@ def _seconds(value: Any) -> float:
     raise TypeError(f"not a time: {value!r}")
 
 
-def attempt_times(events_or_attempts: pd.DataFrame | Sequence[Any], reason: str = "FailedCreatePodSandBox"
+def attempt_times(events_or_attempts: pd.DataFrame | Sequence[Any], reason: str = SANDBOX_FAILED
                   ) -> tuple[list[float], list[tuple[float, str]]]:
     """Split events (or bare attempt times) into failed-attempt times and other labelled moments, in epoch seconds.
 
@@ -173,7 +166,8 @@ def attempt_times(events_or_attempts: pd.DataFrame | Sequence[Any], reason: str 
 
 def plot_attempt_timeline(events_or_attempts: pd.DataFrame | Sequence[Any], fix_at: Any,
                           running_after: float | None = None, curl_after: float | None = None,
-                          backoff: float | None = None, title: str | None = None) -> Figure:
+                          backoff: float | None = None, title: str | None = None,
+                          jitter: float = KUBELET_JITTER) -> Figure:
     """The pod's sandbox attempts around the fix: failures, the fix, Running and the first good curl.
 
     ``events_or_attempts`` is an events frame (``time``/``reason``, as :meth:`Cluster.events` or
@@ -203,11 +197,11 @@ def plot_attempt_timeline(events_or_attempts: pd.DataFrame | Sequence[Any], fix_
         ax.scatter([curl_after], [0], marker="*", s=140, color=CURL, zorder=4,
                    label=f"first curl 200 (+{curl_after:.2f} s)")
     if backoff and rel:
-        ax.axvspan(rel[-1] + backoff, rel[-1] + backoff * 1.5, color=MODEL, alpha=0.15, lw=0,
+        ax.axvspan(rel[-1] + backoff, rel[-1] + backoff * (1 + jitter), color=MODEL, alpha=0.15, lw=0,
                    label="next retry due (back-off window)")
     ends = rel + [0.0] + [x for x in (running_after, curl_after) if x is not None]
     if backoff and rel:
-        ends.append(rel[-1] + backoff * 1.5)
+        ends.append(rel[-1] + backoff * (1 + jitter))
     lo, hi = min(ends), max(ends)
     pad = max((hi - lo) * 0.08, 0.2)
     ax.set_xlim(lo - pad, hi + pad)

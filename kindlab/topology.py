@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,32 @@ NODE_FIELDS = {"role", "image", "extraMounts", "extraPortMappings", "labels", "k
                "kubeadmConfigPatchesJSON6902"}
 MOUNT_FIELDS = {"containerPath", "hostPath", "readOnly", "propagation", "selinuxRelabel"}
 PROPAGATIONS = ("None", "HostToContainer", "Bidirectional")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_LABEL_MAX = 63
+LONGEST_NODE_SUFFIX = "-control-plane999"              # kind's longest node-name suffix (up to 999 of a role)
+MAX_CLUSTER_NAME = DNS_LABEL_MAX - len(LONGEST_NODE_SUFFIX)   # 46: every node name stays a DNS label
+# Host folders a node must never get as an extraMount: the node would write the machine's own files.
+SYSTEM_FOLDERS = frozenset({"/", "/etc", "/usr", "/bin", "/sbin", "/boot", "/proc", "/sys", "/dev", "/var",
+                            "/root", "/run"})
+LIB_FOLDER = re.compile(r"/lib(32|64|x32)?")
+
+
+def check_cluster_name(name: object) -> str:
+    """`name` if it is a valid cluster name: a lower-case RFC 1123 DNS label of at most MAX_CLUSTER_NAME
+    characters, so that `<name>-control-plane2` is one too; ConfigError otherwise."""
+    if isinstance(name, str) and DNS_LABEL.fullmatch(name) and len(name) <= MAX_CLUSTER_NAME:
+        return name
+    raise ConfigError(f"{name!r} is not a valid cluster name: use lower-case letters, digits and '-', starting "
+                      f"and ending with a letter or digit, at most {MAX_CLUSTER_NAME} characters "
+                      f"(node names such as <name>{LONGEST_NODE_SUFFIX} must stay DNS labels), e.g. --name kind")
+
+
+def is_system_folder(path: Path) -> bool:
+    """True for `/` and the machine's own top-level folders (/etc, /usr, /lib*, ...), by name or by symlink."""
+    for candidate in {os.path.normpath(path), os.path.realpath(path)}:
+        if candidate in SYSTEM_FOLDERS or LIB_FOLDER.fullmatch(candidate):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -139,13 +167,16 @@ def pod_cidrs(pod_subnet: str, count: int) -> list[str]:
 
 def load(path: str | Path, name: str = "kind") -> Topology:
     """Load a kind config file (v1alpha4, or the old v1alpha3, converted) for cluster `name`."""
+    check_cluster_name(name)
     path = Path(path)
     if path.is_dir():
         path = path / "config"
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such kind config file; pass the path of a kind Cluster config") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a kind config is a YAML file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
@@ -159,6 +190,7 @@ def load(path: str | Path, name: str = "kind") -> Topology:
 
 def from_dict(doc: Any, name: str = "kind", source: Path | None = None) -> Topology:
     """Build a Topology from a parsed kind config; relative hostPaths resolve against `source`'s folder."""
+    check_cluster_name(name)
     where = str(source) if source else "<config>"
     base = source.parent if source else Path.cwd()
 
@@ -218,11 +250,11 @@ def _as_list(value: Any, field_path: str, fail) -> list:
 
 
 def _networking(doc: dict, api: str, fail, notes: list[str]) -> Networking:
-    net = dict(doc.get("networking") or {})
-    if not isinstance(doc.get("networking", {}) or {}, dict):
+    if not isinstance(doc.get("networking") or {}, dict):
         raise fail("networking", "must be a mapping")
+    net = dict(doc.get("networking") or {})
     # v1alpha3 configs (the seed's) set subnets through a kubeadm ClusterConfiguration patch.
-    for k, patch in enumerate(doc.get("kubeadmConfigPatches") or []):
+    for k, patch in enumerate(_as_list(doc.get("kubeadmConfigPatches"), "kubeadmConfigPatches", fail)):
         try:
             patched = yaml.safe_load(patch) if isinstance(patch, str) else patch
         except yaml.YAMLError:
@@ -257,8 +289,8 @@ def _mount(raw: Any, field_path: str, base: Path, api: str, fail, notes: list[st
     if unknown:
         raise fail(field_path, f"unknown field(s) {', '.join(sorted(unknown))}")
     for key in ("containerPath", "hostPath"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise fail(f"{field_path}.{key}", "is required (a path)")
+        if not isinstance(raw.get(key), str) or not raw[key] or "\0" in raw[key]:
+            raise fail(f"{field_path}.{key}", "is required (a path, without NUL bytes)")
     container = raw["containerPath"]
     if not container.startswith("/"):
         raise fail(f"{field_path}.containerPath", f"must be absolute, got {container!r}")
@@ -270,6 +302,9 @@ def _mount(raw: Any, field_path: str, base: Path, api: str, fail, notes: list[st
         raise fail(f"{field_path}.propagation", f"must be one of {', '.join(PROPAGATIONS)}, got {propagation!r}")
     given = raw["hostPath"]
     host = Path(given) if Path(given).is_absolute() else base / given
+    if is_system_folder(host):
+        raise fail(f"{field_path}.hostPath", f"{given!r} is the host's {os.path.realpath(host)}: a node would "
+                   "write the machine's own files there; mount a folder made for the lab instead")
     if not host.exists():
         # Docker makes a missing bind-mount source as an empty folder; a missing file,
         # or anything mounted read-only, can only be a mistake.

@@ -1,116 +1,103 @@
-"""Scenario helpers for the notebooks: bring a lab to the state a step of the walkthrough needs, in a line.
+"""Helpers for the notebooks: a chapter's set-up in one call, and the views each step shows.
 
-The walkthrough's cluster has three workers:
-
-- ``worker``: healthy; the chained conflist is mounted in and the CNI package is there;
-- ``worker2``: an empty host folder is mounted over ``/opt/cni``, so ``portmap`` is missing;
-- ``worker3``: the CNI package is there, the chained conflist is not.
-
-``break_*`` puts a worker back into its broken state (recreating its pod when the pod was healthy, so the
-pod shows the failure again) and ``fix_*`` applies the walkthrough's fix. Every helper works on both
-backends, through :class:`kindlab.Cluster`'s API and the topology's mounts.
+The scenario itself (the three workers, their pods, breaking and fixing them) is :mod:`kindlab.scenario`;
+its names are available here too. The views read the nodes as the walkthrough does by hand (``ls``,
+``iptables-save``, curl) and give DataFrames; every helper works on every backend, through
+:class:`kindlab.Cluster`'s API, asking the backend what it can do (``lab.capabilities``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from . import backends, heal, iptables, objects
+from . import backends, heal, iptables, progress, scenario
 from .cluster import Cluster, HttpResponse
-from .errors import CurlError, KindlabError, NotFound, WaitTimeout
+from .doctor import cni_choice
+from .errors import CurlError, WaitTimeout
+from .model import pods as pod_rules
+from .model.cni import CNI_BIN, NET_D
+from .scenario import (
+    ROOT,
+    WORKERS,
+    break_worker2,
+    break_worker3,
+    chained_conflist_source,
+    chained_conflists,
+    fix_worker2,
+    fix_worker3,
+    has_portmap,
+    node,
+    pod_name,
+    pod_phase,
+    sandbox_failure_count,
+    static_pods,
+    timeout_for,
+    wait_for_failure,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-CNI_BIN = "/opt/cni/bin"
-NET_D = "/etc/cni/net.d"
-WORKERS = ("worker", "worker2", "worker3")
-FAILED_SANDBOX = "FailedCreatePodSandBox"
-
-
-# -- progress -------------------------------------------------------------------------------
-def progress(total: int, desc: str):
-    """A tqdm bar on stdout, live in a terminal.
-
-    Elsewhere (a notebook executed for the book) it prints its final state only, once: the book would
-    otherwise show every refresh on a line of its own.
-    """
-    from tqdm import tqdm
-
-    live = sys.stdout.isatty()
-    return tqdm(total=total, desc=desc, file=sys.stdout, ncols=80, bar_format="{desc}: {n}/{total} {bar} {elapsed}",
-                mininterval=0.2 if live else 1e9, delay=0 if live else 1e-3)
+# The scenario's own verbs, here too, so that a notebook needs one import (documented in kindlab.scenario).
+apply_pod, recreate_pod, host_cni_bin = scenario.apply_pod, scenario.recreate_pod, scenario.host_cni_bin
 
 
 # -- the cluster ------------------------------------------------------------------------
 def ensure_cluster(config: str | Path = "../kind/config", name: str = "kind", backend: str | None = None,
-                   backoff: float | None = None, progress: bool = False) -> Cluster:
-    """Get or create cluster ``name`` from ``config``, with the sandbox retry back-off ``backoff`` (netns)."""
-    return backends.up(config, name=name, backend=backend, backoff=backoff, progress=progress)
+                   backoff: float | None = None, show: bool = False) -> Cluster:
+    """Get or create cluster ``name`` from ``config``, with the sandbox retry back-off ``backoff`` (model)."""
+    return backends.up(config, name=name, backend=backend, backoff=backoff, progress=show)
 
 
 def fresh_cluster(config: str | Path = "../kind/config", name: str = "kind", backend: str | None = None,
-                  backoff: float | None = None, progress: bool = True) -> tuple[Cluster, float]:
+                  backoff: float | None = None, show: bool = True) -> tuple[Cluster, float]:
     """Delete cluster ``name`` if it exists, create it again, and return it with the seconds ``up`` took."""
     backends.delete(name, backend=backend)
     start = time.perf_counter()
-    lab = backends.up(config, name=name, backend=backend, backoff=backoff, progress=progress)
+    lab = backends.up(config, name=name, backend=backend, backoff=backoff, progress=show)
     return lab, time.perf_counter() - start
 
 
+def open_chapter(config: str | Path, name: str = "kind", backend: str | None = None, backoff: float | None = None,
+                 prepare: Callable[[Cluster], Any] | None = None) -> Cluster:
+    """A chapter's set-up in one call: get or create the cluster, say what runs it, and ``prepare(lab)``
+    (e.g. :func:`reset`, :func:`break_worker2`) so that the chapter starts from the state it describes."""
+    lab = ensure_cluster(config, name=name, backend=backend, backoff=backoff)
+    print(describe(lab))
+    if prepare is not None:
+        prepare(lab)
+    return lab
+
+
+def broken(role: str) -> Callable[[Cluster], pd.DataFrame]:
+    """A chapter's ``prepare``: put one worker back into its broken state, then make sure the pods are there."""
+    breakers = {"worker2": break_worker2, "worker3": break_worker3}
+
+    def prepare(lab: Cluster) -> pd.DataFrame:
+        breakers[role](lab)
+        return ensure_pods(lab)
+    return prepare
+
+
 def lab_backoff(lab: Cluster) -> float:
-    """The lab's sandbox retry back-off in seconds (the kubelet's 10 s on kind)."""
-    return heal.lab_backoff(lab)
+    """The cluster's sandbox retry back-off in seconds (the kubelet's: 10 s)."""
+    return lab.capabilities.sandbox_backoff
 
 
 def describe(lab: Cluster) -> str:
-    """One line saying which backend produced the outputs that follow."""
-    return (f"Outputs produced on the {lab.backend} backend: cluster {lab.name!r}, {len(lab.node_names())} nodes, "
-            f"sandbox retry back-off {lab_backoff(lab):g} s.")
+    """One line saying which backend and which kubelet produced the outputs that follow."""
+    return (f"Outputs produced on the {lab.capabilities.describe()}: cluster {lab.name!r}, "
+            f"{len(lab.node_names())} nodes.")
 
 
 def wait_time(lab: Cluster, timeout: float | None = None) -> float:
-    """``timeout``, or how long a pod may take to get where it is going: 60 s on netns, 300 s on kind."""
-    return timeout if timeout is not None else (300.0 if lab.backend == "kind" else 60.0)
-
-
-# -- names, manifests, pods ----------------------------------------------------------------
-def node(lab: Cluster, role: str) -> str:
-    """The node name for a role suffix as kind names it: ``node(lab, "worker2") == "kind-worker2"``."""
-    return lab.check_node(f"{lab.name}-{role}")
-
-
-def pod_name(lab: Cluster, role: str) -> str:
-    """The walkthrough's echo pod pinned to a worker: ``echo-kind-worker2``."""
-    return f"echo-{node(lab, role)}"
-
-
-def repo_root(lab: Cluster | None = None) -> Path:
-    """The repository the lab's config comes from (``kind/config`` → its grandparent)."""
-    source = getattr(getattr(lab, "topology", None), "source", None)
-    if source is not None and (Path(source).resolve().parents[1] / "manifests").is_dir():
-        return Path(source).resolve().parents[1]
-    return ROOT
-
-
-def static_pods(lab: Cluster, manifests: str | Path | None = None) -> dict[str, objects.PodSpec]:
-    """The static pods of ``manifests/static``, renamed for the lab's cluster name, by pod name."""
-    path = Path(manifests) if manifests else repo_root(lab) / "manifests" / "static"
-    out = {}
-    for spec in objects.load(path):
-        if not isinstance(spec, objects.PodSpec):
-            continue
-        if lab.name != "kind" and spec.node_name and spec.node_name.startswith("kind-"):
-            node_name = lab.name + spec.node_name[len("kind"):]
-            spec = dataclasses.replace(spec, name=spec.name.replace(spec.node_name, node_name), node_name=node_name)
-        out[spec.name] = spec
-    return out
+    """``timeout``, or how long a pod may take on this backend to get where it is going."""
+    return timeout_for(lab, timeout)
 
 
 def private_config(folder: str | Path, source: str | Path | None = None) -> Path:
@@ -135,43 +122,9 @@ def delete_static_pods(lab: Cluster) -> list[str]:
     return [lab.delete_pod(name, wait=True) for name in static_pods(lab) if pod_phase(lab, name) is not None]
 
 
-def pod_phase(lab: Cluster, pod: str) -> str | None:
-    """The pod's phase, or None when there is no such pod."""
-    try:
-        return lab.pod(pod).get("status", {}).get("phase")
-    except NotFound:
-        return None
-
-
-def sandbox_failures(lab: Cluster, pod: str) -> int:
-    """How many times the current pod's sandbox failed, summed over its FailedCreatePodSandBox events."""
-    ev = pod_events(lab, pod)
-    return int(ev.loc[ev["reason"] == FAILED_SANDBOX, "count"].sum()) if len(ev) else 0
-
-
 def pod_events(lab: Cluster, pod: str, current: bool = True) -> pd.DataFrame:
     """The events of a pod, oldest first; with ``current``, only those of the pod that exists now (by uid)."""
     return heal.pod_events(lab, pod, current=current)
-
-
-def apply_pod(lab: Cluster, pod: str, manifests: str | Path | None = None) -> str:
-    """Create one of the walkthrough's static pods; returns kubectl's line."""
-    return lab.apply_object(static_pods(lab, manifests)[pod])
-
-
-def recreate_pod(lab: Cluster, pod: str, manifests: str | Path | None = None) -> list[str]:
-    """``kubectl delete`` then ``kubectl apply`` one static pod, as the walkthrough does for worker3."""
-    lines = []
-    if pod_phase(lab, pod) is not None:
-        lines.append(lab.delete_pod(pod, wait=True))
-    lines.append(apply_pod(lab, pod, manifests))
-    return lines
-
-
-def wait_for_failure(lab: Cluster, pod: str, after: int = 0, timeout: float | None = None) -> int:
-    """Wait until the pod's sandbox has failed more than ``after`` times; returns the count."""
-    return lab.wait_for(lambda: (n := sandbox_failures(lab, pod)) > after and n, timeout=wait_time(lab, timeout),
-                        what=f"a {FAILED_SANDBOX} event for {pod}")
 
 
 def watch_attempts(lab: Cluster, pod: str, count: int = 3, timeout: float | None = None,
@@ -181,16 +134,16 @@ def watch_attempts(lab: Cluster, pod: str, count: int = 3, timeout: float | None
     Each attempt is timed when its event's count goes up (events carry whole seconds only), to within
     ``interval`` plus one read of the events. A progress bar shows the wait.
     """
-    backoff = lab_backoff(lab)
-    deadline = time.time() + (timeout or backoff * 1.5 * (count + 1) + 30)
-    seen = sandbox_failures(lab, pod)
+    caps = lab.capabilities
+    deadline = time.time() + (timeout or caps.sandbox_backoff * (1 + caps.backoff_jitter) * (count + 1) + 30)
+    seen = sandbox_failure_count(lab, pod)
     times: list[float] = []
-    with progress(count, f"failed attempts of {pod}") as bar:
+    with progress.bar(count, f"failed attempts of {pod}") as bar:
         while len(times) < count:
             if time.time() > deadline:
                 raise WaitTimeout(f"only {len(times)} failed attempts of {pod} seen; expected {count}")
             before = time.time()
-            now_seen = sandbox_failures(lab, pod)
+            now_seen = sandbox_failure_count(lab, pod)
             if now_seen > seen:
                 times.append(before)
                 seen = now_seen
@@ -255,33 +208,17 @@ def cni_files(lab: Cluster, node_name: str) -> dict[str, list[str]]:
     return {folder: ls(lab, node_name, folder)["name"].tolist() for folder in (CNI_BIN, NET_D)}
 
 
-def has_portmap(lab: Cluster, node_name: str) -> bool:
-    """True when the node's ``/opt/cni/bin`` holds an executable ``portmap``."""
-    return lab.exec(node_name, f"[ -x {CNI_BIN}/portmap ] && echo yes || echo no").strip() == "yes"
-
-
-def chained_conflists(lab: Cluster, node_name: str) -> list[str]:
-    """The ``*-portmap.conflist`` files in a node's ``/etc/cni/net.d``."""
-    return [n for n in ls(lab, node_name, NET_D)["name"] if n.endswith("-portmap.conflist")]
-
-
-def chosen_config(files: list[str]) -> str | None:
-    """The config the runtime picks from ``/etc/cni/net.d``: the first .conf/.conflist/.json in byte order."""
-    candidates = sorted((f for f in files if f.endswith((".conf", ".conflist", ".json"))), key=lambda f: f.encode())
-    return candidates[0] if candidates else None
-
-
 def net_d_table(lab: Cluster) -> pd.DataFrame:
-    """One row per node: the files of ``/etc/cni/net.d``, the one the runtime picks, and whether it chains portmap."""
+    """One row per node: the files of ``/etc/cni/net.d``, the one the runtime picks (model.cni, as doctor
+    reads it), whether it chains portmap with ``capabilities.portMappings``, and why there is no network
+    when there is none."""
     rows = []
     for n in lab.node_names():
-        files = ls(lab, n, NET_D)["name"].tolist()
-        chosen = chosen_config(files)
-        chains = False
-        if chosen:
-            text = lab.exec(n, ["cat", f"{NET_D}/{chosen}"])
-            chains = '"portmap"' in text.replace(" ", "")
-        rows.append({"node": n, "/etc/cni/net.d": ", ".join(files), "chosen": chosen, "chains portmap": chains})
+        choice = cni_choice(lab, n)
+        chosen = choice.chosen
+        rows.append({"node": n, "/etc/cni/net.d": ", ".join(sorted(choice.files, key=str.encode)),
+                     "chosen": chosen.file if chosen else None, "chains portmap": choice.chains_portmap,
+                     "problem": choice.error or ""})
     return pd.DataFrame(rows)
 
 
@@ -311,11 +248,51 @@ def dnat_rules(lab: Cluster, node_name: str) -> pd.DataFrame:
 def pod_dnat(lab: Cluster, pod: str) -> pd.DataFrame:
     """The DNAT rules on the pod's node that lead to the pod's IP: what portmap wrote for its hostPorts."""
     p = lab.pod(pod)
-    ip, node_name = p.get("status", {}).get("podIP"), p.get("spec", {}).get("nodeName")
-    rules = dnat_rules(lab, node_name)
+    return dnat_to(dnat_rules(lab, pod_rules.node_name(p)), pod_rules.pod_ip(p))
+
+
+def dnat_to(rules: pd.DataFrame, ip: str | None) -> pd.DataFrame:
+    """The DNAT rules among ``rules`` whose destination is ``ip`` (any port)."""
     if not ip:
         return rules.iloc[0:0]
-    return rules[rules["to_destination"].astype(str).str.startswith(f"{ip}:")].reset_index(drop=True)
+    dnat = rules[rules["target"] == "DNAT"]
+    return dnat[dnat["to_destination"].astype(str).str.startswith(f"{ip}:")].reset_index(drop=True)
+
+
+def hostport_chain(chain: str) -> bool:
+    """True for the chains portmap writes: ``CNI-HOSTPORT-*`` and the per-pod ``CNI-DN-*``."""
+    return "HOSTPORT" in chain or chain.startswith("CNI-DN-")
+
+
+def portmap_rows(rules: pd.DataFrame) -> pd.DataFrame:
+    """The rules of portmap's hostPort plumbing: in its chains, or jumping to them."""
+    return rules[rules["rule"].astype(str).str.contains("HOSTPORT|CNI-DN-", regex=True)]
+
+
+def portmap_dnat(rules: pd.DataFrame) -> pd.DataFrame:
+    """portmap's DNAT rules (in ``CNI-DN-*`` chains); kube-proxy's ``KUBE-SEP-*`` DNATs are not counted."""
+    dnat = rules[rules["target"] == "DNAT"]
+    return dnat[dnat["chain"].astype(str).str.startswith("CNI-DN-")]
+
+
+def rule_owner(chain: str) -> str:
+    """Who writes a nat chain on a node: portmap, kube-proxy (``KUBE-*``) or the primary plugin."""
+    if hostport_chain(chain):
+        return "portmap"
+    if chain.startswith("KUBE-"):
+        return "kube-proxy"
+    return "primary plugin"
+
+
+def label_changes(changes: pd.DataFrame) -> pd.DataFrame:
+    """:func:`kindlab.iptables.diff`'s rows with a ``by`` column: which component made each change."""
+    return changes.assign(by=changes["chain"].astype(str).map(rule_owner))
+
+
+def flat_conflist(conf: dict) -> dict:
+    """A conflist as one column: name, cniVersion, and each plugin as JSON (to compare two side by side)."""
+    plugins = {f"plugins[{i}]": json.dumps(p) for i, p in enumerate(conf["plugins"])}
+    return {"name": conf["name"], "cniVersion": conf["cniVersion"], **plugins}
 
 
 def hostport_rules(lab: Cluster, node_name: str) -> list[str]:
@@ -357,99 +334,15 @@ def wait_for_curl(lab: Cluster, node_name: str, timeout: float | None = None) ->
     return lab.wait_for(attempt, timeout=wait_time(lab, timeout), interval=0.05, what=f"curl 200 from {node_name}")
 
 
-# -- worker2: the CNI package is missing --------------------------------------------------------
-def host_cni_bin(lab: Cluster) -> Path:
-    """The host folder that appears as ``/opt/cni/bin`` in worker2 (``kind/empty/bin``), from its extraMounts."""
-    return heal.cni_bin_folder(lab, node(lab, "worker2"))
+def portmap_source(lab: Cluster) -> str:
+    """Where the fix's ``portmap`` comes from: the backend's healthy copy, or a healthy node's."""
+    return lab.capabilities.portmap_source or f"{node(lab, 'worker')}:{CNI_BIN}/portmap"
 
 
-def portmap_source(lab: Cluster) -> Path:
-    """A host copy of ``portmap``: the machine's CNI package on netns, a healthy node's on kind."""
-    return heal.portmap_source(lab, node(lab, "worker2"))
-
-
-def fix_worker2(lab: Cluster) -> Path:
-    """The walkthrough's fix: copy ``portmap`` into the host folder mounted over worker2's ``/opt/cni``.
-
-    The copy is renamed into place, so the node never runs half a binary. Returns the host path written.
-    """
-    return heal.fix_portmap(lab, node(lab, "worker2"))
-
-
-def break_worker2(lab: Cluster, timeout: float | None = None) -> None:
-    """Put worker2 back as the config made it: no ``portmap``, and its pod failing to start.
-
-    A pod that is Running (it started while the plugin was there) is deleted first, so that its sandbox's
-    CNI DEL still finds ``portmap``, and applied again once the plugin is gone; then the pod is waited for
-    until its sandbox has failed once.
-    """
-    worker2, pod = node(lab, "worker2"), pod_name(lab, "worker2")
-    if pod_phase(lab, pod) == "Running":
-        lab.delete_pod(pod, wait=True)
-        heal.break_portmap(lab, worker2)
-        apply_pod(lab, pod)
-    else:
-        heal.break_portmap(lab, worker2)
-    if pod_phase(lab, pod) is not None:
-        wait_for_failure(lab, pod, timeout=timeout)
-    if has_portmap(lab, worker2):
-        raise KindlabError(f"{worker2} still has portmap after removing it from {host_cni_bin(lab)}")
-
-
-# -- worker3: the chained conflist is missing ----------------------------------------------------
-def chained_conflist_source(lab: Cluster) -> Path:
-    """The host file mounted into the healthy worker as its chained conflist (``kind/cni/000-…-portmap.conflist``).
-
-    On netns the lab mounts ``000-kindlab-portmap.conflist`` where the config names
-    ``000-cilium-portmap.conflist``; the node's own listing says which of the siblings is really used.
-    """
-    worker = node(lab, "worker")
-    in_node = chained_conflists(lab, worker)
-    for m in lab.topology.node(worker).mounts:
-        if m.container_path.startswith(NET_D + "/") and m.container_path.endswith("-portmap.conflist"):
-            for name in in_node:
-                if (Path(m.host_path).with_name(name)).is_file():
-                    return Path(m.host_path).with_name(name)
-            return Path(m.host_path)
-    raise KindlabError(f"{worker} has no chained conflist mounted into {NET_D}; check its extraMounts")
-
-
-def fix_worker3(lab: Cluster, recreate: bool = False, timeout: float | None = None) -> str:
-    """The walkthrough's fix: ``docker cp`` the chained conflist into worker3's ``/etc/cni/net.d``.
-
-    With ``recreate``, also delete and apply worker3's pod and wait until it is Running. Returns the file
-    name written.
-    """
-    src = chained_conflist_source(lab)
-    lab.cp(str(src), f"{node(lab, 'worker3')}:{NET_D}/{src.name}")
-    if recreate:
-        pod = pod_name(lab, "worker3")
-        recreate_pod(lab, pod)
-        lab.wait_for_pod(pod, "Running", timeout=wait_time(lab, timeout))
-    return src.name
-
-
-def break_worker3(lab: Cluster, timeout: float | None = None) -> None:
-    """Put worker3 back as the config made it: no chained conflist, and its pod running without portmap.
-
-    A pod whose node DNATs to it (it was created with the conflist in place) is deleted while the conflist
-    is still there, so that its sandbox's CNI DEL runs portmap and removes its rules, then applied again.
-    """
-    worker3, pod = node(lab, "worker3"), pod_name(lab, "worker3")
-    recreate = pod_phase(lab, pod) is not None and not pod_dnat(lab, pod).empty
-    if recreate:
-        lab.delete_pod(pod, wait=True)
-    for name in chained_conflists(lab, worker3):
-        lab.exec(worker3, ["rm", "-f", f"{NET_D}/{name}"])
-    if recreate:
-        apply_pod(lab, pod)
-        lab.wait_for_pod(pod, "Running", timeout=wait_time(lab, timeout))
-
-
-def wait_quietly(seconds: float, desc: str = "waiting") -> None:
-    """Sleep ``seconds`` with a progress bar."""
+def sleep_with_bar(seconds: float, desc: str = "waiting") -> None:
+    """Sleep ``seconds``, drawing a progress bar."""
     steps = max(1, int(seconds / 0.1))
-    with progress(steps, desc) as bar:
+    with progress.bar(steps, desc) as bar:
         for _ in range(steps):
             time.sleep(seconds / steps)
             bar.update(1)
@@ -460,9 +353,9 @@ def heal_experiment(lab: Cluster, delays: list[float], repeats: int = 1, role: s
     pod = pod_name(lab, role)
     plan = [d for _ in range(repeats) for d in delays]
     frames = []
-    with progress(len(plan), f"break, fix and heal {pod}") as bar:
+    with progress.bar(len(plan), f"break, fix and heal {pod}") as bar:
         for delay in plan:
-            frames.append(heal.experiment(lab, delays=[delay], repeats=1, pod=pod, progress=False))
+            frames.append(heal.experiment(lab, delays=[delay], repeats=1, pod=pod))
             bar.update(1)
     return pd.concat(frames, ignore_index=True).assign(run=range(len(plan)))
 

@@ -45,17 +45,23 @@ def small_config(folder: Path, workers: int = 1, chained: bool = True) -> Path:
 
 
 @pytest.fixture
-def make_lab(netns_ready) -> Iterator[Callable[..., object]]:
-    """make_lab(config=kind/config, name=None, backoff=0.5) -> a netns lab, deleted after the test."""
+def make_lab(netns_ready, tmp_path_factory) -> Iterator[Callable[..., object]]:
+    """make_lab(config=None, name=None, backoff=0.5) -> a netns lab, deleted after the test.
+
+    Without a config, a private copy of kind/config (walkthrough.private_config): never the repository's
+    own, whose host folder `kind/empty` another lab of kind/config may be using at the same time.
+    """
     from kindlab import backends
     from kindlab.backends.netns.lab import wait_for_agent
+    from kindlab.walkthrough import private_config
 
     made: list[str] = []
 
-    def make(config: str | Path = KIND_CONFIG, name: str | None = None, backoff: float = 0.5):
+    def make(config: str | Path | None = None, name: str | None = None, backoff: float = 0.5):
         name = name or f"t{secrets.token_hex(3)}"
         made.append(name)
-        lab = backends.up(config, name=name, backend="netns", backoff=backoff, progress=False)
+        config = config or private_config(tmp_path_factory.mktemp("kind"))
+        lab = backends.up(config, name=name, backend="netns", backoff=backoff)
         wait_for_agent(lab)
         return lab
 

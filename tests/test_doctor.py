@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from kindlab import cli, doctor, topology
+from kindlab import cli, doctor, scenario, topology
+from kindlab.capabilities import Capabilities
 from kindlab.cluster import Cluster, HttpResponse
 from kindlab.errors import ExecError
+from kindlab.model import cni as cni_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ["kind-control-plane", "kind-worker", "kind-worker2", "kind-worker3"]
@@ -59,12 +61,15 @@ COMMIT
 
 
 class FakeLab(Cluster):
-    """A Cluster whose nodes are dicts: bin files, net.d files, nat text; exec answers ls/test/cat/iptables-save."""
+    """A Cluster whose nodes are dicts: bin files, net.d files, nat text; exec answers ls/test/cat/iptables-save.
 
-    backend = "netns"
+    Its backend keeps a healthy portmap on this machine (`portmap_source`, as netns names the CNI package's);
+    set it to None for a backend that has none (kind: copy it from a healthy node).
+    """
 
     def __init__(self) -> None:
         super().__init__("kind", topology.load(ROOT / "kind" / "config"))
+        self.portmap_source: str | None = "/usr/lib/cni/portmap"
         self.fs: dict[str, dict[str, Any]] = {n: {"bin": PACKAGE + ["cilium-cni"], "noexec": set(),
                                                   "net.d": {"05-cilium.conf": PRIMARY}, "nat": EMPTY_NAT}
                                               for n in NODES}
@@ -73,16 +78,20 @@ class FakeLab(Cluster):
         self.calls: list[list[str]] = []
 
     # -- what doctor uses
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(backend="fake", portmap_source=self.portmap_source)
+
     def exec(self, node, cmd, check=True, input=None, timeout=60):
         self.check_node(node)
         self.calls.append(list(cmd))
         fs = self.fs[node]
         match list(cmd):
-            case ["ls", "-1", "/opt/cni/bin"]:
+            case ["ls", "-1A", "/opt/cni/bin"]:
                 if fs["bin"] is None:
                     raise ExecError("ls: cannot access '/opt/cni/bin'", 2, "", "No such file or directory")
                 return "".join(f"{f}\n" for f in sorted(fs["bin"]))
-            case ["ls", "-1", "/etc/cni/net.d"]:
+            case ["ls", "-1A", "/etc/cni/net.d"]:
                 return "".join(f"{f}\n" for f in sorted(fs["net.d"]))
             case ["test", "-x", path]:
                 name = Path(path).name
@@ -218,29 +227,39 @@ def test_fixed_cluster_flags_nothing():
 
 
 # -- finer points ---------------------------------------------------------------------------
-def test_config_order_is_byte_order_of_known_extensions():
-    names = ["10-b.conf", "05-a.conflist", "000-z.conflist", "Z.json", "a.json", "README", "99.conf.bak"]
-    assert doctor.config_order(names) == ["000-z.conflist", "05-a.conflist", "10-b.conf", "Z.json", "a.json"]
+def test_the_config_is_chosen_in_byte_order_of_known_extensions():
+    lab = fixed()
+    lab.fs["kind-worker3"]["net.d"] = {"10-b.conf": PRIMARY, "05-a.conflist": CHAINED, "Z.json": PRIMARY,
+                                       "README": "x", "000-z.conf.bak": PRIMARY}
+    choice = doctor.cni_choice(lab, "kind-worker3")
+    assert choice.chosen.file == "05-a.conflist" and choice.chains_portmap
+    assert [c[1] for c in lab.calls if c[0] == "cat"] == ["/etc/cni/net.d/05-a.conflist"]  # nothing read after it
+    assert doctor.read_node(lab, "kind-worker3", need_nat=False).chosen == choice.chosen
 
 
 @pytest.mark.parametrize(("name", "text", "error"), [
     ("a.conflist", "{", "not valid JSON"),
     ("a.conflist", '{"plugins": [{"type": "x"}]}', "no name"),
-    ("a.conflist", '{"name": "n", "plugins": []}', "no 'plugins'"),
+    ("a.conflist", '{"name": "n", "plugins": []}', "no plugins in list"),
     ("a.conf", '{"name": "n"}', "missing 'type'"),
     ("a.json", "[]", "not a JSON object"),
 ])
 def test_invalid_configs_say_why(name, text, error):
-    conf = doctor.parse_cni_config(name, text)
+    conf = cni_rules.parse_config(name, text)
     assert not conf.valid and error in conf.error
+    lab = fixed()
+    lab.fs["kind-worker"]["net.d"][f"00-{name}"] = text
+    conf = row(doctor.doctor(lab), "kind-worker", "cni-config")
+    assert not conf.ok and f"The first config file, 00-{name}, is invalid" in conf.message and error in conf.message
+    assert "cni plugin not initialized" in conf.message and f"remove kind-worker:/etc/cni/net.d/00-{name}" in conf.fix
 
 
-def test_first_valid_config_wins_and_skips_are_reported():
+def test_an_invalid_first_config_leaves_no_network_even_with_a_valid_one_after_it():
+    """containerd (go-cni's loadFromConfDir) does not skip a broken file: the load fails."""
     lab = fixed()
     lab.fs["kind-worker"]["net.d"]["00-broken.conflist"] = "{not json"
-    findings = doctor.doctor(lab)
-    conf = row(findings, "kind-worker", "cni-config")
-    assert conf.ok and f"picks {CHAINED_FILE}" in conf.message and "Skipped 00-broken.conflist" in conf.message
+    conf = row(doctor.doctor(lab), "kind-worker", "cni-config")
+    assert not conf.ok and "00-broken.conflist, is invalid" in conf.message and CHAINED_FILE not in conf.message
 
 
 def test_portmap_without_the_capability_is_flagged():
@@ -285,9 +304,9 @@ def test_host_network_and_pending_pods_get_no_dnat_check():
     assert sum(c[0] == "iptables-save" for c in lab.calls) == 2  # worker and worker3 only
 
 
-def test_kind_backend_wording_copies_from_a_healthy_node():
+def test_without_a_portmap_of_the_backends_the_fix_copies_from_a_healthy_node():
     lab = seed_broken()
-    lab.backend = "kind"
+    lab.portmap_source = None  # as on kind: the node image's portmap is the only healthy one
     fix = row(doctor.doctor(lab), "kind-worker2", "portmap-binary").fix
     assert f"kindlab cp kind-control-plane:/opt/cni/bin/portmap {ROOT}/kind/empty/bin/portmap" in fix
 
@@ -321,9 +340,11 @@ def test_doctor_on_the_real_lab_broken_half_fixed_fixed(lab):
     findings = doctor.doctor(lab)
     assert failing(findings) == {(w["worker2"], "portmap-binary"), (w["worker3"], "cni-config"),
                                  (w["worker3"], "hostport-dnat")}, findings
-    assert f"{heal.cni_bin_folder(lab, w['worker2']).absolute()}/" in row(findings, w["worker2"], "portmap-binary").fix
+    fix = row(findings, w["worker2"], "portmap-binary").fix
+    assert f"{scenario.cni_bin_folder(lab, w['worker2']).absolute()}/" in fix
+    assert f"({lab.capabilities.retry_window})" in fix
     # half-fixed: portmap into worker2 (its pod heals by itself), the chained conflist into worker3
-    heal.fix_portmap(lab, w["worker2"])
+    scenario.fix_portmap(lab, w["worker2"])
     lab.wait_for_pod(f"echo-{w['worker2']}", "Running", timeout=5)
     chained = next(f for f in lab.exec(w["worker"], ["ls", "-1", "/etc/cni/net.d"]).split() if "portmap" in f)
     lab.exec(w["worker3"], ["sh", "-c", f"cat > /etc/cni/net.d/{chained}"],

@@ -1,20 +1,29 @@
-"""kindlab.heal: the back-off model's maths, the break/fix helpers, and (netns) timing against the agent."""
+"""kindlab.heal: the back-off model's maths, the scenario's break/fix helpers (on a lab whose nodes are
+folders), and timing a heal on a simulated cluster and (netns) against the agent."""
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from kindlab import heal, topology, walkthrough
+from kindlab import heal, scenario, topology, walkthrough
+from kindlab.backends.netns import records
+from kindlab.capabilities import Capabilities, RuntimeTimes
 from kindlab.cluster import Cluster, HttpResponse
-from kindlab.errors import ConnectionRefused, KindlabError, WaitTimeout
+from kindlab.errors import ConnectionRefused, ExecError, KindlabError, WaitTimeout
 from kindlab.heal import BackoffModel, HealResult, backoff_model
+from kindlab.model import pods as pod_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,38 +114,136 @@ def test_accuracy_in_milliseconds():
     assert heal.accuracy(df.iloc[:0])["n"] == 0
 
 
-# -- break and fix, on a fake lab ----------------------------------------------------------
-class FolderLab:
-    """Just enough of a Cluster for the break/fix helpers: a topology with worker2's /opt/cni on a tmp folder."""
+# -- break and fix, on a lab whose nodes are folders ----------------------------------------------
+class FolderLab(Cluster):
+    """A Cluster whose nodes are folders: a node's / is nodes/<node>/, except where the config mounts a host
+    folder (worker2's /opt/cni is the config's `empty`). exec runs the command on this machine with the node's
+    CNI paths moved into those folders; cp copies between them, as `docker cp` does."""
 
-    backend = "netns"
-    name = "kind"
+    PATHS = re.compile(r"/(?:opt|etc)/cni[^\s'\";&|]*")
 
-    def __init__(self, tmp: Path):
-        (tmp / "cni").mkdir()
-        (tmp / "cni" / "000-x-portmap.conflist").write_text("{}")
-        (tmp / "config").write_text((ROOT / "kind" / "config").read_text().replace(
-            "cni/000-cilium-portmap.conflist", "cni/000-x-portmap.conflist"))
-        self.topology = topology.load(tmp / "config")
+    def __init__(self, tmp: Path, portmap_source: Path | None = None):
+        super().__init__("kind", topology.load(walkthrough.private_config(tmp / "kind")))
+        self.root, self.portmap_source = tmp / "nodes", portmap_source
+        self.commands: list[tuple[str, object]] = []
+        for n in self.node_names():
+            for folder in ("/opt/cni/bin", "/etc/cni/net.d"):
+                self.host_path(n, folder).mkdir(parents=True, exist_ok=True)
+            for m in self.topology.node(n).mounts:  # a file mounted into a folder shows in its listing
+                shown = self.root / n / PurePosixPath(m.container_path).relative_to("/")
+                if Path(m.host_path).is_file() and shown.parent.is_dir():
+                    shown.symlink_to(m.host_path)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(backend="folders", portmap_source=str(self.portmap_source) if self.portmap_source else None)
+
+    def host_path(self, node: str, path: str) -> Path:
+        """Where a node's path is on this machine: under its deepest mount, else under nodes/<node>/."""
+        p = PurePosixPath(path)
+        mounts = [m for m in self.topology.node(node).mounts
+                  if p == PurePosixPath(m.container_path) or PurePosixPath(m.container_path) in p.parents]
+        if mounts:
+            m = max(mounts, key=lambda m: len(PurePosixPath(m.container_path).parts))
+            return Path(m.host_path) / p.relative_to(m.container_path)
+        return self.root / node / p.relative_to("/")
+
+    def exec(self, node, cmd, check=True, input=None, timeout=60):
+        self.check_node(node)
+        self.commands.append((node, cmd))
+        text = cmd if isinstance(cmd, str) else shlex.join(str(c) for c in cmd)
+        moved = self.PATHS.sub(lambda m: str(self.host_path(node, m.group(0))), text)
+        done = subprocess.run(["sh", "-c", moved], input=input, capture_output=True, text=True, timeout=10)
+        if check and done.returncode != 0:
+            raise ExecError(f"{node}: `{text}` exited with {done.returncode}: {done.stderr.strip()}",
+                            done.returncode, done.stdout, done.stderr)
+        return done.stdout
+
+    def cp(self, src, dest):
+        def side(spec: str) -> Path:
+            node, sep, path = spec.partition(":")
+            return self.host_path(self.check_node(node), path) if sep and "/" not in node else Path(spec)
+        source, target = side(src), side(dest)
+        if not source.is_file():
+            raise ExecError(f"cp: could not find the file {src}")
+        if dest.endswith("/") or target.is_dir():
+            target = target / source.name
+        shutil.copy2(source, target)
+
+    def node_list(self):
+        return [{"metadata": {"name": n}} for n in self.node_names()]
+
+    def pod_list(self):
+        return []
+
+    def event_list(self):
+        return []
+
+    def apply_object(self, obj):
+        raise NotImplementedError
+
+    def delete_pod(self, name, namespace="default", wait=True):
+        raise NotImplementedError
+
+    def curl(self, url, timeout=5.0):
+        raise NotImplementedError
+
+    def down(self):
+        pass
 
 
 def test_cni_bin_folder_follows_the_mount(tmp_path):
     lab = FolderLab(tmp_path)
-    assert heal.cni_bin_folder(lab, "kind-worker2") == tmp_path / "empty" / "bin"
+    assert scenario.cni_bin_folder(lab, "kind-worker2") == tmp_path / "kind" / "empty" / "bin"
+    assert walkthrough.host_cni_bin(lab) == tmp_path / "kind" / "empty" / "bin"
     with pytest.raises(KindlabError, match="no host folder mounted over /opt/cni/bin"):
-        heal.cni_bin_folder(lab, "kind-worker3")
+        scenario.cni_bin_folder(lab, "kind-worker3")
 
 
 def test_break_and_fix_portmap(tmp_path):
-    lab = FolderLab(tmp_path)
     source = tmp_path / "portmap-src"
     source.write_bytes(b"\x7fELF fake")
-    dest = heal.fix_portmap(lab, "kind-worker2", source=source)
-    assert dest == tmp_path / "empty" / "bin" / "portmap"
+    lab = FolderLab(tmp_path, portmap_source=source)
+    host_bin = tmp_path / "kind" / "empty" / "bin"
+    assert not scenario.has_portmap(lab, "kind-worker2")
+    assert scenario.fix_portmap(lab, "kind-worker2") == "/opt/cni/bin/portmap"
+    dest = host_bin / "portmap"
     assert dest.read_bytes() == b"\x7fELF fake" and dest.stat().st_mode & 0o111
-    assert sorted(p.name for p in dest.parent.iterdir()) == ["portmap"]  # no temp file left
-    assert heal.break_portmap(lab, "kind-worker2") == dest and not dest.exists()
-    heal.break_portmap(lab, "kind-worker2")  # idempotent
+    assert sorted(p.name for p in host_bin.iterdir()) == ["portmap"]  # no staged file left
+    assert scenario.has_portmap(lab, "kind-worker2") and source.exists()
+    assert all(node == "kind-worker2" for node, _ in lab.commands)   # written inside the node, as root
+    scenario.break_portmap(lab, "kind-worker2")
+    assert not dest.exists() and not scenario.has_portmap(lab, "kind-worker2")
+    scenario.break_portmap(lab, "kind-worker2")  # idempotent
+
+
+def test_fix_portmap_copies_from_a_healthy_node_and_leaves_no_temp_folder(tmp_path, monkeypatch):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    lab = FolderLab(tmp_path)                   # the backend names no healthy portmap
+    with pytest.raises(KindlabError, match="no portmap to copy into kind-worker2"):
+        scenario.fix_portmap(lab, "kind-worker2")
+    assert list(temp.iterdir()) == []
+    healthy = lab.host_path("kind-worker", "/opt/cni/bin/portmap")
+    healthy.write_bytes(b"\x7fELF from worker")
+    healthy.chmod(0o755)
+    scenario.fix_portmap(lab, "kind-worker2")   # control-plane has none: the next healthy node's
+    assert (tmp_path / "kind" / "empty" / "bin" / "portmap").read_bytes() == b"\x7fELF from worker"
+    assert scenario.has_portmap(lab, "kind-worker2") and list(temp.iterdir()) == []
+    with scenario.healthy_portmap(lab, "kind-worker2") as copy:
+        assert Path(copy).read_bytes() == b"\x7fELF from worker" and Path(copy).parent.parent == temp
+    assert not Path(copy).exists() and list(temp.iterdir()) == []
+
+
+def test_chained_conflists_and_their_source(tmp_path):
+    lab = FolderLab(tmp_path)
+    assert scenario.chained_conflists(lab, "kind-worker") == ["000-cilium-portmap.conflist"]  # the mounted file
+    assert scenario.chained_conflists(lab, "kind-worker3") == []
+    source = scenario.chained_conflist_source(lab)
+    assert source == tmp_path / "kind" / "cni" / "000-cilium-portmap.conflist"
+    lab.cp(str(source), f"kind-worker3:/etc/cni/net.d/{source.name}")
+    assert scenario.chained_conflists(lab, "kind-worker3") == [source.name]
 
 
 def test_pod_manifest_round_trip():
@@ -150,28 +257,47 @@ def test_pod_manifest_round_trip():
     assert spec.node_name == "kind-worker2" and spec.host_ports[0].host_port == 80
 
 
-def test_timestamps_and_annotations():
-    assert heal._epoch("1970-01-01T00:00:01.5Z") == pytest.approx(1.5)
-    assert heal._epoch(None) is None and heal._epoch("nonsense") is None
+def test_timestamps_and_the_agents_record():
+    assert pod_rules.epoch("1970-01-01T00:00:01.5Z") == pytest.approx(1.5)
+    assert pod_rules.epoch(None) is None and pod_rules.epoch("nonsense") is None
     ready = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
-    pod = {"metadata": {"annotations": {heal.RUNNING_AT: "12.25", heal.ATTEMPTS: "[1.5, 2.25]"}}, "status": ready}
-    assert heal.agent_running_at(pod) == 12.25 and heal.agent_attempts(pod) == [1.5, 2.25]
-    assert heal.is_running(pod)
-    assert not heal.is_running({"status": {"phase": "Running"}})  # started, not yet Ready
-    assert heal.agent_running_at({"metadata": {}}) is None and heal.agent_attempts(None) is None
+    notes = records.annotations([2.25, 1.5], 12.25, "sb-1")
+    pod = {"metadata": {"annotations": notes}, "status": ready}
+    assert records.agent_times(pod) == RuntimeTimes(running_at=12.25, attempts=[1.5, 2.25])
+    assert pod_rules.is_running(pod)
+    assert not pod_rules.is_running({"status": {"phase": "Running"}})  # started, not yet Ready
+    assert records.agent_times({"metadata": {}}) is None and records.agent_times(None) is None
+    waiting = {"metadata": {"annotations": records.annotations([1.5], None, None)}}
+    assert records.agent_times(waiting) == RuntimeTimes(running_at=None, attempts=[1.5])
+    assert records.SANDBOX_ID not in waiting["metadata"]["annotations"]
 
 
 # -- measure, on a simulated cluster -------------------------------------------------------
 class SimLab(Cluster):
-    """A pod on kind-worker2 that turns Running+Ready `heal_in` s after the fix; its hostPort answers 10 ms later."""
+    """A pod on kind-worker2 that turns Running+Ready `heal_in` s after the fix; its hostPort answers 10 ms later.
 
-    backend = "netns"
+    With `watch`, changes are pushed (as kind's watch does); else the base class polls. With `recorded`, the
+    runtime keeps its own times (as the netns agent does): Running to the microsecond, and the failed attempts.
+    """
 
-    def __init__(self, heal_in: float = 0.2, watch: bool = False):
+    ATTEMPTS = [100.25, 110.5]
+
+    def __init__(self, heal_in: float = 0.2, watch: bool = False, recorded: bool = True):
         super().__init__("kind", topology.load(ROOT / "kind" / "config"))
         self.heal_in, self.fixed_at, self.curled = heal_in, None, []
+        self.watch, self.recorded = watch, recorded
         if watch:
             self.watch_pods = self._watch
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(backend="sim", watches_pods=self.watch, poll_interval=0.002,
+                            runtime_timestamps=self.recorded)
+
+    def runtime_times(self, pod):
+        if not self.recorded:
+            return None
+        return RuntimeTimes(self.ready_at() if pod_rules.is_running(pod) else None, list(self.ATTEMPTS))
 
     def fix(self) -> None:
         self.fixed_at = time.time()
@@ -182,8 +308,7 @@ class SimLab(Cluster):
     def pod_list(self):
         ready = self.ready_at() is not None and time.time() >= self.ready_at()
         meta = {"name": "echo-kind-worker2", "namespace": "default", "uid": "u1",
-                "creationTimestamp": "2020-01-01T00:00:00Z",
-                "annotations": {heal.RUNNING_AT: f"{self.ready_at():.6f}"} if ready else {}}
+                "creationTimestamp": "2020-01-01T00:00:00Z"}
         status = ({"phase": "Running", "podIP": "192.168.2.2", "conditions": [{"type": "Ready", "status": "True"}]}
                   if ready else {"phase": "Pending"})
         return [{"metadata": meta, "status": status, "spec": {"nodeName": "kind-worker2", "containers": [
@@ -191,8 +316,9 @@ class SimLab(Cluster):
 
     def event_list(self):
         obj = {"kind": "Pod", "name": "echo-kind-worker2", "uid": "u1"}
-        return [{"reason": heal.SANDBOX_FAILED, "type": "Warning", "count": 2, "involvedObject": obj},
-                {"reason": heal.SANDBOX_FAILED, "type": "Warning", "count": 5,
+        return [{"reason": pod_rules.SANDBOX_FAILED, "type": "Warning", "count": 2, "involvedObject": obj,
+                 "firstTimestamp": "2020-01-01T00:00:10Z", "lastTimestamp": "2020-01-01T00:00:20Z"},
+                {"reason": pod_rules.SANDBOX_FAILED, "type": "Warning", "count": 5,
                  "involvedObject": {**obj, "uid": "an-older-pod"}}]
 
     def node_list(self):
@@ -238,7 +364,28 @@ def test_measure_on_a_simulated_cluster(watch):
     assert abs(res.error) < 0.015
     assert res.curl_after >= 0.21 and res.curl_after < 0.5
     assert (res.attempts_before, res.attempts_after) == (2, 0)  # only this pod's (uid u1) failures
+    assert res.attempt_times == SimLab.ATTEMPTS                  # the runtime's own record
     assert set(lab.curled) == {"http://172.18.0.4/"}
+
+
+def test_the_default_pod_watch_polls_at_the_backends_interval():
+    lab = SimLab()  # no watch of its own: Cluster.watch_pods polls every capabilities.poll_interval (2 ms)
+    start = time.monotonic()
+    reads = list(lab.watch_pods(timeout=0.1))
+    assert time.monotonic() - start < 1 and 5 <= len(reads) <= 0.1 / 0.002 + 1
+    assert all(kind == "MODIFIED" and p["metadata"]["name"] == "echo-kind-worker2" for _, kind, p in reads)
+    stamps = [t for t, _, _ in reads]
+    assert stamps == sorted(stamps) and start <= stamps[0] and stamps[-1] <= time.monotonic()
+
+
+def test_measure_without_the_runtimes_record_uses_the_events():
+    lab = SimLab(heal_in=0.2, recorded=False)
+    res = heal.measure(lab, "echo-kind-worker2", lab.fix, timeout=3)
+    assert res.running_after == pytest.approx(0.2, abs=0.01)
+    assert res.agent_running_after is None and res.error is None
+    first = pod_rules.epoch("2020-01-01T00:00:10Z")
+    assert res.attempt_times == [first, first + 10]             # whole seconds, from this pod's event
+    assert (res.events["reason"] == pod_rules.SANDBOX_FAILED).all() and len(res.events) == 2
 
 
 def test_measure_times_out_and_refuses_foreign_addresses():
@@ -262,8 +409,7 @@ def seed_lab(folder: Path, backoff: float = 0.5):
     name = f"hl{os.getpid() % 10000}"
     try:
         backends.delete(name, backend="netns")
-        lab = backends.up(walkthrough.private_config(folder), name=name, backend="netns", backoff=backoff,
-                          progress=False)
+        lab = backends.up(walkthrough.private_config(folder), name=name, backend="netns", backoff=backoff)
         walkthrough.apply_static(lab)
         for worker in ("worker", "worker3"):
             lab.wait_for_pod(f"echo-{name}-{worker}", "Running", timeout=10)
@@ -284,21 +430,24 @@ def test_measure_matches_the_agent(lab):
     pod = f"echo-{lab.name}-worker2"  # failing since the fixture applied it: worker2 has no portmap
     assert lab.pod(pod)["status"]["phase"] == "Pending"
     time.sleep(0.1)
-    res = heal.measure(lab, pod, lambda: heal.fix_portmap(lab, f"{lab.name}-worker2"), timeout=10)
+    res = heal.measure(lab, pod, lambda: scenario.fix_portmap(lab, f"{lab.name}-worker2"), timeout=10)
     assert res.attempts_before >= 1
     assert 0 < res.running_after < 0.5 * 1.5 + 0.3
     assert res.curl_after is not None and res.curl_after > 0
     assert res.agent_running_after is not None
     assert abs(res.error) < 0.1  # typically ~5 ms; the p95 < 50 ms goal is benchmarks/bench_heal_accuracy.py's
-    assert (res.events["reason"] == heal.SANDBOX_FAILED).any()
+    assert (res.events["reason"] == pod_rules.SANDBOX_FAILED).any()
     assert len(res.attempt_times) == res.attempts_before and max(res.attempt_times) < res.fix_at
 
 
 @pytest.mark.netns
 def test_experiment_on_a_short_backoff(lab):
     pod = f"echo-{lab.name}-worker2"
-    df = heal.experiment(lab, delays=[0.0, 0.3], repeats=2, pod=pod, progress=False)
+    reports = []
+    df = heal.experiment(lab, delays=[0.0, 0.3], repeats=2, pod=pod,
+                         report=lambda message, done=None, total=None: reports.append((message, done, total)))
     assert list(df.columns) == heal.EXPERIMENT_COLUMNS and len(df) == 4
+    assert reports == [(f"heal {pod}", i, 4) for i in (1, 2, 3, 4)]
     assert (df["backoff"] == 0.5).all()
     assert df["attempts_before"].ge(1).all()
     # No heal before the earliest retry; then the retry's window plus the sandbox and container start.

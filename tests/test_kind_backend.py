@@ -26,9 +26,10 @@ from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from kindlab import objects, topology
-from kindlab.backends.kind import archive, cluster, curl, kube, lifecycle, tools
+from kindlab.backends.kind import archive, cluster, curl, kube, lifecycle, state, tools
 from kindlab.backends.kind.cluster import KindCluster, exec_argv
 from kindlab.backends.kind.translate import to_kindlab_error, translate_errors
+from kindlab.backends.kube import shapes
 from kindlab.errors import (
     BackendUnavailable,
     ClusterError,
@@ -392,13 +393,13 @@ def test_apply_creates_then_unchanged_then_configured(lab, monkeypatch):
     assert lab.apply(ROOT / "manifests/static/echo-kind-worker.yaml") == ["pod/echo-kind-worker created"]
     created = rec.calls[-1][2]
     assert created["spec"]["nodeName"] == "kind-worker"
-    assert json.loads(created["metadata"]["annotations"][kube.LAST_APPLIED])["kind"] == "Pod"
+    assert json.loads(created["metadata"]["annotations"][shapes.LAST_APPLIED])["kind"] == "Pod"
     assert lab.apply(ROOT / "manifests/static/echo-kind-worker.yaml") == ["pod/echo-kind-worker unchanged"]
     assert [c[0] for c in rec.calls] == ["read", "create", "read"]
     changed = objects.load(ROOT / "manifests/static/echo-kind-worker.yaml")[0]
     changed.labels["tier"] = "demo"
     assert lab.apply_object(changed) == "pod/echo-kind-worker configured"
-    assert rec.calls[-1][0] == "patch" and rec.calls[-1][4] == kube.PATCH_TYPE
+    assert rec.calls[-1][0] == "patch" and rec.calls[-1][4] == shapes.PATCH_TYPE
 
 
 def test_apply_against_a_live_model_compares_the_annotation(lab, monkeypatch):
@@ -675,8 +676,12 @@ def test_up_creates_with_absolute_paths_installs_cilium_and_waits(tooling, fake_
         return real_run(args, timeout=timeout)
 
     monkeypatch.setattr(tools, "run", run)
-    lab = lifecycle.up(topology.load(seed_config, name="kind"), progress=False)
+    reports = []
+    lab = lifecycle.up(topology.load(seed_config, name="kind"),
+                       report=lambda message, done=None, total=None: reports.append((message, done, total)))
     assert isinstance(lab, KindCluster) and lab.name == "kind"
+    assert reports[-1] == ("kind: nodes Ready", 4, 4)
+    assert ("kind: Cilium agents ready", 4, 4) in reports
     create, repo, install = tooling.tools()
     assert create[:7] == ["kind", "create", "cluster", "--name", "kind", "--config", create[6]]
     assert create[7:] == ["--wait", "0s"]
@@ -700,7 +705,7 @@ def test_up_creates_with_absolute_paths_installs_cilium_and_waits(tooling, fake_
 def test_up_on_an_existing_cluster_with_cilium_just_returns_it(tooling, fake_cluster_api, seed_config):
     tooling.clusters.append("kind")
     fake_cluster_api["cilium"] = True
-    lab = lifecycle.up(topology.load(seed_config, name="kind"), progress=False)
+    lab = lifecycle.up(topology.load(seed_config, name="kind"))
     assert lab.name == "kind" and tooling.tools() == []
     assert not (seed_config.parent / "empty").exists()
 
@@ -717,7 +722,7 @@ def test_failed_create_removes_the_folders_it_made(tooling, seed_config, monkeyp
         return FakeRun()(args)
     monkeypatch.setattr(subprocess, "run", run)
     with pytest.raises(ClusterError, match="node\\(s\\) already exist"):
-        lifecycle.up(topology.load(seed_config, name="kind"), progress=False)
+        lifecycle.up(topology.load(seed_config, name="kind"))
     assert not (seed_config.parent / "empty").exists()
     assert lifecycle.load_state("kind") == {}
 
@@ -729,7 +734,7 @@ def test_delete_empties_and_removes_the_folder_kindlab_made(tooling, seed_config
     lifecycle.save_state("kind", topo.source, created)
     tooling.clusters.append("kind")
     emptied = []
-    monkeypatch.setattr(lifecycle, "_empty_from_node", lambda node, path: emptied.append((node, path)))
+    monkeypatch.setattr(state, "_empty_from_node", lambda node, path: emptied.append((node, path)))
     assert lifecycle.delete("kind") is True
     assert emptied == [("kind-worker2", "/opt/cni")]
     assert ["kind", "delete", "cluster", "--name", "kind"] in tooling.calls
@@ -768,7 +773,15 @@ def test_a_failing_tool_reports_its_stderr(monkeypatch):
 def test_wait_count_times_out_with_a_hint(monkeypatch):
     monkeypatch.setattr(lifecycle, "POLL_SECONDS", 0)
     with pytest.raises(WaitTimeout, match="nodes Ready: 3/4 after 0s; see kubectl"):
-        lifecycle.wait_count("nodes Ready", 4, lambda: 3, timeout=0, progress=False, hint="see kubectl")
+        lifecycle.wait_count("nodes Ready", 4, lambda: 3, timeout=0, hint="see kubectl")
+
+
+def test_wait_count_reports_each_change_once(monkeypatch):
+    monkeypatch.setattr(lifecycle, "POLL_SECONDS", 0)
+    counts, reports = iter([0, 0, 2, 2, 3, 4]), []
+    lifecycle.wait_count("nodes Ready", 4, lambda: next(counts), timeout=5,
+                         report=lambda message, done=None, total=None: reports.append((message, done, total)))
+    assert reports == [("nodes Ready", n, 4) for n in (0, 2, 3, 4)]
 
 
 class Container:

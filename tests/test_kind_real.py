@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import kindlab
-from kindlab.backends import docker_answers
 from kindlab.backends.kind import lifecycle
+from kindlab.backends.kind.tools import docker_answers
 from kindlab.errors import ConnectionRefused, ExecError
 
 pytestmark = pytest.mark.kind

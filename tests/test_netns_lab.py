@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import KIND_CONFIG, ROOT, small_config
+from conftest import ROOT, small_config
 
 from kindlab import backends, objects
 from kindlab.errors import (
@@ -23,6 +23,7 @@ from kindlab.errors import (
     ManifestError,
     NotFound,
 )
+from kindlab.walkthrough import private_config
 
 pytestmark = pytest.mark.netns
 
@@ -36,13 +37,13 @@ def pod(name: str, node: str | None, host_port: int | None = 80, image: str = "i
 
 def test_up_is_get_or_create_and_clashes_on_another_config(make_lab, tmp_path):
     lab = make_lab(small_config(tmp_path))
-    again = backends.up(small_config(tmp_path), name=lab.name, backend="netns", progress=False)
+    again = backends.up(small_config(tmp_path), name=lab.name, backend="netns")
     assert again.node_list() == lab.node_list()
     assert again.record["nodes"] == lab.record["nodes"]     # the same namespaces, not new ones
-    backends.up(small_config(tmp_path), name=lab.name, backend="netns", backoff=0.7, progress=False)
+    backends.up(small_config(tmp_path), name=lab.name, backend="netns", backoff=0.7)
     assert lab.backoff == 0.7                                # a new back-off reaches the running agent
     with pytest.raises(ClusterError, match="already exists with another config"):
-        backends.up(small_config(tmp_path, workers=2), name=lab.name, backend="netns", progress=False)
+        backends.up(small_config(tmp_path, workers=2), name=lab.name, backend="netns")
     assert backends.get(lab.name, backend="netns").name == lab.name
     assert lab.name in backends.clusters(backend="netns")
     frame = lab.nodes()
@@ -74,7 +75,7 @@ def test_agent_killed_pods_keep_serving_and_are_adopted(make_lab, tmp_path):
     lab.wait_for(lambda: not lab.agent_running(), timeout=5, what="agent gone")
     assert lab.curl("http://172.18.0.3/").status == 200            # pods keep serving
     assert lab.node_list()[1]["status"]["conditions"][0]["status"] == "Unknown"
-    again = backends.up(small_config(tmp_path), name=lab.name, backend="netns", backoff=0.5, progress=False)
+    again = backends.up(small_config(tmp_path), name=lab.name, backend="netns", backoff=0.5)
     again.wait_for(again.agent_running, timeout=5, what="agent back")
     assert int((lab.state_dir / "agent.pid").read_text()) != agent_pid
     time.sleep(0.3)
@@ -170,7 +171,7 @@ def test_unsupported_image_is_an_event_not_a_crash(make_lab, tmp_path):
 
 
 def test_exec_cp_curl_and_their_errors(make_lab, tmp_path):
-    lab = make_lab(KIND_CONFIG)
+    lab = make_lab(private_config(tmp_path / "kind"))  # worker2's /opt/cni is tmp_path/kind/empty
     worker, worker2 = f"{lab.name}-worker", f"{lab.name}-worker2"
     with pytest.raises(NotFound, match="has no node 'nope'"):
         lab.exec("nope", "true")
@@ -181,7 +182,8 @@ def test_exec_cp_curl_and_their_errors(make_lab, tmp_path):
     assert lab.exec(worker, "cat", input="in") == "in"
     # cp both ways, binaries kept executable; into a folder; onto a read-only mount fails
     lab.cp("/usr/lib/cni/portmap", f"{worker2}:/opt/cni/bin/")
-    assert "portmap" in lab.exec(worker2, "ls /opt/cni/bin") and (ROOT / "kind" / "empty" / "bin" / "portmap").exists()
+    assert "portmap" in lab.exec(worker2, "ls /opt/cni/bin")
+    assert (tmp_path / "kind" / "empty" / "bin" / "portmap").exists()
     lab.exec(worker2, "/opt/cni/bin/portmap --version 2>&1 || true", check=False)
     lab.cp(f"{worker}:/etc/cni/net.d/05-kindlab.conf", str(tmp_path / "out.conf"))
     assert json.loads((tmp_path / "out.conf").read_text())["type"] == "kindlab-cni"

@@ -37,7 +37,7 @@ def test_names_find_only_their_own_lab():
     assert not names.owns_netns("a", "kindlab-a-a-a-a-worker")         # lab "a-a"'s node
     assert names.labs_of_netns(["kindlab-a-a-host", "kindlab-b-host", "x"]) == {"a-a", "b"}
     assert names.marked_lab(["kindlab-node kindlab-lab=kind node=kind-worker", "infinity"]) == "kind"
-    for bad in ("Kind", "-a", "a_b", "a..b", "x" * 41, ""):
+    for bad in ("Kind", "-a", "a_b", "a..b", "a.b", "x" * 47, ""):
         with pytest.raises(ConfigError):
             names.check_lab_name(bad)
 
@@ -110,11 +110,12 @@ def test_config_choice_is_containerds(fake_cni):
     with pytest.raises(cni.CniError, match="cni plugin not initialized"):
         cni.load_network(Path("/"))
     (conf_dir / "10-b.conf").write_text('{"cniVersion": "0.4.0", "name": "b", "type": "primary"}')
-    (conf_dir / "05-a.conflist").write_text("{ not json")
-    (conf_dir / "01-no-type.conf").write_text('{"name": "x"}')
     (conf_dir / "00-readme.txt").write_text("not a config")
     net = cni.load_network(Path("/"))
     assert (net.file, net.name, [p["type"] for p in net.plugins]) == ("10-b.conf", "b", ["primary"])
+    (conf_dir / "05-a.conflist").write_text("{ not json")  # a broken first file: no network, as containerd
+    with pytest.raises(cni.CniError, match="^cni plugin not initialized$"):
+        cni.load_network(Path("/"))
     (conf_dir / "000-chain.conflist").write_text(json.dumps(
         {"cniVersion": "0.4.0", "name": "chain", "plugins": [{"type": "primary"}, {"type": "portmap"}]}))
     (conf_dir / "Z-upper.conf").write_text('{"cniVersion": "0.4.0", "name": "z", "type": "primary"}')
@@ -192,7 +193,7 @@ def test_events_count_like_kubernetes(tmp_path):
 class FakePod:
     node: str | None
     ports: list
-    stage: str = "running"
+    stage: agent.Stage = agent.Stage.RUNNING
 
     def host_ports(self):
         return self.ports
@@ -314,5 +315,6 @@ def test_rejected_and_waiting_statuses_have_kubernetes_shape():
     assert status["phase"] == "Pending" and status["hostIP"] == "172.18.0.3"
     assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
     assert [c["status"] for c in status["conditions"] if c["type"] == "Ready"] == ["False"]
-    st.stage, st.phase, st.reason, st.message = "rejected", "Failed", "NodePorts", "Pod was rejected: x"
+    assert st.stage == agent.Stage.NEW
+    st.stage, st.phase, st.reason, st.message = agent.Stage.REJECTED, "Failed", "NodePorts", "Pod was rejected: x"
     assert agent.v1_status(st, None)["reason"] == "NodePorts"

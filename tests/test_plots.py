@@ -10,6 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from kindlab import plots
+from kindlab.heal import backoff_model
 
 BACKOFF = 2.0
 
@@ -55,6 +56,24 @@ def test_model_within_one_backoff_period_for_delays_below_the_backoff(delay):
 def test_model_wraps_to_the_next_retry_when_the_fix_comes_late():
     t = plots.model_heal_times(3.5, BACKOFF, 0.5, samples=5000)
     assert (t >= 0).all() and t.max() <= 2 * BACKOFF * 1.5 - 3.5 + 1e-9
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.2, 3.5])
+def test_the_plots_model_is_heals(delay):
+    """One back-off model: the plots sample kindlab.model.backoff's, which heal re-exports."""
+    t = plots.model_heal_times(delay, BACKOFF, 0.5, samples=20_000, seed=3)
+    assert np.array_equal(t, backoff_model(BACKOFF, 0.5).sample(delay, n=20_000, seed=3))
+    assert t.mean() == pytest.approx(backoff_model(BACKOFF, 0.5).mean(delay), abs=0.02)
+
+
+def test_attempt_timeline_draws_the_retry_window_with_the_jitter():
+    fix = 1_700_000_000.0
+    for jitter, right in ((0.5, 2 * 1.5 - 0.1), (0.2, 2 * 1.2 - 0.1)):
+        fig = plots.plot_attempt_timeline([fix - 0.1], fix, backoff=BACKOFF, jitter=jitter)
+        (span,) = [p for p in fig.axes[0].patches if p.get_label() == "next retry due (back-off window)"]
+        xs = [span.get_x(), span.get_x() + span.get_width()]  # a Rectangle in data x, axes y
+        assert min(xs) == pytest.approx(BACKOFF - 0.1) and max(xs) == pytest.approx(right)
+        rendered(fig)
 
 
 def test_heal_vs_delay():

@@ -31,3 +31,28 @@ def test_import_does_not_load_pandas():
     code = "import sys, kindlab.echo, kindlab.errors; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_analysis_reads_capabilities_not_the_backends_name():
+    """Issue 11: no module outside kindlab/backends/ compares `lab.backend` to a string or uses getattr on a lab."""
+    import re
+    from pathlib import Path
+
+    package = Path(kindlab.__file__).parent
+    asking = re.compile(r"backend\s*[!=]=|getattr\(\s*(lab|cluster|self\.lab)\b")
+    offenders = [f"{path.relative_to(package)}:{n}: {line.strip()}"
+                 for path in sorted(package.rglob("*.py")) if "backends" not in path.relative_to(package).parts
+                 for n, line in enumerate(path.read_text().splitlines(), start=1) if asking.search(line)]
+    assert offenders == []
+
+
+def test_doctor_needs_no_heal_and_every_cluster_says_what_it_can_do():
+    code = "import sys, kindlab.doctor; print('kindlab.heal' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    from kindlab.capabilities import Capabilities
+    from kindlab.cluster import Cluster
+
+    assert isinstance(Cluster.capabilities, property)
+    assert Capabilities(backend="x").watches_pods is False and Capabilities(backend="x").poll_interval > 0
+    assert callable(Cluster.watch_pods) and callable(Cluster.runtime_times)

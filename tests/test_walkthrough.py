@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,24 +11,27 @@ import pytest
 
 from kindlab import topology
 from kindlab import walkthrough as wt
-from kindlab.errors import ConnectionRefused, NotFound
+from kindlab.errors import ConnectionRefused, ExecError, NotFound
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "kind" / "config"
-# As in test_notebooks: a cluster name and a copy of kind/ may be given, to run beside another lab.
-LAB_NAME = os.environ.get("KINDLAB_TEST_CLUSTER", "kind")
-LAB_CONFIG = os.environ.get("KINDLAB_TEST_CONFIG", str(CONFIG))
+CONFIG = ROOT / "kind" / "config"  # read only: labs here run from private copies (walkthrough.private_config)
+# As in test_notebooks: a cluster name and a copy of kind/ may be given; by default a private copy and name.
+LAB_NAME = os.environ.get("KINDLAB_TEST_CLUSTER", f"wt{os.getpid() % 10000}")
+LAB_CONFIG = os.environ.get("KINDLAB_TEST_CONFIG")
 
 
 class FakeLab:
-    """Just enough of a Cluster for the helpers that read names, mounts and command output."""
+    """Just enough of a Cluster for the helpers that read names, mounts and command output.
 
-    backend = "netns"
+    `net_d` gives each node's /etc/cni/net.d (name -> text), answered to `ls -1` and `cat` as a node would.
+    """
 
-    def __init__(self, name: str = "kind", outputs: dict[str, str] | None = None):
+    def __init__(self, name: str = "kind", outputs: dict[str, str] | None = None,
+                 net_d: dict[str, dict[str, str]] | None = None):
         self.name = name
         self.topology = topology.load(CONFIG, name=name)
         self.outputs = outputs or {}
+        self.net_d = net_d or {}
         self.commands: list[tuple[str, object]] = []
 
     def check_node(self, node: str) -> str:
@@ -40,6 +44,14 @@ class FakeLab:
 
     def exec(self, node: str, cmd, check: bool = True, **_: object) -> str:
         self.commands.append((node, cmd))
+        files = self.net_d.get(self.check_node(node), {})
+        match cmd:
+            case ["ls", "-1A", "/etc/cni/net.d"]:
+                return "".join(f"{name}\n" for name in sorted(files))
+            case ["cat", path] if path.startswith("/etc/cni/net.d/"):
+                if Path(path).name not in files:
+                    raise ExecError(f"cat: {path}: No such file or directory", 1)
+                return files[Path(path).name]
         text = cmd if isinstance(cmd, str) else " ".join(cmd)
         return next((out for key, out in self.outputs.items() if key in text), "")
 
@@ -77,6 +89,11 @@ def test_ls_of_a_missing_folder_is_empty():
     assert wt.cni_bin(FakeLab(), "kind-worker2").empty
 
 
+PRIMARY = json.dumps({"cniVersion": "0.3.1", "name": "cilium", "type": "cilium-cni"})
+CHAINED = json.dumps({"cniVersion": "0.3.1", "name": "cilium-portmap", "plugins": [
+    {"type": "cilium-cni"}, {"type": "portmap", "capabilities": {"portMappings": True}}]})
+
+
 @pytest.mark.parametrize("files, chosen", [
     (["05-cilium.conf", "000-cilium-portmap.conflist"], "000-cilium-portmap.conflist"),
     (["05-cilium.conf"], "05-cilium.conf"),
@@ -85,7 +102,29 @@ def test_ls_of_a_missing_folder_is_empty():
     ([], None),
 ])
 def test_chosen_config_is_the_first_in_byte_order(files, chosen):
-    assert wt.chosen_config(files) == chosen
+    net_d = {n: CHAINED if n.endswith(".conflist") else PRIMARY for n in files}
+    table = wt.net_d_table(FakeLab(net_d={"kind-worker": net_d})).set_index("node")
+    assert list(table.index) == ["kind-control-plane", "kind-worker", "kind-worker2", "kind-worker3"]
+    row = table.loc["kind-worker"]
+    assert (None if pd.isna(row["chosen"]) else row["chosen"]) == chosen
+    assert row["problem"] == ("" if chosen else "no network config found in /etc/cni/net.d")
+    assert row["/etc/cni/net.d"] == ", ".join(sorted(files, key=str.encode))
+    assert row["chains portmap"] == (chosen == "000-cilium-portmap.conflist")
+    assert pd.isna(table.loc["kind-worker3", "chosen"]) and not table.loc["kind-worker3", "chains portmap"]
+
+
+def test_the_books_table_reads_an_invalid_first_file_as_no_network_and_wants_the_capability():
+    """What doctor says: an invalid first file leaves no network (containerd does not skip it); portmap
+    chained without capabilities.portMappings does not count (the table used to decide by a substring)."""
+    no_caps = CHAINED.replace('"capabilities": {"portMappings": true}', '"snat": true')
+    lab = FakeLab(net_d={"kind-worker": {"000-broken.conflist": "{", "05-cilium.conf": PRIMARY},
+                         "kind-worker2": {"000-cilium-portmap.conflist": no_caps, "05-cilium.conf": PRIMARY}})
+    table = wt.net_d_table(lab).set_index("node")
+    assert pd.isna(table.loc["kind-worker", "chosen"]) and not table.loc["kind-worker", "chains portmap"]
+    problem = table.loc["kind-worker", "problem"]
+    assert "failed to load CNI config list file /etc/cni/net.d/000-broken.conflist" in problem
+    assert table.loc["kind-worker2", "chosen"] == "000-cilium-portmap.conflist"
+    assert not table.loc["kind-worker2", "chains portmap"]
 
 
 def test_echo_hostname():
@@ -112,14 +151,16 @@ def test_requesting_ip():
 
 # -- on the real lab ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def lab():
+def lab(tmp_path_factory):
     from kindlab import backends
 
     if backends.select_backend() != "netns" or os.geteuid() != 0:
         pytest.skip("needs root and the netns backend")
-    lab = wt.ensure_cluster(LAB_CONFIG, name=LAB_NAME, backend="netns", backoff=0.3)
-    yield lab
-    backends.delete(LAB_NAME, backend="netns")
+    config = LAB_CONFIG or wt.private_config(tmp_path_factory.mktemp("kind"))
+    try:
+        yield wt.ensure_cluster(config, name=LAB_NAME, backend="netns", backoff=0.3)
+    finally:
+        backends.delete(LAB_NAME, backend="netns")
 
 
 @pytest.mark.netns

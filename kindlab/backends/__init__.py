@@ -5,26 +5,16 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailable, KindlabError
+from ..progress import Reporter, resolve
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
 
 BACKENDS = ("kind", "netns")
-
-
-def docker_answers() -> bool:
-    """True when `docker info` answers (a daemon is reachable)."""
-    if not shutil.which("docker"):
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def select_backend(backend: str | None = None) -> str:
@@ -35,6 +25,8 @@ def select_backend(backend: str | None = None) -> str:
             raise KindlabError(f"unknown backend {choice!r}; choose one of {', '.join(BACKENDS)} "
                                "(backend= or KINDLAB_BACKEND)")
         return choice
+    from .kind.tools import docker_answers
+
     return "kind" if shutil.which("kind") and docker_answers() else "netns"
 
 
@@ -44,23 +36,31 @@ def _module(backend: str):
 
 
 def up(config: str | Path = "kind/config", name: str = "kind", backend: str | None = None,
-       backoff: float | None = None, progress: bool = True) -> Cluster:
-    """Get-or-create cluster `name` from a kind config; returns the running Cluster."""
+       backoff: float | None = None, progress: Reporter | bool | None = None) -> Cluster:
+    """Get-or-create cluster `name` from a kind config; returns the running Cluster.
+
+    `progress` receives what the backend is doing: a reporter (`kindlab.progress`), True for bars and lines
+    on stdout, or None/False for nothing.
+    """
     from .. import topology
 
     chosen = select_backend(backend)
     topo = topology.load(config, name=name)
-    return _module(chosen).up(topo, backoff=backoff, progress=progress)
+    return _module(chosen).up(topo, backoff=backoff, report=resolve(progress))
 
 
 def get(name: str = "kind", backend: str | None = None) -> Cluster:
     """The running cluster `name`; NotFound if there is none."""
-    return _module(select_backend(backend)).get(name)
+    from ..topology import check_cluster_name
+
+    return _module(select_backend(backend)).get(check_cluster_name(name))
 
 
 def delete(name: str = "kind", backend: str | None = None) -> bool:
     """Delete cluster `name`; False if there was none."""
-    return _module(select_backend(backend)).delete(name)
+    from ..topology import check_cluster_name
+
+    return _module(select_backend(backend)).delete(check_cluster_name(name))
 
 
 def clusters(backend: str | None = None) -> list[str]:
@@ -75,10 +75,4 @@ def clusters(backend: str | None = None) -> list[str]:
 def delete_all(backend: str | None = None) -> list[str]:
     """Delete every cluster of the backend, and (netns) sweep labs whose agent died; returns names."""
     module = _module(select_backend(backend))
-    sweep = getattr(module, "delete_all", None)
-    if sweep is not None:
-        return list(sweep())
-    names = module.clusters()
-    for name in names:
-        module.delete(name)
-    return names
+    return list(module.delete_all())

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from .parsing import _Layout
+
+class _Layout(Protocol):
+    """What parsing collected that the frames read (parsing's layout has these and more)."""
+
+    chains: list[tuple]
+    names: dict[str, int]
+    tables: dict[str, dict[int, int]]
+    chain_names: int
+    runs: list[Any]
 
 CHAIN_COLUMNS = ["table", "chain", "builtin", "policy", "packets", "bytes", "lineno"]
 RULE_COLUMNS = ["table", "chain", "position", "packets", "bytes", "protocol", "source", "destination",

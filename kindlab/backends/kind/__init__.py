@@ -29,8 +29,8 @@ Where today's Cilium differs from the seed's (2019, Cilium <= 1.5):
 from __future__ import annotations
 
 from .cluster import KindCluster
-from .lifecycle import clusters, delete, get, up
+from .lifecycle import clusters, delete, delete_all, get, up
 from .tools import CILIUM_VERSION
 from .translate import translate_errors
 
-__all__ = ["CILIUM_VERSION", "KindCluster", "clusters", "delete", "get", "translate_errors", "up"]
+__all__ = ["CILIUM_VERSION", "KindCluster", "clusters", "delete", "delete_all", "get", "translate_errors", "up"]

@@ -11,13 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from ... import objects
+from ...capabilities import Capabilities
 from ...cluster import Cluster, HttpResponse
 from ...errors import ExecError, KindlabError
 from ...topology import Topology
-from . import archive, curl, kube
+from ..kube.client import KubeApi
+from . import archive, curl
+from . import kube as kind_kube
 from .translate import edge, translate_errors
 
 POLL_SECONDS = 1.0
+#: What kind's node image has in /opt/cni/bin besides the CNI provider's plugin (kind images/base/Dockerfile).
+KIND_NODE_PLUGINS = ("host-local", "loopback", "portmap", "ptp")
 DELETE_TIMEOUT = 120.0
 TIMEOUT_EXIT = 124  # coreutils `timeout` when the command ran out of time
 
@@ -44,8 +49,10 @@ def exec_argv(cmd: str | list[str], timeout: float | None = None, stdin_file: st
 
 
 def is_docker_desktop(info: dict[str, Any], platform: str = sys.platform) -> bool:
-    """True where the host cannot route to container IPs: Docker Desktop, or any non-Linux host."""
-    return platform != "linux" or "Docker Desktop" in str(info.get("OperatingSystem", ""))
+    """True where the host cannot route to container IPs: Docker Desktop, rootless Docker (its network lives
+    in a namespace of its own: `docker info` lists `name=rootless`), or any non-Linux host."""
+    rootless = any("name=rootless" in str(o) for o in info.get("SecurityOptions") or [])
+    return platform != "linux" or rootless or "Docker Desktop" in str(info.get("OperatingSystem", ""))
 
 
 class KindCluster(Cluster):
@@ -58,7 +65,9 @@ class KindCluster(Cluster):
         super().__init__(name, topology)
         self._docker = docker_client
         self._api = api_client
+        self._kube: KubeApi | None = None
         self.curl_from_node: bool | None = None  # None: decide on first curl
+        self._info: dict[str, str] | None = None
 
     # -- clients (imported lazily, so that `import kindlab` needs neither package) -------------
     @property
@@ -71,88 +80,77 @@ class KindCluster(Cluster):
         return self._docker
 
     @property
+    def kube(self) -> KubeApi:
+        """The Kubernetes API half (kindlab.backends.kube), on context kind-NAME."""
+        if self._kube is None:
+            self._kube = KubeApi(self._api if self._api is not None else (lambda: kind_kube.api_client(self.name)),
+                                 namespace=self.namespace, poll=POLL_SECONDS)
+        return self._kube
+
+    @property
     def api(self) -> Any:
         """The Kubernetes ApiClient for context kind-NAME."""
-        if self._api is None:
-            self._api = kube.api_client(self.name)
-        return self._api
+        return self.kube.client
 
     @property
     def core(self) -> Any:
         """CoreV1Api on this cluster."""
-        from kubernetes.client import CoreV1Api
-
-        return CoreV1Api(self.api)
+        return self.kube.core
 
     @property
     def apps(self) -> Any:
         """AppsV1Api on this cluster."""
-        from kubernetes.client import AppsV1Api
+        return self.kube.apps
 
-        return AppsV1Api(self.api)
+    @property
+    def capabilities(self) -> Capabilities:
+        """kind: the real kubelet (10 s back-off), a pod watch, and the node image's CNI plugins."""
+        info = self._node_info()
+        return Capabilities(
+            backend=self.backend, kubelet="real", kubernetes_version=info.get("kubeletVersion", "unknown"),
+            runtime_version=info.get("containerRuntimeVersion", "unknown"), watches_pods=True,
+            poll_interval=POLL_SECONDS, pod_timeout=300.0, portmap_source=None, runtime_timestamps=False,
+            node_plugins=KIND_NODE_PLUGINS)
 
-    # -- Kubernetes objects ----------------------------------------------------------------------
+    def _node_info(self) -> dict[str, str]:
+        if self._info is None:
+            try:
+                nodes = self.node_list()
+            except KindlabError:
+                return {}
+            self._info = (nodes[0].get("status") or {}).get("nodeInfo") or {} if nodes else {}
+        return self._info
+
+    # -- Kubernetes objects (kindlab.backends.kube) -------------------------------------------------
     @edge
     def node_list(self) -> list[dict[str, Any]]:
-        return [kube.to_json(n) for n in self.core.list_node().items]
+        return self.kube.node_list()
 
     @edge
     def pod_list(self) -> list[dict[str, Any]]:
-        return [kube.to_json(p) for p in self.core.list_namespaced_pod(self.namespace).items]
+        return self.kube.pod_list()
 
     @edge
     def event_list(self) -> list[dict[str, Any]]:
-        return [kube.to_json(e) for e in self.core.list_namespaced_event(self.namespace).items]
+        return self.kube.event_list()
 
     @edge
     def apply_object(self, obj: objects.Manifest) -> str:
-        body = kube.manifest(obj)
-        if body["kind"] == "Pod":
-            core = self.core
-            return kube.apply(body, "pod", core.read_namespaced_pod, core.create_namespaced_pod,
-                              core.patch_namespaced_pod)
-        apps = self.apps
-        return kube.apply(body, "deployment.apps", apps.read_namespaced_deployment,
-                          apps.create_namespaced_deployment, apps.patch_namespaced_deployment)
+        return self.kube.apply_object(obj)
 
     @edge
     def delete_pod(self, name: str, namespace: str = "default", wait: bool = True) -> str:
-        self.core.delete_namespaced_pod(name, namespace)
-        if wait:
-            self.wait_for(lambda: self._pod_gone(name, namespace), timeout=DELETE_TIMEOUT,
-                          interval=POLL_SECONDS, what=f"pod {name} gone")
-        return f'pod "{name}" deleted'
-
-    def _pod_gone(self, name: str, namespace: str) -> bool:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.core.read_namespaced_pod(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return False
+        return self.kube.delete_pod(name, namespace, wait=wait, timeout=DELETE_TIMEOUT)
 
     def watch_pods(self, timeout: float = 60.0, namespace: str | None = None) -> Iterator[tuple[float, str, dict]]:
         """Pod changes as (time.monotonic(), ADDED|MODIFIED|DELETED, v1 Pod dict) until `timeout` seconds."""
-        return self._watch("list_namespaced_pod", timeout, namespace)
+        with translate_errors(f"kind cluster {self.name!r}"):
+            yield from self.kube.watch("list_namespaced_pod", timeout, namespace)
 
     def watch_events(self, timeout: float = 60.0, namespace: str | None = None) -> Iterator[tuple[float, str, dict]]:
         """Event changes as (time.monotonic(), ADDED|MODIFIED|DELETED, v1 Event dict) until `timeout` seconds."""
-        return self._watch("list_namespaced_event", timeout, namespace)
-
-    def _watch(self, lister: str, timeout: float, namespace: str | None) -> Iterator[tuple[float, str, dict]]:
-        from kubernetes import watch
-
-        stream = watch.Watch()
         with translate_errors(f"kind cluster {self.name!r}"):
-            list_fn = getattr(self.core, lister)
-            try:
-                for event in stream.stream(list_fn, namespace or self.namespace, timeout_seconds=max(1, int(timeout))):
-                    yield time.monotonic(), event["type"], event["raw_object"]
-            finally:
-                stream.stop()
+            yield from self.kube.watch("list_namespaced_event", timeout, namespace)
 
     # -- nodes: exec and cp through Docker ---------------------------------------------------------
     def _container(self, node: str) -> Any:
@@ -235,6 +233,6 @@ class KindCluster(Cluster):
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def down(self) -> None:
-        from .lifecycle import delete
+        from .state import delete
 
         delete(self.name)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import errno
 import http.client
 import time
-from urllib.parse import urlsplit
 
 from ...cluster import HttpResponse
 from ...errors import ConnectionRefused, CurlError, RequestTimeout
+from ..netns.curl import split_url
 
 UNROUTABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH}
 USER_AGENT = "kindlab"
@@ -21,11 +21,9 @@ class Unroutable(OSError):
 
 def host_get(url: str, timeout: float = 5.0) -> HttpResponse:
     """GET `url` from this host like curl: no redirects followed, refused and timeout as curl says them."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CurlError(f"curl: (3) URL rejected: {url!r} (want http://HOST[:PORT]/PATH)")
+    _, parts, port = split_url(url)
     conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = conn_class(parts.hostname, parts.port, timeout=timeout)
+    conn = conn_class(parts.hostname, port, timeout=timeout)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     started = time.monotonic()
     try:
@@ -49,7 +47,8 @@ def host_get(url: str, timeout: float = 5.0) -> HttpResponse:
 
 
 def curl_argv(url: str, timeout: float) -> list[str]:
-    """The curl command run inside a node: silent, errors shown, headers included."""
+    """The curl command run inside a node: silent, errors shown, headers included (CurlError for a bad URL)."""
+    split_url(url)
     return ["curl", "-s", "-S", "-i", "--max-time", f"{timeout:g}", url]
 
 

@@ -3,13 +3,10 @@ the host folders kindlab made (as Docker makes a missing bind-mount source)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +15,12 @@ import yaml
 
 from ... import topology as topology_mod
 from ...errors import ConfigError, KindlabError, NotFound, WaitTimeout
+from ...progress import Reporter, quiet
 from ...topology import Mount, Networking, Node, Topology
-from . import kube, tools
+from ..kube.shapes import is_ready
+from . import tools
 from .cluster import KindCluster
+from .state import delete, forget, load_state, remove_created, save_state
 from .translate import translate_errors
 
 CREATE_TIMEOUT = 900.0
@@ -28,11 +28,11 @@ READY_TIMEOUT = 600.0
 POLL_SECONDS = 2.0
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 KIND_ROLE_LABEL = "io.x-k8s.kind.role"
-KIND_OWN_MOUNTS = ("/lib/modules",)
+KIND_OWN_MOUNTS = ("/lib/modules", "/dev/mapper")  # kind binds /dev/mapper on btrfs and zfs hosts
 
 
 # -- public: what kindlab.backends calls -------------------------------------------------------
-def up(topology: Topology, backoff: float | None = None, progress: bool = True,
+def up(topology: Topology, backoff: float | None = None, report: Reporter = quiet,
        timeout: float = READY_TIMEOUT) -> KindCluster:
     """Get-or-create the kind cluster, make sure Cilium is installed, wait until it is Ready.
 
@@ -45,7 +45,7 @@ def up(topology: Topology, backoff: float | None = None, progress: bool = True,
             create(topology)
         cluster = KindCluster(topology.name, topology)
         ensure_cilium(cluster)
-        wait_ready(cluster, timeout=timeout, progress=progress)
+        wait_ready(cluster, timeout=timeout, report=report)
     return cluster
 
 
@@ -60,28 +60,22 @@ def get(name: str) -> KindCluster:
         return KindCluster(name, topology_for(name))
 
 
-def delete(name: str) -> bool:
-    """`kind delete cluster --name NAME`, and remove the host folders kindlab made; False if there was none."""
-    tools.require()
-    created = load_state(name).get("created", [])
-    exists = name in _clusters()
-    if exists:
-        for entry in created:
-            _empty_from_node(entry["node"], entry["path"])
-        tools.run(tools.kind_delete(name), timeout=300)
-    remove_created(created)
-    forget(name)
-    return exists
-
-
 def clusters() -> list[str]:
     """`kind get clusters`."""
     tools.require()
     return _clusters()
 
 
+def delete_all() -> list[str]:
+    """Delete every kind cluster; returns their names."""
+    names = clusters()
+    for name in names:
+        delete(name)
+    return names
+
+
 def _clusters() -> list[str]:
-    return [line.strip() for line in tools.run(tools.kind_get_clusters(), timeout=60).splitlines() if line.strip()]
+    return tools.kind_cluster_names()
 
 
 # -- create ------------------------------------------------------------------------------------
@@ -137,14 +131,14 @@ def cilium_installed(cluster: KindCluster) -> bool:
 
 
 # -- waiting -----------------------------------------------------------------------------------
-def wait_ready(cluster: KindCluster, timeout: float = READY_TIMEOUT, progress: bool = True) -> None:
-    """Wait, with progress bars, for a ready Cilium agent on every node, then for every node Ready."""
+def wait_ready(cluster: KindCluster, timeout: float = READY_TIMEOUT, report: Reporter = quiet) -> None:
+    """Wait for a ready Cilium agent on every node, then for every node Ready, reporting the counts."""
     total = len(cluster.topology.nodes)
     hint = f"see `kubectl --context kind-{cluster.name} -n kube-system get pods -l k8s-app=cilium`"
     wait_count(f"{cluster.name}: Cilium agents ready", total, lambda: cilium_agents_ready(cluster),
-               timeout, progress, hint)
+               timeout, report, hint)
     wait_count(f"{cluster.name}: nodes Ready", total,
-               lambda: sum(kube.is_ready(n) for n in cluster.node_list()), timeout, progress, hint)
+               lambda: sum(is_ready(n) for n in cluster.node_list()), timeout, report, hint)
 
 
 def cilium_agents_ready(cluster: KindCluster) -> int:
@@ -153,71 +147,21 @@ def cilium_agents_ready(cluster: KindCluster) -> int:
     return int(getattr(status, "number_ready", 0) or 0)
 
 
-def wait_count(desc: str, total: int, count: Callable[[], int], timeout: float, progress: bool,
+def wait_count(desc: str, total: int, count: Callable[[], int], timeout: float, report: Reporter = quiet,
                hint: str = "") -> None:
-    """Poll `count()` until it reaches `total`, showing a tqdm bar; WaitTimeout after `timeout` seconds."""
-    from tqdm import tqdm
-
+    """Poll `count()` until it reaches `total`, reporting each change; WaitTimeout after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    with tqdm(total=total, desc=desc, unit="node", disable=not progress) as bar:
-        while True:
-            done = min(count(), total)
-            bar.update(done - bar.n)
-            if done >= total:
-                return
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(f"{desc}: {done}/{total} after {timeout:g}s" + (f"; {hint}" if hint else ""))
-            time.sleep(POLL_SECONDS)
-
-
-# -- the state kept per cluster ------------------------------------------------------------------
-def state_dir() -> Path:
-    """Where kindlab keeps per-cluster state: $KINDLAB_STATE_DIR, else ~/.local/state/kindlab; then kind/."""
-    base = os.environ.get("KINDLAB_STATE_DIR") or Path.home() / ".local" / "state" / "kindlab"
-    return Path(base) / "kind"
-
-
-def save_state(name: str, config: Path | None, created: list[dict[str, str]]) -> None:
-    """Remember the config a cluster came from and the host folders kindlab made for it."""
-    path = state_dir() / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"config": str(config) if config else None, "created": created}, indent=2))
-
-
-def load_state(name: str) -> dict[str, Any]:
-    """The saved state of cluster `name` ({} when there is none or it is unreadable)."""
-    try:
-        return json.loads((state_dir() / f"{name}.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def forget(name: str) -> None:
-    """Drop the saved state of cluster `name`."""
-    (state_dir() / f"{name}.json").unlink(missing_ok=True)
-
-
-def _empty_from_node(node: str, path: str) -> None:
-    """Empty a mounted folder from inside its node: what Cilium wrote there is root's, not ours."""
-    try:
-        with translate_errors(f"node {node}"):
-            import docker
-
-            docker.from_env().containers.get(node).exec_run(["find", path, "-mindepth", "1", "-delete"])
-    except KindlabError:
-        pass  # the host-side removal below reports what is left
-
-
-def remove_created(created: list[dict[str, str]]) -> None:
-    """Remove the host folders kindlab made; warn (not fail) about one it cannot remove."""
-    for entry in created:
-        try:
-            shutil.rmtree(entry["host"])
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            warnings.warn(f"kindlab made {entry['host']} for {entry['node']}:{entry['path']} and cannot "
-                          f"remove it ({exc}); remove it by hand", stacklevel=2)
+    shown = -1
+    while True:
+        done = min(count(), total)
+        if done != shown:
+            report(desc, done, total)
+            shown = done
+        if done >= total:
+            return
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"{desc}: {done}/{total} after {timeout:g}s" + (f"; {hint}" if hint else ""))
+        time.sleep(POLL_SECONDS)
 
 
 # -- a topology for a cluster kindlab did not just create ---------------------------------------

@@ -43,10 +43,18 @@ def cilium_version() -> str:
     return os.environ.get("KINDLAB_CILIUM_VERSION") or CILIUM_VERSION
 
 
+def docker_answers() -> bool:
+    """True when `docker info` answers (a daemon is reachable)."""
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def missing_tools(*, helm: bool = False) -> list[str]:
     """Which of the backend's requirements this machine lacks (keys of INSTALL_HINTS)."""
-    from .. import docker_answers
-
     missing = []
     if not all(importlib.util.find_spec(m) for m in ("docker", "kubernetes")):
         missing.append("python")
@@ -104,6 +112,11 @@ def kind_delete(name: str) -> list[str]:
 def kind_get_clusters() -> list[str]:
     """`kind get clusters`."""
     return ["kind", "get", "clusters"]
+
+
+def kind_cluster_names() -> list[str]:
+    """The names `kind get clusters` prints."""
+    return [line.strip() for line in run(kind_get_clusters(), timeout=60).splitlines() if line.strip()]
 
 
 def kind_get_kubeconfig(name: str) -> list[str]:

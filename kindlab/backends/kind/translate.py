@@ -8,12 +8,14 @@ user can fix. Exceptions this module does not know (programming errors) pass unc
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from contextlib import ContextDecorator
 from typing import Any, TypeVar
 
 from ...errors import BackendUnavailable, ClusterError, KindlabError, NotFound
+from ..kube.errors import api_message, kubernetes_error
+
+__all__ = ["api_message", "edge", "to_kindlab_error", "translate_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,29 +76,10 @@ def _docker_error(exc: Exception, where: str) -> KindlabError | None:
 
 
 def _kubernetes_error(exc: Exception, where: str) -> KindlabError | None:
-    try:
-        from kubernetes.client.exceptions import ApiException
-        from kubernetes.config.config_exception import ConfigException
-    except ImportError:
-        return None
-    if isinstance(exc, ConfigException):
-        return ClusterError(f"{where}: no usable kubeconfig: {exc}; "
-                            "`kind export kubeconfig --name NAME` writes it")
-    if isinstance(exc, ApiException):
-        message = api_message(exc)
-        if exc.status == 404:
-            return NotFound(f"{where}: {message}")
-        return ClusterError(f"{where}: the API server answered {exc.status} {exc.reason}: {message}")
-    return None
+    return kubernetes_error(exc, where, config_hint="`kind export kubeconfig --name NAME` writes it")
 
 
 def _transport_error(exc: Exception, where: str) -> KindlabError | None:
-    try:
-        import urllib3.exceptions
-    except ImportError:  # pragma: no cover - urllib3 comes with kubernetes
-        return None
-    if isinstance(exc, urllib3.exceptions.HTTPError):
-        return ClusterError(f"{where}: cannot reach the Kubernetes API server ({exc}); {CLUSTER_HINT}")
     try:
         import requests
     except ImportError:  # pragma: no cover - requests comes with docker
@@ -104,11 +87,3 @@ def _transport_error(exc: Exception, where: str) -> KindlabError | None:
     if isinstance(exc, requests.exceptions.ConnectionError):
         return BackendUnavailable(f"{where}: cannot reach the Docker daemon ({exc}); {DOCKER_HINT}")
     return None
-
-
-def api_message(exc: Any) -> str:
-    """The `message` of a Kubernetes Status body, else the HTTP reason."""
-    try:
-        return str(json.loads(exc.body)["message"])
-    except (TypeError, ValueError, KeyError):
-        return str(exc.reason or exc.status)

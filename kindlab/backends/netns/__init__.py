@@ -14,7 +14,7 @@ Module map:
   sandbox      pod sandboxes (network, UTS and mount namespaces held by a pause process)
   workloads    what a container runs (the echo server), kubelet-style env, hosts and resolv.conf
   events       events aggregated as Kubernetes' event correlator does
-  processes    process identity, liveness, the marker sweep
+  processes    process identity, liveness, the ledger of each lab's processes
   agent        the node agent: one per lab, the kubelet's reconcile loop
   controllers  deployments and scheduling for pods without a node
   lifecycle    making and removing whole labs
@@ -27,14 +27,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ...progress import Reporter, quiet
+
 if TYPE_CHECKING:
     from .lab import NetnsCluster
 
 
-def up(topology: Any, backoff: float | None = None, progress: bool = True) -> NetnsCluster:
+def up(topology: Any, backoff: float | None = None, report: Reporter = quiet) -> NetnsCluster:
     """Get-or-create the lab for `topology` (see lab.up)."""
     from .lab import up as _up
-    return _up(topology, backoff=backoff, progress=progress)
+    return _up(topology, backoff=backoff, report=report)
 
 
 def get(name: str) -> NetnsCluster:

@@ -16,10 +16,8 @@ their pause and workload processes are found again by pid and start time.
 from __future__ import annotations
 
 import faulthandler
-import json
 import logging
 import os
-import random
 import shutil
 import signal
 import sys
@@ -27,10 +25,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from . import controllers, processes, sandbox, workloads
+from ...model import kubelet
+from ...model.kubelet import KUBELET_BACKOFF
+from ...model.pods import SANDBOX_FAILED
+from . import controllers, processes, records, sandbox, workloads
 from .cni import CniError, PodNetwork, Runtime, pod_ip, port_mappings
 from .events import EventRecorder
 from .names import state_dir
@@ -48,6 +50,20 @@ RPC = "rpc error: code = Unknown desc = "
 CNI_PER_NODE = 3
 
 
+class Stage(StrEnum):
+    """Where the agent is with a pod (persisted by value)."""
+
+    NEW = "new"                      # seen, not yet admitted
+    UNSCHEDULABLE = "unschedulable"  # no node fits (controllers.pick_node)
+    REJECTED = "rejected"            # admission refused it: NodePorts
+    SANDBOX = "sandbox"              # making its sandbox (and retrying after failures)
+    IMAGE = "image"                  # the image cannot be had
+    STARTING = "starting"            # the container runs, not yet listening
+    RUNNING = "running"              # Running and Ready
+    CRASH = "crash"                  # the container exited: CrashLoopBackOff
+    DELETING = "deleting"            # stopping it
+
+
 @dataclass
 class PodState:
     """What the agent knows about one pod (persisted in its status file's `agent` part)."""
@@ -57,7 +73,7 @@ class PodState:
     meta: dict[str, Any]
     spec: dict[str, Any]
     node: str | None
-    stage: str = "new"   # new, unschedulable, rejected, sandbox, image, starting, running, crash, deleting
+    stage: Stage = Stage.NEW
     phase: str = "Pending"
     reason: str | None = None
     message: str | None = None
@@ -113,6 +129,7 @@ class PodState:
         for k in self.PERSISTED:
             if k in data:
                 setattr(self, k, data[k])
+        self.stage = Stage(self.stage)
         self.sandbox = Sandbox.from_record(data.get("sandbox"))
         self.workload = tuple(data["workload"]) if data.get("workload") else None  # type: ignore[assignment]
 
@@ -148,11 +165,11 @@ class Agent:
 
     @property
     def backoff(self) -> float:
-        return float(self.record.get("backoff", 10.0))
+        return float(self.record.get("backoff", KUBELET_BACKOFF))
 
     def retry_delay(self) -> float:
-        """The kubelet's pod worker back-off: constant, plus up to 50 % jitter."""
-        return self.backoff * (1 + 0.5 * random.random())
+        """The kubelet's pod worker back-off (model.kubelet), with the lab's period."""
+        return kubelet.retry_delay(self.backoff)
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -211,7 +228,7 @@ class Agent:
                 gone = doc is None or doc["metadata"]["uid"] != st.uid
                 due = time.time() >= st.delete_retry
                 if (gone or doc["metadata"].get("deletionTimestamp")) and not st.deleting and not st.busy and due:
-                    st.deleting, st.stage = True, "deleting"
+                    st.deleting, st.stage = True, Stage.DELETING
                     self.submit(st, self.kill_pod)
             order = sorted(desired.items(), key=lambda kv: kv[1]["metadata"].get("annotations", {})
                            .get("kindlab.io/created-at", kv[1]["metadata"].get("creationTimestamp", "")))
@@ -227,7 +244,7 @@ class Agent:
                 self.pods[key] = st
                 self.admit(st)
             for st in self.pods.values():
-                if st.stage == "unschedulable" and not st.busy:
+                if st.stage == Stage.UNSCHEDULABLE and not st.busy:
                     self.admit(st, again=True)
 
     def admit(self, st: PodState, again: bool = False) -> None:
@@ -236,7 +253,7 @@ class Agent:
             node, why = controllers.pick_node(st, self.views, self.pods.values(), ports_conflict)
             if node is None:
                 if not again or st.message != why:
-                    st.stage, st.message = "unschedulable", why
+                    st.stage, st.message = Stage.UNSCHEDULABLE, why
                     self.events.record(st.meta, None, "Warning", "FailedScheduling", why, "default-scheduler")
                     self.write(st)
                 return
@@ -248,14 +265,14 @@ class Agent:
                                f"Successfully assigned {st.label} to {node}", "default-scheduler")
         st.start_time = timestamp()
         mine = st.host_ports()
-        if mine and any(o is not st and o.node == st.node and o.stage not in ("rejected", "unschedulable")
+        if mine and any(o is not st and o.node == st.node and o.stage not in (Stage.REJECTED, Stage.UNSCHEDULABLE)
                         and ports_conflict(mine, o.host_ports()) for o in self.pods.values()):
-            st.stage, st.phase, st.reason = "rejected", "Failed", NODE_PORTS_REASON
+            st.stage, st.phase, st.reason = Stage.REJECTED, "Failed", NODE_PORTS_REASON
             st.message = f"Pod was rejected: {NODE_PORTS_MESSAGE}"
             self.events.record(st.meta, st.node, "Warning", NODE_PORTS_REASON, NODE_PORTS_MESSAGE)
             self.write(st)
             return
-        st.stage, st.next_try = "sandbox", 0.0
+        st.stage, st.next_try = Stage.SANDBOX, 0.0
         self.write(st)
         self.submit(st, self.create_pod)
 
@@ -266,10 +283,10 @@ class Agent:
             for st in list(self.pods.values()):
                 if st.busy or st.deleting:
                     continue
-                if st.stage in ("sandbox", "image", "crash") and st.next_try and now >= st.next_try:
+                if st.stage in (Stage.SANDBOX, Stage.IMAGE, Stage.CRASH) and st.next_try and now >= st.next_try:
                     st.next_try = 0.0
-                    self.submit(st, self.create_pod if st.stage == "sandbox" else self.start_container)
-                elif st.stage == "starting" and st.workload:
+                    self.submit(st, self.create_pod if st.stage == Stage.SANDBOX else self.start_container)
+                elif st.stage == Stage.STARTING and st.workload:
                     pid, start = st.workload
                     if workloads.listening(pid, st.port):
                         self.became_ready(st)
@@ -280,13 +297,13 @@ class Agent:
         """Sandboxes and workloads of running pods that died."""
         with self.lock:
             for st in list(self.pods.values()):
-                if st.busy or st.deleting or st.stage not in ("running", "starting", "image", "crash"):
+                if st.busy or st.deleting or st.stage not in (Stage.RUNNING, Stage.STARTING, Stage.IMAGE, Stage.CRASH):
                     continue
                 if st.sandbox is not None and not st.sandbox.alive():
                     self.events.record(st.meta, st.node, "Normal", "SandboxChanged",
                                        "Pod sandbox changed, it will be killed and re-created.")
                     self.submit(st, self.recreate_sandbox)
-                elif st.stage == "running" and st.workload and not processes.alive(*st.workload):
+                elif st.stage == Stage.RUNNING and st.workload and not processes.alive(*st.workload):
                     self.container_exited(st)
 
     # -- pod work (on pool threads) ---------------------------------------------------------------
@@ -328,7 +345,7 @@ class Agent:
         image = st.container["image"]
         if not workloads.supported(image):
             with self.lock:
-                st.stage, st.waiting_reason = "image", "ErrImagePull"
+                st.stage, st.waiting_reason = Stage.IMAGE, "ErrImagePull"
                 st.waiting_message = workloads.unsupported_message(image)
                 st.next_try = time.time() + self.retry_delay()
                 self.events.record(st.meta, st.node, "Warning", "Failed", st.waiting_message)
@@ -341,7 +358,7 @@ class Agent:
         workload = workloads.start(self.views[st.node], st.sandbox, env, self.pod_dir(st) / "container.log", st.label)
         self.events.record(st.meta, st.node, "Normal", "Started", f"Started container {st.container['name']}")
         with self.lock:
-            st.workload, st.stage, st.started_at = workload, "starting", timestamp()
+            st.workload, st.stage, st.started_at = workload, Stage.STARTING, timestamp()
             st.waiting_reason = st.waiting_message = None
             st.phase = "Running"
             self.write(st)
@@ -353,7 +370,7 @@ class Agent:
         with self.lock:
             st.sandbox, st.pod_ip, st.workload = None, None, None
             st.stage, st.phase, st.waiting_reason, st.ready_since, st.running_at = (
-                "sandbox", "Pending", "ContainerCreating", None, None)
+                Stage.SANDBOX, "Pending", "ContainerCreating", None, None)
             st.restarts += 1
             self.write(st)
         self.create_pod(st)
@@ -365,7 +382,7 @@ class Agent:
         self.stop_workload(st)
         if not self.network_down(st):
             with self.lock:   # retried by a reconcile after the back-off
-                st.deleting, st.stage, st.delete_retry = False, "deleting", time.time() + self.retry_delay()
+                st.deleting, st.stage, st.delete_retry = False, Stage.DELETING, time.time() + self.retry_delay()
             return
         sandbox.destroy(st.sandbox)
         shutil.rmtree(self.pod_dir(st), ignore_errors=True)
@@ -397,21 +414,21 @@ class Agent:
     def sandbox_failed(self, st: PodState, error: str) -> None:
         with self.lock:
             st.attempts.append(time.time())
-            st.stage, st.phase, st.waiting_reason = "sandbox", "Pending", "ContainerCreating"
+            st.stage, st.phase, st.waiting_reason = Stage.SANDBOX, "Pending", "ContainerCreating"
             st.next_try = time.time() + self.retry_delay()
-            self.events.record(st.meta, st.node, "Warning", "FailedCreatePodSandBox",
+            self.events.record(st.meta, st.node, "Warning", SANDBOX_FAILED,
                                f"Failed to create pod sandbox: {RPC}{error}")
             self.write(st)
 
     def became_ready(self, st: PodState) -> None:
-        st.stage, st.phase = "running", "Running"
+        st.stage, st.phase = Stage.RUNNING, "Running"
         st.running_at = time.time()
         st.ready_since = timestamp(st.running_at)
         self.write(st)
 
     def container_exited(self, st: PodState) -> None:
         st.restarts += 1
-        st.stage, st.waiting_reason, st.ready_since, st.running_at = "crash", "CrashLoopBackOff", None, None
+        st.stage, st.waiting_reason, st.ready_since, st.running_at = Stage.CRASH, "CrashLoopBackOff", None, None
         st.waiting_message = f"back-off restarting failed container {st.container['name']} in pod {st.label}"
         st.workload = None
         st.next_try = time.time() + self.retry_delay()
@@ -440,9 +457,9 @@ class Agent:
             if st.node not in self.views:
                 continue
             self.pods[key] = st
-            if st.stage in ("new", "unschedulable"):
+            if st.stage in (Stage.NEW, Stage.UNSCHEDULABLE):
                 del self.pods[key]       # admitted again by reconcile
-            elif st.stage == "sandbox":
+            elif st.stage == Stage.SANDBOX:
                 st.next_try = min(st.next_try or time.time(), time.time() + self.backoff)
             log.info("adopted pod %s (%s)", st.label, st.stage)
         self.sweep_orphans()
@@ -452,9 +469,9 @@ class Agent:
         sandboxes = {st.sandbox.pid for st in self.pods.values() if st.sandbox}
         running = {st.workload[0] for st in self.pods.values() if st.workload}
         orphans = []
-        for pid, owner in processes.marked().items():
+        for pid in processes.recorded(self.lab):
             words = processes.cmdline(pid)
-            if owner != self.lab or not words or words[0].startswith("kindlab-node"):
+            if not words or words[0].startswith("kindlab-node"):
                 continue
             if words[0].startswith("kindlab-pause") and pid not in sandboxes:
                 orphans.append(pid)
@@ -498,27 +515,23 @@ class Agent:
 
 
 def annotations(st: PodState) -> dict[str, str]:
-    out = {"kindlab.io/sandbox-attempts": json.dumps([round(t, 6) for t in st.attempts])}
-    if st.running_at is not None:
-        out["kindlab.io/running-at"] = f"{st.running_at:.6f}"
-    if st.sandbox is not None:
-        out["kindlab.io/sandbox-id"] = st.sandbox.id
-    return out
+    """The agent's record of the pod, as annotations on its status (records.py)."""
+    return records.annotations(st.attempts, st.running_at, st.sandbox.id if st.sandbox else None)
 
 
 def v1_status(st: PodState, host_ip: str | None) -> dict[str, Any]:
     """The pod's v1 status."""
     created = st.meta.get("creationTimestamp")
-    if st.stage == "unschedulable":
+    if st.stage == Stage.UNSCHEDULABLE:
         return {"phase": "Pending", "qosClass": "BestEffort",
                 "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                 "message": st.message, "lastTransitionTime": created}]}
-    if st.stage == "rejected":
+    if st.stage == Stage.REJECTED:
         return {"phase": "Failed", "reason": st.reason, "message": st.message, "qosClass": "BestEffort",
                 "startTime": st.start_time}
-    ready = st.stage == "running"
+    ready = st.stage == Stage.RUNNING
     c = st.container
-    if st.stage in ("running", "starting"):
+    if st.stage in (Stage.RUNNING, Stage.STARTING):
         state: dict[str, Any] = {"running": {"startedAt": st.started_at}}
     else:
         state = {"waiting": {"reason": st.waiting_reason or "ContainerCreating",
@@ -536,7 +549,7 @@ def v1_status(st: PodState, host_ip: str | None) -> dict[str, Any]:
         ],
         "hostIP": host_ip, "startTime": st.start_time, "qosClass": "BestEffort",
         "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": ready,
-                               "restartCount": st.restarts, "started": st.stage in ("running", "starting"),
+                               "restartCount": st.restarts, "started": st.stage in (Stage.RUNNING, Stage.STARTING),
                                "state": state,
                                **({"containerID": f"kindlab://{st.workload[0]}"} if st.workload else {})}],
     }

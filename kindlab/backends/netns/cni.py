@@ -1,7 +1,8 @@
 """The CNI runtime: libcni's job, as containerd's CRI plugin uses it, run in a node's view.
 
 - The network config is chosen as containerd does: the .conf/.conflist/.json files of the node's
-  /etc/cni/net.d in byte order, the first valid one wins (invalid files are skipped).
+  /etc/cni/net.d in byte order, the first one is used, and an invalid first file leaves no network
+  (model.cni states the rule).
 - Plugins are found in the node's /opt/cni/bin and run inside the node's namespaces, with the
   CNI_* environment and the config on stdin: `name`, `cniVersion`, `prevResult`, `runtimeConfig`
   (portMappings from the pod's hostPorts, for plugins declaring that capability) injected and
@@ -21,30 +22,25 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from ...model import cni as cni_rules
+from ...model.cni import NetworkConfig
+from ...model.pods import port_mappings
+from . import commands
 from .names import STD_PATH
 from .nodes import NodeView
 
-CNI_PATH = "/opt/cni/bin"
-CONF_DIR = "/etc/cni/net.d"
-EXTENSIONS = (".conf", ".conflist", ".json")
+__all__ = ["CniError", "Exec", "PodNetwork", "Runtime", "load_network", "node_exec", "pod_ip", "port_mappings"]
+
+CNI_PATH = cni_rules.CNI_BIN
+CONF_DIR = cni_rules.NET_D
 LOOPBACK = {"cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback"}
+PLUGIN_TIMEOUT = 60.0
 
 
 class CniError(Exception):
     """A CNI failure, worded as the runtime reports it."""
-
-
-@dataclass
-class NetworkList:
-    """A network configuration list (a .conf is wrapped into a one-plugin list)."""
-
-    name: str
-    cni_version: str
-    plugins: list[dict[str, Any]]
-    file: str = ""
-    raw: bytes = b""
 
 
 @dataclass
@@ -64,56 +60,38 @@ class PodNetwork:
                 f"K8S_POD_INFRA_CONTAINER_ID={self.sandbox_id};K8S_POD_UID={self.pod_uid}")
 
 
-def port_mappings(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """runtimeConfig.portMappings from a v1 pod spec's hostPorts, as containerd builds them."""
-    out = []
-    for c in pod_spec.get("containers", []):
-        for p in c.get("ports", []) or []:
-            if p.get("hostPort"):
-                m = {"hostPort": p["hostPort"], "containerPort": p["containerPort"],
-                     "protocol": p.get("protocol", "TCP").lower()}
-                if p.get("hostIP"):
-                    m["hostIP"] = p["hostIP"]
-                out.append(m)
-    return out
+class Exec(Protocol):
+    """How the runtime runs a plugin (libcni's invoke.Exec): argv, stdin and environment in, result out.
+
+    It raises CniError when the plugin cannot be run or does not finish in time.
+    """
+
+    def __call__(self, argv: list[str], stdin: bytes, env: dict[str, str],
+                 timeout: float) -> subprocess.CompletedProcess: ...
 
 
-def parse_config(name: str, raw: bytes) -> NetworkList:
-    """A config file's network list; ValueError saying why it is not valid."""
-    conf = json.loads(raw)
-    if not isinstance(conf, dict):
-        raise ValueError("not a JSON object")
-    if name.endswith(".conflist"):
-        if not isinstance(conf.get("name"), str) or not conf["name"]:
-            raise ValueError("error parsing configuration list: no name")
-        plugins = conf.get("plugins")
-        if not isinstance(plugins, list) or not plugins:
-            raise ValueError("error parsing configuration list: no plugins in list")
-        for p in plugins:
-            if not isinstance(p, dict) or not p.get("type"):
-                raise ValueError("error parsing configuration: missing 'type'")
-        return NetworkList(conf["name"], str(conf.get("cniVersion", "")), plugins, name, raw)
-    if not conf.get("type"):
-        raise ValueError("error parsing configuration: missing 'type'")
-    return NetworkList(str(conf.get("name", "")), str(conf.get("cniVersion", "")), [conf], name, raw)
-
-
-def load_network(root: Path) -> NetworkList:
-    """The network containerd would use: the first valid config file in byte order of the node's net.d."""
-    folder = root / CONF_DIR.lstrip("/")
-    try:
-        names = sorted((n for n in os.listdir(folder) if n.endswith(EXTENSIONS)), key=lambda n: n.encode())
-    except OSError:
-        names = []
-    for name in names:
-        path = folder / name
+def node_exec(view: NodeView) -> Exec:
+    """Run plugins inside the node's namespaces, through the backend's one command runner."""
+    def run(argv: list[str], stdin: bytes, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
         try:
-            if path.is_dir():
-                continue
-            return parse_config(name, path.read_bytes())
-        except (OSError, ValueError):
-            continue
-    raise CniError(f"cni plugin not initialized: no network config found in {CONF_DIR}")
+            return commands.run([*view.enter(), *argv], f"CNI plugin {argv[0]}", input=stdin, env=env,
+                                timeout=timeout, check=False)
+        except commands.TimedOut:
+            raise CniError(f"plugin {argv[0]} timed out after {timeout:g}s") from None
+    return run
+
+
+def load_network(root: Path) -> NetworkConfig:
+    """The network containerd would use in the node seen at `root`: model.cni's choice; CniError when none."""
+    choice = cni_rules.choose_in(root / CONF_DIR.lstrip("/"))
+    if choice.chosen is None:
+        raise CniError(cni_rules.NOT_INITIALIZED)
+    return choice.chosen
+
+
+def loopback() -> NetworkConfig:
+    """The loopback network the runtime sets up first in every sandbox."""
+    return NetworkConfig("", LOOPBACK["name"], LOOPBACK["cniVersion"], [LOOPBACK])
 
 
 def describe(plugin: dict[str, Any]) -> str:
@@ -149,16 +127,17 @@ def version_at_least(version: str, minimum: str) -> bool:
 class Runtime:
     """The CNI runtime of one node."""
 
-    def __init__(self, view: NodeView):
+    def __init__(self, view: NodeView, run: Exec | None = None):
         self.view = view
         self.cache = view.dirs.cni_cache / "results"
+        self.run = run or node_exec(view)
 
     # -- containerd's calls -------------------------------------------------------------------
     def setup(self, pod: PodNetwork) -> dict[str, Any]:
         """Loopback, then the chosen network's chain; returns the result. CniError in containerd's words."""
         try:
             net = load_network(self.view.root)
-            self.add_list(NetworkList(LOOPBACK["name"], LOOPBACK["cniVersion"], [LOOPBACK]), pod, "lo", cache=False)
+            self.add_list(loopback(), pod, "lo", cache=False)
             return self.add_list(net, pod, pod.ifname)
         except CniError as exc:
             raise CniError(f'failed to setup network for sandbox "{pod.sandbox_id}": {exc}') from None
@@ -168,7 +147,7 @@ class Runtime:
         try:
             net = load_network(self.view.root)
             self.del_list(net, pod, pod.ifname)
-            self.del_list(NetworkList(LOOPBACK["name"], LOOPBACK["cniVersion"], [LOOPBACK]), pod, "lo")
+            self.del_list(loopback(), pod, "lo")
         except CniError as exc:
             raise CniError(f'failed to destroy network for sandbox "{pod.sandbox_id}": {exc}') from None
 
@@ -187,7 +166,7 @@ class Runtime:
                 raise CniError(f"plugin {describe(plugin)} failed (check): {exc}") from None
 
     # -- libcni ------------------------------------------------------------------------------------
-    def add_list(self, net: NetworkList, pod: PodNetwork, ifname: str, cache: bool = True) -> dict[str, Any]:
+    def add_list(self, net: NetworkConfig, pod: PodNetwork, ifname: str, cache: bool = True) -> dict[str, Any]:
         prev: dict[str, Any] | None = None
         for plugin in net.plugins:
             try:
@@ -204,7 +183,7 @@ class Runtime:
             self._cache_file(net.name, pod, ifname).write_text(json.dumps(entry))
         return result
 
-    def del_list(self, net: NetworkList, pod: PodNetwork, ifname: str) -> None:
+    def del_list(self, net: NetworkConfig, pod: PodNetwork, ifname: str) -> None:
         cached = self.cached_result(net.name, pod, ifname) if version_at_least(net.cni_version, "0.4.0") else None
         for plugin in reversed(net.plugins):
             try:
@@ -245,9 +224,9 @@ class Runtime:
             candidate = self.view.root / folder.lstrip("/") / plugin_type
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return f"{folder}/{plugin_type}"
-        raise CniError(f'failed to find plugin "{plugin_type}" in path [{CNI_PATH.replace(":", " ")}]')
+        raise CniError(cni_rules.missing_plugin_error(plugin_type, CNI_PATH))
 
-    def exec_plugin(self, plugin: dict[str, Any], command: str, net: NetworkList, pod: PodNetwork, ifname: str,
+    def exec_plugin(self, plugin: dict[str, Any], command: str, net: NetworkConfig, pod: PodNetwork, ifname: str,
                     prev: dict[str, Any] | None) -> dict[str, Any] | None:
         """Run one plugin in the node's namespaces; its parsed result for ADD."""
         path = self.find(str(plugin["type"]))
@@ -262,11 +241,7 @@ class Runtime:
             conf["runtimeConfig"] = runtime_config
         env = {"CNI_COMMAND": command, "CNI_CONTAINERID": pod.sandbox_id, "CNI_NETNS": pod.netns,
                "CNI_IFNAME": ifname, "CNI_ARGS": pod.cni_args(), "CNI_PATH": CNI_PATH, "PATH": STD_PATH}
-        try:
-            done = subprocess.run([*self.view.enter(), path], input=json.dumps(conf).encode(), capture_output=True,
-                                  env=env, timeout=60, cwd="/")
-        except subprocess.TimeoutExpired:
-            raise CniError(f"plugin {path} timed out after 60s") from None
+        done = self.run([path], json.dumps(conf).encode(), env, PLUGIN_TIMEOUT)
         if done.returncode != 0:
             raise CniError(plugin_error(done))
         if command != "ADD":

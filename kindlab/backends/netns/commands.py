@@ -21,6 +21,14 @@ PACKAGES = {
 ENV = {"PATH": STD_PATH, "LANG": "C.UTF-8"}
 
 
+class TimedOut(ClusterError):
+    """A command that did not finish in time; what it had printed is kept."""
+
+    def __init__(self, message: str, stdout: bytes | None, stderr: bytes | None):
+        super().__init__(message)
+        self.stdout, self.stderr = stdout or b"", stderr or b""
+
+
 def which(tool: str) -> str:
     """The absolute path of `tool`; EnvironmentProblem saying what to install if it is missing."""
     found = shutil.which(tool, path=STD_PATH)
@@ -33,7 +41,11 @@ def which(tool: str) -> str:
 
 def run(argv: Sequence[str | Path], what: str, *, input: bytes | str | None = None, timeout: float = 30,
         check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run a command, capturing its output; ClusterError naming `what` when it fails and `check` is set."""
+    """Run a command, capturing its output: the backend's one edge to the machine's tools.
+
+    TimedOut when it does not finish in `timeout` s; ClusterError naming `what` when it fails and `check`
+    is set; EnvironmentProblem when the tool is not installed.
+    """
     args = [str(a) for a in argv]
     if isinstance(input, str):
         input = input.encode()
@@ -42,8 +54,8 @@ def run(argv: Sequence[str | Path], what: str, *, input: bytes | str | None = No
     except FileNotFoundError:
         which(args[0])
         raise
-    except subprocess.TimeoutExpired:
-        raise ClusterError(f"{what}: `{' '.join(args)}` did not finish in {timeout:g}s") from None
+    except subprocess.TimeoutExpired as exc:
+        raise TimedOut(f"{what}: `{short(args)}` did not finish in {timeout:g}s", exc.stdout, exc.stderr) from None
     if check and done.returncode != 0:
         raise ClusterError(f"{what}: `{short(args)}` failed (exit {done.returncode}): {tail(done.stderr)}")
     return done

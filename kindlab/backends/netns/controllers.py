@@ -23,7 +23,6 @@ from .names import pod_key
 from .state.store import Store, read_json, timestamp, write_json
 
 if TYPE_CHECKING:
-    from .lab import NetnsCluster
     from .nodes import NodeView
 
 ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -37,14 +36,10 @@ def template_hash(template: dict[str, Any]) -> str:
     return "".join(ALPHABET[b % len(ALPHABET)] for b in digest[:10])
 
 
-def apply_deployment(lab: NetnsCluster, obj: objects.Deployment) -> str:
-    """Create or update a deployment, then make its pods at once."""
-    template = lab._pod_doc(objects.PodSpec(name=obj.name, namespace=obj.namespace, labels=obj.template.labels,
-                                            node_name=obj.template.node_name, containers=obj.template.containers,
-                                            source=obj.source))
+def apply_deployment(store: Store, obj: objects.Deployment, template: dict[str, Any]) -> str:
+    """Create or update a deployment from its validated pod `template` (podspec.pod_doc), then make its pods."""
     spec = {"replicas": obj.replicas, "selector": {"matchLabels": dict(obj.template.labels)},
             "template": {"metadata": {"labels": dict(obj.template.labels)}, "spec": template["spec"]}}
-    store = lab.store
     folder = store.root / "deployments"
     folder.mkdir(exist_ok=True)
     path = folder / f"{pod_key(obj.namespace, obj.name)}.json"

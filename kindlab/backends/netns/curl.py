@@ -1,7 +1,8 @@
 """curl from the lab host namespace, as the seed curls node addresses from the Docker host.
 
-The lab host namespace has a route only to the lab's bridge, so a request can reach nothing
-but the lab's own nodes; node names resolve to their addresses (like Docker's DNS).
+Only the lab's own addresses are asked for: its node network (172.18.0.0/16), its pod and service
+subnets, and loopback (the lab host's own); any other address is refused before anything is sent.
+Node names resolve to their addresses (like Docker's DNS).
 """
 
 from __future__ import annotations
@@ -9,24 +10,56 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import time
-from urllib.parse import urlsplit
+from collections.abc import Iterable
+from urllib.parse import SplitResult, urlsplit
 
 from ...cluster import HttpResponse
 from ...errors import ConnectionRefused, CurlError, RequestTimeout
 from .commands import ENV, nsenter, which
-from .names import netns_path
+from .names import SUBNET, netns_path
 
 CURL_EXIT = {6: "Could not resolve host", 7: "Failed to connect", 28: "Operation timed out"}
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
-def curl(host_netns: str, url: str, timeout: float, names: dict[str, str]) -> HttpResponse:
-    """GET `url` from the lab host namespace; `names` maps node names to addresses."""
+def curl_error(code: int, message: str) -> CurlError:
+    """A CurlError carrying curl's exit code."""
+    error = CurlError(f"curl: ({code}) {message}")
+    error.exit_code = code
+    return error
+
+
+def split_url(url: str) -> tuple[str, SplitResult, int]:
+    """(the URL with a scheme, its parts, its port); curl's exit 1 or 3 words for a URL it would refuse."""
     full = url if "://" in url else f"http://{url}"
-    parts = urlsplit(full)
+    try:
+        parts = urlsplit(full)
+        port = parts.port
+    except ValueError as exc:
+        raise curl_error(3, f"URL rejected: {url!r} is malformed ({exc}); want http://HOST[:PORT]/PATH") from None
     if parts.scheme not in ("http", "https"):
-        raise CurlError(f"curl: (1) Protocol \"{parts.scheme}\" not supported: {url}")
+        raise curl_error(1, f'Protocol "{parts.scheme}" not supported: {url}')
+    if not parts.hostname:
+        raise curl_error(3, f"URL rejected: no host in {url!r}; want http://HOST[:PORT]/PATH")
+    return full, parts, port or (443 if parts.scheme == "https" else 80)
+
+
+def check_address(address: str, networks: Iterable[str]) -> None:
+    """CurlError unless `address` lies in one of the lab's `networks` or is loopback."""
+    ip = ipaddress.ip_address(address)
+    allowed = [ipaddress.ip_network(n, strict=False) for n in (*networks, *LOOPBACK)]
+    if not any(ip.version == n.version and ip in n for n in allowed):
+        shown = ", ".join(str(n) for n in allowed)
+        raise curl_error(7, f"{address} is outside the lab: kindlab curl reaches only the lab's own networks "
+                            f"({shown}) and sends nothing elsewhere; curl a node's or a pod's address")
+
+
+def curl(host_netns: str, url: str, timeout: float, names: dict[str, str],
+         networks: Iterable[str] = ()) -> HttpResponse:
+    """GET `url` from the lab host namespace; `names` maps node names to addresses; `networks` are the
+    lab's subnets besides the node network."""
+    full, parts, port = split_url(url)
     hostname = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     extra = []
     if hostname in names:
         extra = ["--resolve", f"{hostname}:{port}:{names[hostname]}"]
@@ -34,10 +67,9 @@ def curl(host_netns: str, url: str, timeout: float, names: dict[str, str]) -> Ht
         try:
             ipaddress.ip_address(hostname)
         except ValueError:
-            error = CurlError(f"curl: (6) Could not resolve host: {hostname} (the lab knows its node names "
-                              f"{', '.join(sorted(names))} and IP addresses)")
-            error.exit_code = 6
-            raise error from None
+            raise curl_error(6, f"Could not resolve host: {hostname} (the lab knows its node names "
+                                f"{', '.join(sorted(names))} and IP addresses)") from None
+        check_address(hostname, (SUBNET, *networks))
     argv = [*nsenter(net=netns_path(host_netns)), which("curl"), "-sS", "-i", "--max-time", f"{timeout:g}",
             "--noproxy", "*", *extra, full]
     started = time.monotonic()

@@ -7,28 +7,30 @@ and is (re)started by `up` and by any change to pods when it is not running.
 
 from __future__ import annotations
 
-import os
 import platform
-import re
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from ... import objects
-from ...cluster import Cluster, HttpResponse
-from ...errors import ClusterError, ConfigError, ExecError, ManifestError, NotFound, WaitTimeout
+from ...capabilities import Capabilities
+from ...cluster import Cluster, HttpResponse, RuntimeTimes
+from ...errors import ClusterError, ConfigError, ExecError, NotFound, WaitTimeout
+from ...model import cni as cni_rules
+from ...progress import Reporter, quiet
 from ...topology import Networking, Node, Topology, from_dict
-from . import files, preflight, processes
+from . import commands, files, preflight, processes
 from .curl import curl as curl_from_host
-from .lifecycle import all_traces, create, fingerprint, lab_names, locked, problems, teardown
+from .lifecycle import all_traces, being_made, create, fingerprint, lab_names, locked, problems, teardown
 from .names import STD_PATH, check_lab_name, host_netns, marker, pod_key, state_dir
 from .nodes import NodeView
+from .podspec import deployment_template, pod_doc
+from .records import agent_times
 from .state.store import Store, timestamp
 
-DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+POLL_SECONDS = 0.01  # reading the lab's store costs well under 1 ms
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -60,6 +62,21 @@ class NetnsCluster(Cluster):
         """The sandbox retry back-off in seconds (the kubelet's is 10, plus up to 50 % jitter)."""
         return float((self.store.read_lab() or self.record)["backoff"])
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """The model's kubelet: a configurable back-off, the agent's own timestamps, the machine's CNI package."""
+        portmap = cni_rules.PACKAGE_PORTMAP
+        return Capabilities(
+            backend=self.backend, kubelet="model", kubernetes_version="kindlab model",
+            runtime_version="kindlab sandboxes", watches_pods=False, poll_interval=POLL_SECONDS,
+            sandbox_backoff=self.backoff, pod_timeout=60.0,
+            portmap_source=str(portmap) if portmap.exists() else None, runtime_timestamps=True,
+            node_plugins=("bridge", "host-local", "loopback", "portmap"))
+
+    def runtime_times(self, pod: dict[str, Any]) -> RuntimeTimes | None:
+        """The agent's own record of the pod: its failed sandbox attempts and Running, to the microsecond."""
+        return agent_times(pod)
+
     def view(self, node: str) -> NodeView:
         """How to reach `node`; NotFound naming the known nodes otherwise."""
         return self._views[self.check_node(node)]
@@ -79,7 +96,7 @@ class NetnsCluster(Cluster):
                 [sys.executable, "-m", "kindlab.backends.netns.agent", marker(self.name)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd="/", env=env,
                 start_new_session=True)
-        processes.keep(self._agent)
+        processes.keep(self._agent, self.name)
 
     # -- Kubernetes-shaped reads ---------------------------------------------------------
     def node_list(self) -> list[dict[str, Any]]:
@@ -153,29 +170,13 @@ class NetnsCluster(Cluster):
         self.ensure_agent()
         return f"pod/{obj.name} created"
 
-    def _pod_doc(self, obj: objects.PodSpec, owner: dict[str, Any] | None = None) -> dict[str, Any]:
-        where = obj.source or "<manifest>"
-        if not DNS_NAME.match(obj.name) or len(obj.name) > 253:
-            raise ManifestError(f"{where}: metadata.name: {obj.name!r} is not a valid name (lowercase letters, "
-                                "digits, '-' and '.')")
-        if not DNS_NAME.match(obj.namespace):
-            raise ManifestError(f"{where}: metadata.namespace: {obj.namespace!r} is not a valid namespace")
-        if obj.node_name is not None and obj.node_name not in self._views:
-            raise ManifestError(f"{where}: spec.nodeName: cluster {self.name!r} has no node {obj.node_name!r}; "
-                                f"nodes are: {', '.join(self._views)}")
-        manifest = obj.to_manifest()
-        now = time.time()
-        meta = {**manifest["metadata"], "uid": str(uuid.uuid4()), "creationTimestamp": timestamp(now),
-                "annotations": {"kindlab.io/created-at": f"{now:.6f}"}}
-        if owner:
-            meta["ownerReferences"] = [owner]
-        spec = {**manifest["spec"], "restartPolicy": "Always", "terminationGracePeriodSeconds": 30}
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+    def _pod_doc(self, obj: objects.PodSpec) -> dict[str, Any]:
+        return pod_doc(obj, self.name, list(self._views))
 
     def _apply_deployment(self, obj: objects.Deployment) -> str:
         from .controllers import apply_deployment
 
-        line = apply_deployment(self, obj)
+        line = apply_deployment(self.store, obj, self._pod_doc(deployment_template(obj)))
         self.ensure_agent()
         return line
 
@@ -229,10 +230,9 @@ class NetnsCluster(Cluster):
         v = self.view(node)
         argv = [*v.enter(), *(["sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd])]
         env = {"PATH": STD_PATH, "HOSTNAME": node, "HOME": "/root", "LANG": "C.UTF-8"}
-        data = input.encode() if isinstance(input, str) else input
         try:
-            done = subprocess.run(argv, input=data, capture_output=True, timeout=timeout, env=env, cwd="/")
-        except subprocess.TimeoutExpired as exc:
+            done = commands.run(argv, f"exec in {node}", input=input, timeout=timeout or 3600, env=env, check=False)
+        except commands.TimedOut as exc:
             raise ExecError(f"{node}: `{_show(cmd)}` did not finish in {timeout:g}s", returncode=124,
                             stdout=_text(exc.stdout), stderr=_text(exc.stderr)) from None
         out, err = _text(done.stdout), _text(done.stderr)
@@ -250,28 +250,29 @@ class NetnsCluster(Cluster):
                                "copy to the host first")
         if not s_node and not d_node:
             raise ClusterError(f"cp: one of {src!r} and {dest!r} must be NODE:PATH, e.g. kind-worker:/etc/cni/net.d/")
-        s_real = self._real(s_node, s_path)
-        d_real = self._real(d_node, d_path)
-        files.copy(s_real, d_real, src, dest, dest.endswith("/"))
+        (s_real, s_root), (d_real, d_root) = self._real(s_node, s_path, src), self._real(d_node, d_path, dest)
+        files.copy(s_real, d_real, src, dest, dest.endswith("/"), s_root, d_root)
 
     def _side(self, spec: str) -> tuple[str | None, str]:
         node, sep, path = spec.partition(":")
         if sep and "/" not in node and node:
             if node not in self._views:
                 raise NotFound(f"cp: cluster {self.name!r} has no node {node!r}; nodes are: {', '.join(self._views)}")
-            return node, path or "/"
+            return node, path
         return None, spec
 
-    def _real(self, node: str | None, path: str) -> Path:
+    def _real(self, node: str | None, path: str, spec: str) -> tuple[Path, Path]:
+        """The host path of one side of cp, and the root of that side (a node's: /proc/<init>/root)."""
         if node is None:
-            return Path(path).absolute()
+            return Path(path).absolute(), files.HOST_ROOT
         v = self._views[node]
         if v.problems():
             raise ClusterError(f"cp: node {node} is not running ({'; '.join(v.problems())}); run up again")
-        return v.root / os.path.normpath("/" + path).lstrip("/")
+        return files.in_node(v.root, path, spec), v.root
 
     def curl(self, url: str, timeout: float = 5.0) -> HttpResponse:
-        return curl_from_host(host_netns(self.name), url, timeout, {v.name: v.ip for v in self._views.values()})
+        return curl_from_host(host_netns(self.name), url, timeout, {v.name: v.ip for v in self._views.values()},
+                              networks=(self.record["pod_subnet"], self.record["service_subnet"]))
 
     def down(self) -> None:
         """Remove every namespace, mount, process, veth and state file of the lab.
@@ -308,13 +309,8 @@ def _topology(record: dict[str, Any]) -> Topology:
                                               service_subnet=record["service_subnet"]))
 
 
-def _say(progress: bool, line: str) -> None:
-    if progress:
-        print(line, flush=True)
-
-
 # -- the backend's module API ------------------------------------------------------------------------
-def up(topology: Topology, backoff: float | None = None, progress: bool = True) -> NetnsCluster:
+def up(topology: Topology, backoff: float | None = None, report: Reporter = quiet) -> NetnsCluster:
     """Get-or-create the lab `topology.name`: the same config gives the same lab; another config, ClusterError."""
     preflight.check()
     name = check_lab_name(topology.name)
@@ -337,9 +333,9 @@ def up(topology: Topology, backoff: float | None = None, progress: bool = True) 
                         store.bump()
                 lab = NetnsCluster(record, topology)
                 lab.ensure_agent()
-                _say(progress, f"netns: cluster {name!r} is already up ({len(record['nodes'])} nodes)")
+                report(f"netns: cluster {name!r} is already up ({len(record['nodes'])} nodes)")
                 return lab
-            _say(progress, f"netns: cluster {name!r} is broken ({issues[0]}): making it again")
+            report(f"netns: cluster {name!r} is broken ({issues[0]}): making it again")
             teardown(name)
         elif name in all_traces():
             teardown(name)
@@ -352,8 +348,8 @@ def up(topology: Topology, backoff: float | None = None, progress: bool = True) 
         lab = NetnsCluster(record, topology)
         lab.ensure_agent()
     for line in record["substitutions"]:
-        _say(progress, line)
-    _say(progress, f"netns: cluster {name!r} is up in {time.monotonic() - started:.2f}s: "
+        report(line)
+    report(f"netns: cluster {name!r} is up in {time.monotonic() - started:.2f}s: "
                    f"{len(record['nodes'])} nodes on 172.18.0.0/16 (bridge 'kind' in netns {host_netns(name)})")
     return lab
 
@@ -366,7 +362,14 @@ def get(name: str) -> NetnsCluster:
         known = ", ".join(lab_names()) or "none"
         raise NotFound(f"no netns cluster named {name!r} (clusters: {known}); create it: "
                        f"kindlab create cluster --name {name} --config kind/config")
-    return NetnsCluster(record, _topology(record))
+    if record.get("phase") != "ready":
+        fix = "wait until it is made" if being_made(record) else f"remove it: kindlab delete cluster --name {name}"
+        raise ClusterError(f"cluster {name!r} cannot be used: {problems(record)[0]}; {fix}")
+    lab = NetnsCluster(record, _topology(record))
+    if not lab.agent_running():     # as systemd restarts a kubelet: the next command starts a dead agent again
+        lab.ensure_agent()
+        wait_for_agent(lab)
+    return lab
 
 
 def delete(name: str) -> bool:

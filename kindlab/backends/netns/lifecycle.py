@@ -1,7 +1,8 @@
 """Making and removing a whole lab: namespaces, mounts, provider files, state; and finding labs.
 
 A lab is a state folder plus namespaces plus processes. `teardown` removes all three and works
-from whatever is left (a half-made lab, a lab whose agent died, a state folder with no namespaces).
+from whatever is left (a half-made lab, a lab whose agent died, a state folder with no namespaces);
+the processes it kills are the ones the lab's ledger names (processes.recorded), nothing else.
 """
 
 from __future__ import annotations
@@ -10,34 +11,52 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ...topology import Topology
 from . import host, nodes, preflight, processes, provider
 from .commands import run
 from .mounts import NodeDirs, Substitution, plan, prepare
-from .names import NETNS_DIR, STATE_ROOT, labs_of_netns, node_ip, state_dir
+from .names import LABS_DIR, NETNS_DIR, NODE_LINK, STATE_ROOT, labs_of_netns, node_ip, state_dir
 from .nodes import NodePlan, NodeView
 from .state import hostpaths
-from .state.store import Store, timestamp
+from .state.store import Store, read_json, timestamp
 
 DEFAULT_BACKOFF = 10.0   # the kubelet's pod worker back-off: 10 s, plus up to 50 % jitter
+LOCK = STATE_ROOT / "lifecycle.lock"
+MACHINE_FILES = ("hostpaths.json", "hostpaths.lock")
+KILL_ROUNDS = 5          # a process started while the sweep ran is found by the next round
 
 
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
-    """Serialize making and removing labs on this machine."""
-    STATE_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(STATE_ROOT / "lifecycle.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    """Serialize making and removing labs on this machine; when no lab is left, /run/kindlab goes too."""
+    f = _take_lock()
+    try:
+        yield
+    finally:
         try:
-            yield
+            _tidy_root()    # still holding the lock: a waiter sees its file gone and takes a new one
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+
+def _take_lock() -> TextIO:
+    """The flock on LOCK, on the file that is at that path once the lock is held (a holder may remove it)."""
+    while True:
+        STATE_ROOT.mkdir(parents=True, exist_ok=True)
+        f = open(LOCK, "a")  # noqa: SIM115 (closed by locked())
+        fcntl.flock(f, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(LOCK).st_ino == os.fstat(f.fileno()).st_ino:
+                return f
+        f.close()
 
 
 def fingerprint(topology: Topology) -> str:
@@ -54,6 +73,7 @@ def create(topology: Topology, backoff: float | None) -> tuple[dict[str, Any], l
     store.create()
     record: dict[str, Any] = {
         "name": lab, "backend": "netns", "phase": "creating", "fingerprint": fingerprint(topology),
+        "creator": [os.getpid(), processes.start_time(os.getpid())],
         "config": topology.to_kind_config(), "source": str(topology.source or ""), "created": timestamp(),
         "backoff": DEFAULT_BACKOFF if backoff is None else float(backoff), "python": sys.executable,
         "cni_dir": str(cni_dir), "pod_subnet": topology.networking.pod_subnet,
@@ -95,10 +115,25 @@ def substitution_lines(subs: list[Substitution], base: Path | None) -> list[str]
     return [f"{line} (on {', '.join(nodes)})" for line, nodes in grouped.items()]
 
 
+def being_made(record: dict[str, Any]) -> bool:
+    """True while the `create` that writes this record still runs."""
+    pid, start = (record.get("creator") or [None, None])[:2]
+    return record.get("phase") == "creating" and processes.alive(pid, start)
+
+
+def broken(lab: str) -> str | None:
+    """Why the lab `lab` cannot be used, unless it is fine or still being made."""
+    record = read_json(state_dir(lab) / "lab.json", {"name": lab})
+    issues = problems(record)
+    return issues[0] if issues and not being_made(record) else None
+
+
 def problems(record: dict[str, Any]) -> list[str]:
     """Why an existing lab cannot be used as it is (empty when it is healthy)."""
     if record.get("phase") != "ready":
-        return [f"lab {record.get('name')!r} was not completely made"]
+        if being_made(record):
+            return [f"lab {record.get('name')!r} is being made (by process {record['creator'][0]})"]
+        return [f"lab {record.get('name')!r} was not completely made (its `create` was interrupted)"]
     out = []
     host_ns = NETNS_DIR / f"kindlab-{record['name']}-host"
     if not host_ns.exists():
@@ -111,10 +146,8 @@ def problems(record: dict[str, Any]) -> list[str]:
 def teardown(lab: str) -> bool:
     """Remove every process, mount, namespace, host path and file of `lab`; False if nothing was there."""
     root = state_dir(lab)
-    found = root.exists()
-    pids = [pid for pid, owner in processes.marked().items() if owner == lab]
-    processes.kill(pids)
-    found |= bool(pids)
+    found = root.is_dir()
+    found |= _kill_recorded(lab)
     mounted = _mounts_under(root)
     if mounted:
         run(["umount", "-l", *mounted], f"lab {lab!r}: unmounting its namespaces", check=False)
@@ -123,7 +156,19 @@ def teardown(lab: str) -> bool:
     found |= bool(names)
     hostpaths.release(lab)
     shutil.rmtree(root, ignore_errors=True)
-    _tidy_root()
+    return found
+
+
+def _kill_recorded(lab: str) -> bool:
+    """Kill the processes the lab's ledger names, round after round (the agent may start one while
+    it dies); True if there were any."""
+    found = False
+    for _ in range(KILL_ROUNDS):
+        pids = processes.recorded(lab)
+        if not pids:
+            break
+        found = True
+        processes.kill(pids)
     return found
 
 
@@ -139,28 +184,36 @@ def _mounts_under(root: Path) -> list[str]:
 
 
 def _tidy_root() -> None:
-    """Remove /run/kindlab when no lab is left in it."""
-    if not STATE_ROOT.exists() or lab_names() or hostpaths.users():
+    """Remove /run/kindlab (call with the lock held) when no lab and no registered host path is left."""
+    if not STATE_ROOT.exists() or _lab_dirs() or hostpaths.users():
         return
-    for name in ("hostpaths.json", "hostpaths.lock", "lifecycle.lock"):
+    for name in MACHINE_FILES:
         (STATE_ROOT / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        LABS_DIR.rmdir()
+    with contextlib.suppress(OSError):
+        NODE_LINK.rmdir()                 # the nodes' mount point for their own folder, if still there
+    LOCK.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         STATE_ROOT.rmdir()
 
 
+def _lab_dirs() -> list[str]:
+    """Every lab state folder, whole or half-made."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        return sorted(p.name for p in LABS_DIR.iterdir() if p.is_dir())
+    return []
+
+
 def lab_names() -> list[str]:
-    """Labs that have a state folder."""
-    if not STATE_ROOT.exists():
-        return []
-    return sorted(p.parent.name for p in STATE_ROOT.glob("*/lab.json"))
+    """Labs that have a record (whole, being made or half-made: `problems` tells which)."""
+    return [name for name in _lab_dirs() if (state_dir(name) / "lab.json").exists()]
 
 
 def all_traces() -> list[str]:
-    """Every lab with any trace: a state folder, a network namespace, or a marked process."""
-    names = set(p.name for p in STATE_ROOT.iterdir() if p.is_dir()) if STATE_ROOT.exists() else set()
+    """Every lab with any trace: a state folder (with its ledger of processes) or a network namespace."""
+    names = set(_lab_dirs())
     with contextlib.suppress(FileNotFoundError):
         names |= labs_of_netns([p.name for p in NETNS_DIR.iterdir()])
-    names |= set(processes.marked().values())
-    names.discard("node")
     return sorted(names)
 

@@ -1,20 +1,27 @@
 """Names and places of everything a netns lab makes, so that a sweep finds it all.
 
-    /run/netns/kindlab-<lab>-host          the lab's "host" network namespace (bridge `kind`)
-    /run/netns/kindlab-<lab>-<node>        a node's network namespace (node names start with <lab>-)
-    /run/kindlab/<lab>/                    the lab's state: records, pods, events, node folders
-    /run/kindlab/<lab>/ns/<node>.mnt|.uts  a node's mount and UTS namespaces (a private bind mount)
-    kindlab-lab=<lab>                      a word in the command line of every process the lab starts
+    /run/netns/kindlab-<lab>-host               the lab's "host" network namespace (bridge `kind`)
+    /run/netns/kindlab-<lab>-<node>             a node's network namespace (node names start with <lab>-)
+    /run/kindlab/labs/<lab>/                    the lab's state: records, pods, events, node folders
+    /run/kindlab/labs/<lab>/ns/<node>.mnt|.uts  a node's mount and UTS namespaces (a private bind mount)
+    /run/kindlab/labs/<lab>/processes           "pid start-time" of every long-lived process the lab started
+    /run/kindlab/lifecycle.lock, hostpaths.*    the machine's own files, beside labs/ so no lab name reaches them
+    kindlab-lab=<lab>                           a word in the titles of the lab's processes (for people, not sweeps)
+
+Cluster names are checked once, by `topology.check_cluster_name` (a DNS label short enough for node names).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 from ...errors import ConfigError
+from ...topology import check_cluster_name
 
 STATE_ROOT = Path("/run/kindlab")
+LABS_DIR = STATE_ROOT / "labs"      # one folder per lab; nothing else lives here
 NETNS_DIR = Path("/run/netns")
 NODE_LINK = STATE_ROOT / "node"     # in a node's mount namespace: that node's own folder (like /run/flannel)
 BRIDGE = "kind"                     # the lab host's bridge, named like Docker's network
@@ -22,15 +29,12 @@ SUBNET = "172.18.0.0/16"            # the same in every lab: each lab has its ow
 GATEWAY = "172.18.0.1"
 PREFIX_LEN = 16
 STD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_LAB_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,38}[a-z0-9])?$")
+MAX_POD_KEY = 180                   # a pod's file names stay well below NAME_MAX (255) with the store's suffixes
 
 
 def check_lab_name(name: str) -> str:
-    """`name` if it is a usable cluster name (lowercase letters, digits, '-', '.'; at most 40), else ConfigError."""
-    if not isinstance(name, str) or not _LAB_NAME.match(name) or ".." in name:
-        raise ConfigError(f"cluster name {name!r} is not valid: use lowercase letters, digits, '-' and '.', "
-                          "starting and ending with a letter or digit, at most 40 characters")
-    return name
+    """`name` if it is a valid cluster name, else ConfigError (see topology.check_cluster_name)."""
+    return check_cluster_name(name)
 
 
 def host_netns(lab: str) -> str:
@@ -60,7 +64,7 @@ def labs_of_netns(names: list[str]) -> set[str]:
 
 
 def marker(lab: str) -> str:
-    """The command-line word that marks a process as the lab's."""
+    """The word in the titles of the lab's processes (`ps` shows whose they are; sweeps use the ledger)."""
     return f"kindlab-lab={lab}"
 
 
@@ -75,7 +79,12 @@ def marked_lab(cmdline_words: list[str]) -> str | None:
 
 def state_dir(lab: str) -> Path:
     """The lab's state folder."""
-    return STATE_ROOT / lab
+    return LABS_DIR / lab
+
+
+def ledger(lab: str) -> Path:
+    """The file listing the lab's long-lived processes, one "pid start-time" a line."""
+    return state_dir(lab) / "processes"
 
 
 def node_ip(index: int) -> str:
@@ -86,5 +95,9 @@ def node_ip(index: int) -> str:
 
 
 def pod_key(namespace: str, name: str) -> str:
-    """A pod's file name in the store."""
-    return f"{namespace}_{name}"
+    """A pod's file name in the store: `<namespace>_<name>`, shortened with a hash when that is too long."""
+    key = f"{namespace}_{name}"
+    if len(key) <= MAX_POD_KEY:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{key[:MAX_POD_KEY - 17]}-{digest}"

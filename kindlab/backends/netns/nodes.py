@@ -141,7 +141,7 @@ def start(plans: list[NodePlan], timeout: float = 20) -> list[NodeView]:
                 stream.close()
         mnt, uts = p.files()
         views.append(NodeView(lab=p.lab, name=p.name, role=p.role, index=p.index, ip=p.ip, pod_cidr=p.pod_cidr,
-                              netns=p.netns, mnt=str(mnt), uts=str(uts), init_pid=keep(proc),
+                              netns=p.netns, mnt=str(mnt), uts=str(uts), init_pid=keep(proc, p.lab),
                               init_start=start_time(proc.pid) or 0, state=str(p.dirs.root)))
     if errors:
         raise ClusterError("could not make the node namespaces: " + "; ".join(errors))

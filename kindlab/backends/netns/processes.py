@@ -1,4 +1,9 @@
-"""The lab's processes: identity (pid + start time), liveness, the sweep by command-line marker, kill."""
+"""The lab's processes: identity (pid + start time), liveness, the lab's ledger of them, kill.
+
+Every long-lived process a lab starts (node inits, the agent, pause processes, workloads) is written
+to the lab's ledger as "pid start-time" the moment it is started; a sweep kills what the ledger names
+and still runs with the same start time, never a process picked by its command line.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,69 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
-from .names import marked_lab
+from ...errors import ClusterError
+from .names import ledger, marked_lab
 
 CHILDREN: dict[int, subprocess.Popen] = {}
+_CHILDREN_LOCK = threading.Lock()   # the agent's loop reaps while its pool threads kill
 
 
-def keep(proc: subprocess.Popen) -> int:
-    """Keep a long-lived child's Popen (so it is reaped, and not reported as leaked); returns its pid."""
-    CHILDREN[proc.pid] = proc
+def keep(proc: subprocess.Popen, lab: str) -> int:
+    """Record a long-lived child in `lab`'s ledger and keep its Popen (so it is reaped); returns its pid."""
+    with _CHILDREN_LOCK:
+        CHILDREN[proc.pid] = proc
+    start = start_time(proc.pid)
+    if start is None:
+        return proc.pid                     # it has already ended: nothing to sweep
+    try:
+        with open(ledger(lab), "a") as f:   # one short O_APPEND write: safe from several threads
+            f.write(f"{proc.pid} {start}\n")
+    except OSError as exc:                  # an unrecorded process would outlive the lab: stop it now
+        kill([proc.pid])
+        raise ClusterError(f"lab {lab!r}: cannot record process {proc.pid} in {ledger(lab)} ({exc.strerror}); "
+                           f"is the lab being deleted? Check with: kindlab get clusters") from None
     return proc.pid
+
+
+def recorded(lab: str) -> list[int]:
+    """The live processes `lab`'s ledger names (same pid and start time), in the order they were started."""
+    try:
+        lines = ledger(lab).read_text().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for line in lines:
+        pid, _, start = line.partition(" ")
+        if pid.isdigit() and start.isdigit() and int(pid) != os.getpid() and alive(int(pid), int(start)):
+            out.append(int(pid))
+    return list(dict.fromkeys(out))
+
+
+def _collect(pid: int) -> bool:
+    """Reap `pid` if it is a child that ended; True when it has ended (or is not ours to reap)."""
+    with _CHILDREN_LOCK:
+        proc = CHILDREN.get(pid)
+    if proc is None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return True
+    if proc.poll() is None:
+        return False
+    with _CHILDREN_LOCK:
+        CHILDREN.pop(pid, None)
+    return True
 
 
 def reap() -> None:
     """Collect the exit status of children that ended."""
-    for pid, proc in list(CHILDREN.items()):
-        if proc.poll() is not None:
-            del CHILDREN[pid]
+    with _CHILDREN_LOCK:
+        pids = list(CHILDREN)
+    for pid in pids:
+        _collect(pid)
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -61,7 +110,8 @@ def cmdline(pid: int) -> list[str]:
 
 
 def marked() -> dict[int, str]:
-    """Every live process that carries a lab marker, with its lab."""
+    """Every live process whose title carries a lab marker, with its lab: for reports and leak checks only
+    (a title is anyone's to choose; sweeps use `recorded`)."""
     out = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -81,12 +131,7 @@ def kill(pids: list[int], sig: int = signal.SIGKILL, wait: float = 3.0) -> None:
     pending = list(pids)
     while pending and time.monotonic() < deadline:
         for pid in list(pending):
-            if pid in CHILDREN:
-                if CHILDREN[pid].poll() is not None:
-                    del CHILDREN[pid]
-            else:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
+            _collect(pid)
             if not alive(pid):
                 pending.remove(pid)
         if pending:

@@ -77,7 +77,7 @@ def create(view: NodeView, hostname: str, pod_label: str, hosts: Path, resolv: P
     for stream in (proc.stdout, proc.stderr):
         if stream:
             stream.close()
-    return Sandbox(id=sandbox_id, pid=keep(proc), start=start_time(proc.pid) or 0)
+    return Sandbox(id=sandbox_id, pid=keep(proc, view.lab), start=start_time(proc.pid) or 0)
 
 
 def destroy(sandbox: Sandbox | None) -> None:

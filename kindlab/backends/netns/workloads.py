@@ -26,7 +26,7 @@ from .sandbox import Sandbox
 ECHO_IMAGE = "inanimate/echo-server"
 ECHO_ENV = {"PORT": "8080", "SSLPORT": "8443", "ADD_HEADERS": '{"X-Real-Server": "echo-server"}'}
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-# Runs kindlab.echo with the lab's marker words in the command line (so a sweep finds it)
+# Runs kindlab.echo with the lab's marker words in the command line (so `ps` shows whose it is)
 # and without putting anything into the environment the echo server prints.
 # Python's C-locale coercion adds LC_CTYPE to the environment: take it out again unless the pod set it.
 BOOT = ("import os, runpy, sys; sys.path.insert(0, {root!r}); sys.argv = ['kindlab.echo', *sys.argv[3:]]; "
@@ -103,7 +103,7 @@ def start(view: NodeView, sandbox: Sandbox, env: dict[str, str], log: Path, pod_
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 cwd="/", start_new_session=True)
-    return keep(proc), start_time(proc.pid) or 0
+    return keep(proc, view.lab), start_time(proc.pid) or 0
 
 
 def listening(pid: int, port: int) -> bool:

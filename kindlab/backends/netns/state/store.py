@@ -1,4 +1,4 @@
-"""The lab's store: plain JSON files under /run/kindlab/<lab>/, written atomically.
+"""The lab's store: plain JSON files under /run/kindlab/labs/<lab>/, written atomically.
 
     lab.json           the lab record (topology, nodes, namespaces, backoff), written by `up`
     desired/<key>.json the pods users asked for (the API server's part), written by the lab client
@@ -7,6 +7,7 @@
     generation         a counter the client bumps after each change; the agent polls it
     lock               flock for read-modify-write of desired pods and the generation
     agent.lock         held by the running agent: taking it without blocking means no agent runs
+    processes          the ledger of the lab's long-lived processes (processes.keep), the sweep's only list
 """
 
 from __future__ import annotations

@@ -1,0 +1,14 @@
+"""The real Kubernetes components for the netns backend (issue 14's groundwork; not yet wired into `up`).
+
+Module map:
+  binaries    where set-up keeps the built v1.20 binaries; what this machine lacks to run them
+  pki         a per-lab CA and kubeadm's certificates, written as PEM files
+  kubeconfig  kubeconfig files with the CA and client certificate embedded
+  components  configs and command lines: etcd, kube-apiserver, controller-manager, scheduler,
+              containerd, kubelet, kube-proxy; `write` lays out every node's own files
+  images      the pause and echo-server images, made on the machine as OCI layouts and archives
+  registry    a read-only registry serving those layouts (pulls of untagged images never leave the lab)
+  forward     sockets inside a network namespace from the host's; the loopback port to the API server
+  teardown    processes found by namespace (shims and containers carry no marker), their cgroups
+  testbed     minimal node namespaces for the smoke test (the lab uses nodes.py)
+"""

@@ -1,0 +1,165 @@
+"""Container images made on the machine, as OCI image layouts and archives: nothing is downloaded.
+
+- the pause image (`registry.k8s.io/pause:3.2`): Kubernetes' own static `pause`, built by set-up;
+- `docker.io/inanimate/echo-server:latest`: kindlab's echo server (kindlab/echo.py, unchanged) run
+  by the machine's Debian python3 with the shared libraries `ldd` names and the part of the stdlib
+  the server imports (found by importing it, optional ssl/bz2/lzma left out): a 15 MB layer.
+  Its entry point handles SIGTERM, which PID 1 of a container otherwise ignores.
+
+Each image is one uncompressed layer (so the layer's digest is its diff_id), written reproducibly
+(sorted entries, mtime 0, root-owned). `ctr -n k8s.io images import <archive>` loads an archive;
+`registry.py` serves the same layouts to containerd's pulls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .... import echo as echo_module
+
+PAUSE_NAME = "registry.k8s.io/pause:3.2"
+ECHO_NAME = "docker.io/inanimate/echo-server:latest"
+PYTHON = Path("/usr/bin/python3.11")
+LEFT_OUT = ("ssl", "_ssl", "bz2", "_bz2", "lzma", "_lzma", "hashlib", "_hashlib")   # optional imports
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER = "application/vnd.oci.image.layer.v1.tar"
+ENTRY = """\
+import signal
+import sys
+
+sys.path.insert(0, "/app")
+# PID 1 of a PID namespace ignores SIGTERM unless it handles it: stop at once, as the real image does.
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+from kindlab.echo import main  # noqa: E402
+
+main()
+"""
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image written as an OCI layout folder and as an archive of it."""
+
+    name: str
+    layout: Path
+    archive: Path
+    manifest_digest: str
+    size: int
+
+    @property
+    def repository(self) -> str:
+        return self.name.rsplit(":", 1)[0].split("/", 1)[1]
+
+    @property
+    def tag(self) -> str:
+        return self.name.rsplit(":", 1)[1]
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _blob(layout: Path, data: bytes) -> dict:
+    digest = _digest(data)
+    path = layout / "blobs" / "sha256" / digest.split(":", 1)[1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return {"digest": digest, "size": len(data)}
+
+
+def layer_tar(files: dict[str, Path | bytes], executables: set[str] = frozenset()) -> bytes:
+    """A reproducible tar of `files` (image path -> host file or bytes), with every parent folder."""
+    dirs = {str(p) for f in files for p in Path(f).parents if str(p) not in ("/", ".")}
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(dirs | set(files) | {"/tmp"}):
+            info = tarfile.TarInfo(name.lstrip("/"))
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+            source = files.get(name)
+            if source is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "/tmp" else 0o755
+                tar.addfile(info)
+                continue
+            data = source if isinstance(source, bytes) else source.read_bytes()
+            executable = name in executables or (isinstance(source, Path) and source.stat().st_mode & 0o111)
+            info.size, info.mode = len(data), 0o755 if executable else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def write_layout(folder: Path, name: str, layer: bytes, config: dict) -> Image:
+    """Write an OCI image layout with one layer into `folder` and an archive `<folder>.tar` beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    layer_desc = {"mediaType": LAYER, **_blob(folder, layer)}
+    full = {"architecture": "amd64", "os": "linux", "config": config,
+            "rootfs": {"type": "layers", "diff_ids": [layer_desc["digest"]]},
+            "history": [{"created_by": "kindlab (made on this machine)"}]}
+    config_desc = {"mediaType": CONFIG, **_blob(folder, json.dumps(full, sort_keys=True).encode())}
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "config": config_desc,
+                           "layers": [layer_desc]}, sort_keys=True).encode()
+    manifest_desc = {"mediaType": MANIFEST, **_blob(folder, manifest),
+                     "annotations": {"io.containerd.image.name": name,
+                                     "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1]}}
+    (folder / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    (folder / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [manifest_desc]}, sort_keys=True))
+    archive = folder.with_name(folder.name + ".tar")
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    return Image(name, folder, archive, manifest_desc["digest"], len(layer))
+
+
+def pause_image(pause_binary: Path, folder: Path) -> Image:
+    """The sandbox image: the static pause binary as /pause."""
+    layer = layer_tar({"/pause": pause_binary}, executables={"/pause"})
+    return write_layout(folder / "pause", PAUSE_NAME, layer, {"Entrypoint": ["/pause"], "WorkingDir": "/"})
+
+
+def shared_libraries(binary: Path) -> list[Path]:
+    """The files the dynamic linker loads for `binary`, as `ldd` names them (the interpreter included)."""
+    text = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
+    return [Path(m) for m in re.findall(r"(/\S+) \(0x", text)]
+
+
+def stdlib_files(python: Path) -> list[Path]:
+    """The stdlib files `python -S` loads to run the echo server (optional modules left out), with their .pyc."""
+    probe = ("import sys\n"
+             f"for name in {LEFT_OUT!r}: sys.modules[name] = None\n"
+             "import importlib.util, signal\n"
+             f"spec = importlib.util.spec_from_file_location('echo', {str(Path(echo_module.__file__))!r})\n"
+             "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+             "print('\\n'.join(sorted({m.__file__ for m in sys.modules.values() if getattr(m, '__file__', None)})))\n")
+    text = subprocess.run([str(python), "-S", "-I", "-c", probe], capture_output=True, text=True, check=True).stdout
+    stdlib = f"/usr/lib/{python.name}/"
+    files = []
+    for line in text.split():
+        path = Path(line)
+        if not line.startswith(stdlib):
+            continue
+        files.append(path)
+        cached = path.parent / "__pycache__" / f"{path.stem}.cpython-{python.name[6:].replace('.', '')}.pyc"
+        if path.suffix == ".py" and cached.exists():
+            files.append(cached)
+        if path.suffix == ".so":
+            files += shared_libraries(path)
+    return files
+
+
+def echo_image(folder: Path, python: Path = PYTHON) -> Image:
+    """`inanimate/echo-server`: python3 running kindlab/echo.py as PID 1, listening on $PORT (8080)."""
+    files: dict[str, Path | bytes] = {str(p): p for p in [python, *shared_libraries(python), *stdlib_files(python)]}
+    files[f"/usr/lib/{python.name}/lib-dynload/.keep"] = b""   # the folder python looks for at start-up
+    files["/app/kindlab/__init__.py"] = b""
+    files["/app/kindlab/echo.py"] = Path(echo_module.__file__)
+    files["/app/entry.py"] = ENTRY.encode()
+    config = {"Entrypoint": [str(python), "-S", "-B", "/app/entry.py"], "Env": ["PATH=/usr/bin:/bin"],
+              "ExposedPorts": {"8080/tcp": {}}, "WorkingDir": "/"}
+    return write_layout(folder / "echo-server", ECHO_NAME, layer_tar(files), config)

@@ -1,0 +1,258 @@
+"""Real Kubernetes v1.20 in namespaces this test makes: a hostPort pod answers curl, then nothing is left.
+
+A control-plane node runs etcd, kube-apiserver, kube-controller-manager and kube-scheduler; two
+workers run containerd, the kubelet and kube-proxy, with bridge + host-local + portmap chained in
+their own /etc/cni/net.d. The images are made on the machine; the seed's own manifest (untagged
+`inanimate/echo-server`, so pulled Always) is pulled from the lab's registry. The client is the
+`kubernetes` package with the admin kubeconfig, verifying the API server's certificate, through a
+loopback port of the host forwarded into the lab. Timings and memory are printed (-s).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kindlab.backends.netns.real import binaries
+
+pytestmark = pytest.mark.netns
+
+ROOT = Path(__file__).resolve().parents[1]
+GATEWAY, REGISTRY_PORT = "172.18.0.1", 5000
+NODES = [("kind-control-plane", "172.18.0.2", "control-plane", False),
+         ("kind-worker", "172.18.0.3", "worker", True), ("kind-worker2", "172.18.0.4", "worker", True)]
+POD_CIDRS = {"kind-worker": "10.244.1.0/24", "kind-worker2": "10.244.2.0/24"}
+
+if binaries.missing():
+    pytest.skip(f"the real components cannot run here: missing {'; '.join(binaries.missing())}",
+                allow_module_level=True)
+kubernetes = pytest.importorskip("kubernetes", reason="the kubernetes client is not installed (requirements.txt)")
+
+
+def conflist(subnet: str) -> str:
+    """The chained config: bridge + host-local for the node's pod CIDR, then portmap."""
+    return json.dumps({"cniVersion": "0.4.0", "name": "kr-bridge", "plugins": [
+        {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+        {"type": "portmap", "capabilities": {"portMappings": True}}]}, indent=1)
+
+
+def wait(what: str, check, timeout: float, every: float = 0.1):
+    """Poll `check` until it returns something true; its value."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 (components start in any order; keep polling)
+            last = exc
+        time.sleep(every)
+    raise AssertionError(f"{what}: not reached in {timeout:g}s (last error: {last!r})")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stop_seconds(containerd_log: Path) -> float | None:
+    """How long containerd's StopContainer of the app container took (its grace period is 30 s)."""
+    stamps = {}
+    for line in containerd_log.read_text().splitlines():
+        m = re.match(r'time="([^"]+)".*msg="StopContainer for \\"(\w+)\\" (with timeout|returns successfully)', line)
+        if m:
+            stamps.setdefault(m.group(3), datetime.fromisoformat(m.group(1)[:26] + "+00:00"))
+    if len(stamps) < 2:
+        return None
+    return round((stamps["returns successfully"] - stamps["with timeout"]).total_seconds(), 3)
+
+
+def leftovers(prefix: str, state: Path) -> list[str]:
+    """Any mount, namespace or state file of the run still there (processes are checked by namespace)."""
+    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET,SOURCE"], capture_output=True, text=True).stdout
+    out = [f"mount: {line}" for line in mounts.splitlines() if prefix in line]
+    netns = Path("/run/netns")
+    out += [f"netns: {n.name}" for n in netns.iterdir() if n.name.startswith(prefix)] if netns.exists() else []
+    if state.exists():
+        out.append(f"state: {state}")
+    return out
+
+
+def test_real_cluster_serves_a_hostport_pod_and_leaves_nothing(host_network, tmp_path):
+    from kubernetes import client, config
+
+    from kindlab.backends.netns.processes import alive
+    from kindlab.backends.netns.real import components, forward, images, kubeconfig, registry, teardown, testbed
+
+    testbed.sweep_stale()   # what a killed earlier run left (a live run's testbed is left alone)
+    before, before_cgroups = host_network(), teardown.cgroup_tree()
+    before_v6 = subprocess.run(["ip", "-6", "route"], capture_output=True, text=True).stdout
+    prefix = f"kr-{secrets.token_hex(2)}"
+    state = Path("/run") / prefix
+    figures: dict[str, object] = {}
+    nodes = [components.Node(n, ip, role, kubelet) for n, ip, role, kubelet in NODES]
+    cluster = components.Cluster(name="kind", nodes=nodes, bin_dir=binaries.bin_dir(),
+                                 registry=f"{GATEWAY}:{REGISTRY_PORT}",
+                                 node_status_update_frequency="1s")   # Ready at once, not at the next 10 s tick
+    folder = state / "cluster"
+    certs = components.write(folder, cluster)
+    bin_dir = cluster.bin_dir
+    made = [images.pause_image(bin_dir / "pause", state / "images"), images.echo_image(state / "images")]
+    for name, cidr in POD_CIDRS.items():
+        (components.node_dir(folder, name) / "etc/cni/net.d/10-kr-bridge-portmap.conflist").write_text(conflist(cidr))
+
+    bed = testbed.create(prefix, state, [(n.name, n.ip) for n in nodes], GATEWAY, folder)
+    fwd = reg = None
+    closers: list = []
+    try:
+        reg = registry.serve([i.layout for i in made],
+                             forward.listen(testbed.NETNS_DIR / bed.bridge_netns, GATEWAY, REGISTRY_PORT))
+        t0 = time.monotonic()
+        procs: dict[tuple[str, str], subprocess.Popen] = {}
+        cp = bed.node("kind-control-plane")
+        for comp in components.control_plane(cluster):
+            procs[(cp.name, comp.name)] = bed.start(cp, comp.name, comp.argv)
+        workers = [bed.node(n.name) for n in nodes if n.kubelet]
+        for w in workers:   # the kubelet spends ~5 s starting up before it talks to the API server
+            wnode = next(n for n in nodes if n.name == w.name)
+            for comp in components.node_agents(cluster, wnode):
+                procs[(w.name, comp.name)] = bed.start(w, comp.name, comp.argv)
+
+        fwd = forward.Forwarder(cp.netns_path, (cp.ip, cluster.api_port)).start()
+        local = kubeconfig.write(state / "admin-local.conf", f"https://127.0.0.1:{fwd.port}", certs["ca"],
+                                 certs["admin"], "kubernetes-admin", cluster.name)
+        api = config.new_client_from_config(config_file=str(local))
+        assert api.configuration.verify_ssl and api.configuration.ssl_ca_cert
+        core = client.CoreV1Api(api)
+        closers.append(api.close)
+
+        for w in workers:   # containerd answers: load the images made on the machine
+            wait(f"{w.name}: containerd", lambda w=w: bed.exec(w, ["ctr", "version"], "ctr version"), 20)
+            for image in made:
+                subprocess.run([*w.enter(), "ctr", "-n", "k8s.io", "images", "import", "-"], check=True,
+                               input=image.archive.read_bytes(), capture_output=True, timeout=60)
+            listed = bed.exec(w, ["ctr", "-n", "k8s.io", "images", "ls", "-q"], "ctr images ls").split()
+            assert {i.name for i in made} <= set(listed), listed
+        figures["containerd up + images imported (s)"] = round(time.monotonic() - t0, 2)
+
+        wait("the API server", lambda: core.list_namespace(), 60)
+        figures["API server answers (s)"] = round(time.monotonic() - t0, 2)
+
+        def all_ready() -> bool:
+            items = core.list_node().items
+            ready = [n for n in items
+                     if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])]
+            return len(ready) == len(workers)
+        wait("every node Ready", all_ready, 90, every=0.2)
+        figures["nodes Ready (s)"] = round(time.monotonic() - t0, 2)
+
+        wait("the default service account", lambda: core.read_namespaced_service_account("default", "default"), 60)
+        t1 = time.monotonic()   # the seed's own manifests, unchanged (nodeName set, hostPort 80 -> 8080)
+        for name in ("echo-kind-worker", "echo-kind-worker2"):
+            core.create_namespaced_pod("default", yaml.safe_load((ROOT / f"manifests/static/{name}.yaml").read_text()))
+
+        def running(name: str):
+            p = core.read_namespaced_pod(name, "default")
+            return p if p.status.phase == "Running" else None
+        pods = {n: wait(f"{n} Running", lambda n=n: running(n), 90, every=0.1)
+                for n in ("echo-kind-worker", "echo-kind-worker2")}
+        figures["pods created -> both Running (s)"] = round(time.monotonic() - t1, 2)
+        for name, p in pods.items():
+            assert p.spec.containers[0].image_pull_policy == "Always"   # untagged: pulled from the lab's registry
+            assert p.status.host_ip == {"echo-kind-worker": "172.18.0.3", "echo-kind-worker2": "172.18.0.4"}[name]
+            assert ipaddress.ip_address(p.status.pod_ip) in ipaddress.ip_network(POD_CIDRS[p.spec.node_name])
+
+        def curl(netns: str, url: str) -> str:
+            return subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "curl", "-sS", "--max-time", "2", url],
+                                  capture_output=True, text=True).stdout
+        t2 = time.monotonic()
+        body = wait("curl http://172.18.0.3/ from the bridge namespace",
+                    lambda: curl(bed.bridge_netns, "http://172.18.0.3/"), 20)
+        figures["Running -> curl answered (s)"] = round(time.monotonic() - t2, 2)
+        assert "-> My hostname is: echo-kind-worker\n" in body
+        assert f"-> Requesting IP: {GATEWAY}:" in body and "HTTP/1.1 GET /" in body
+        body2 = wait("curl http://172.18.0.4/ from the control-plane node",
+                     lambda: curl(cp.netns, "http://172.18.0.4/"), 20)
+        assert "-> My hostname is: echo-kind-worker2" in body2 and f"-> Requesting IP: {cp.ip}:" in body2
+        events = [(e.reason, e.message) for e in core.list_namespaced_event("default").items
+                  if e.involved_object.name == "echo-kind-worker"]
+        reasons = [r for r, _ in events]
+        figures["events of echo-kind-worker"] = [f"{r}: {m}" for r, m in events]
+        assert "Pulling" in reasons and "Pulled" in reasons and "Started" in reasons, events
+        pod_ip = pods["echo-kind-worker"].status.pod_ip
+        iptables = bed.exec(bed.node("kind-worker"), ["iptables-save", "-t", "nat"], "iptables-save")
+        assert "CNI-HOSTPORT-DNAT" in iptables and f"--to-destination {pod_ip}:8080" in iptables
+        assert "KUBE-SERVICES" in iptables   # kube-proxy ran, in the node's own namespace
+
+        for w in workers:   # allocated by the controller-manager, whose node IPAM waits 10 s before its first list
+            cidr = wait(f"{w.name}: spec.podCIDR", lambda w=w: core.read_node(w.name).spec.pod_cidr, 30)
+            assert cidr.startswith("10.244.") and cidr.endswith("/24")   # (the CNI config has its own ranges)
+        figures["podCIDRs allocated (s)"] = round(time.monotonic() - t0, 2)
+
+        figures["RSS (MB)"] = {f"{node}/{name}": round(rss_mb(proc.pid), 1) for (node, name), proc in procs.items()
+                               if proc.poll() is None}
+        figures["RSS total (MB)"] = round(sum(figures["RSS (MB)"].values()), 1)
+        dead = {k: v.returncode for k, v in procs.items() if v.poll() is not None}
+        assert not dead, dead
+
+        t3 = time.monotonic()   # the echo server is PID 1: it must stop on SIGTERM, not after the 30 s grace
+        core.delete_namespaced_pod("echo-kind-worker", "default")
+        wait("echo-kind-worker gone", lambda: [x.metadata.name for x in core.list_namespaced_pod("default").items]
+             == ["echo-kind-worker2"], 25, every=0.1)
+        figures["pod delete -> gone (s)"] = round(time.monotonic() - t3, 2)
+        stop = stop_seconds(state / "logs" / "kind-worker.containerd.log")
+        figures["StopContainer (SIGTERM) -> stopped (s)"] = stop
+        assert stop is not None and stop < 5, "the echo server, PID 1, did not stop on SIGTERM"
+        # echo-kind-worker2 stays up: teardown must take its shim, pause, server, mounts and cgroups
+        w2 = bed.node("kind-worker2")
+        assert w2.init is not None
+        node_mounts = subprocess.run(["findmnt", "-N", str(w2.init.pid), "-rn", "-o", "TARGET,FSTYPE"],
+                                     capture_output=True, text=True).stdout.splitlines()
+        figures["kind-worker2 mounts at teardown"] = {
+            "overlay rootfs": sum(1 for m in node_mounts if m.endswith("/rootfs overlay")),
+            "shm": sum(1 for m in node_mounts if m.endswith("/shm tmpfs")),
+            "netns": sum(1 for m in node_mounts if m.startswith("/run/netns/")),
+            "kubelet root-dir": sum(1 for m in node_mounts if m.split()[0] == "/var/lib/kubelet"),
+            "pod volumes": sum(1 for m in node_mounts if "/volumes/" in m),
+        }
+    finally:
+        for close in closers:
+            close()
+        if fwd:
+            fwd.close()
+        if reg:   # its socket is in the bridge namespace, and would keep it alive
+            reg.shutdown()
+            reg.server_close()
+        shutil.copytree(state / "logs", tmp_path / "logs", dirs_exist_ok=True)   # kept by pytest for a look
+        net, mnt = testbed.namespace_ids(bed)
+        seen = teardown.members(net, mnt)
+        ticks = teardown.now_ticks()
+        t4 = time.monotonic()
+        result = testbed.destroy(bed)
+        figures["teardown (s)"] = round(time.monotonic() - t4, 2)
+        figures["teardown"] = {**result, "cgroups": [str(g) for g in result["cgroups"]]}
+        print(f"\nlogs: {tmp_path / 'logs'}\nreal cluster figures:", json.dumps(figures, indent=1, default=str))
+    assert not teardown.members(net, mnt, born_before=ticks), "processes left in the run's namespaces"
+    assert not teardown.holders(net | mnt, born_before=ticks), "file descriptors still holding the run's namespaces"
+    assert not [pid for pid in seen if alive(pid)], "processes of the run still alive"
+    assert not leftovers(prefix, state), leftovers(prefix, state)
+    assert result["cgroups_left"] == [] and not [g for g in result["cgroups"] if g.exists()]
+    # new cgroup folders that no process uses: a concurrent run's busy ones are not ours
+    new = [g for g in teardown.cgroup_tree() - before_cgroups if not teardown.cgroup_busy(g)]
+    assert not new, new
+    assert host_network() == before
+    assert subprocess.run(["ip", "-6", "route"], capture_output=True, text=True).stdout == before_v6
