@@ -39,6 +39,9 @@ class Capabilities:
     backoff_jitter: float = KUBELET_JITTER
     #: How long a pod may take to reach the state it is going to (s).
     pod_timeout: float = 60.0
+    #: How long after a retry falls due the pod may still not be Running (s): the kubelet's 1 s sync tick,
+    #: the attempt itself (sandbox, CNI ADD, image resolution, container start), the provider's endpoint.
+    heal_slack: float = 2.0
     #: A file on this machine that is a healthy portmap; None: copy one from a healthy node.
     portmap_source: str | None = None
     #: The runtime records its own times of sandbox attempts and Running (`Cluster.runtime_times`).

@@ -43,8 +43,9 @@ EXPERIMENT_COLUMNS = ["run", "delay", "running_after", "curl_after", "attempts_b
 class HealResult:
     """What one fix did: seconds from the fix to Running and to a working hostPort, and the attempts.
 
-    `attempt_times` are the failed attempts' epochs: the agent's own record on netns (to the microsecond),
-    else the events' timestamps (whole seconds).
+    `attempt_times` are the failed attempts' epochs: the runtime's own record where the backend keeps one
+    (to the microsecond), else the events' timestamps (whole seconds), with `attempts_unseen` the attempts
+    that folded events hide.
     """
 
     pod: str
@@ -56,6 +57,8 @@ class HealResult:
     agent_running_after: float | None = None
     events: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     attempt_times: list[float] = field(default_factory=list, repr=False)
+    #: Failed attempts whose times no record shows (folded into an event's count, without a runtime record).
+    attempts_unseen: int = 0
 
     @property
     def error(self) -> float | None:
@@ -86,6 +89,15 @@ def attempt_times(lab: Cluster, pod: dict[str, Any]) -> list[float]:
         return list(recorded.attempts)
     name = pod["metadata"]["name"]
     return pod_rules.failure_times(pod_rules.sandbox_failure_events(lab.event_list(), name, pod_rules.uid(pod)))
+
+
+def unseen_attempts(lab: Cluster, pod: dict[str, Any]) -> int:
+    """How many failed attempts of the pod have no time of their own: 0 where the runtime records every one,
+    else those the event correlator folded into counts."""
+    if lab.runtime_times(pod) is not None:
+        return 0
+    name = pod["metadata"]["name"]
+    return pod_rules.hidden_attempts(pod_rules.sandbox_failure_events(lab.event_list(), name, pod_rules.uid(pod)))
 
 
 def pod_events(lab: Cluster, pod: str, current: bool = False) -> pd.DataFrame:
@@ -201,6 +213,7 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
         attempts_before=before, attempts_after=failed_attempts(lab, pod, uid, created) - before,
         agent_running_after=None if agent_at is None else agent_at - fix_at,
         events=pod_events(lab, pod), attempt_times=attempt_times(lab, running),
+        attempts_unseen=unseen_attempts(lab, running),
     )
 
 

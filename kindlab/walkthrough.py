@@ -141,7 +141,11 @@ def watch_attempts(lab: Cluster, pod: str, count: int = 3, timeout: float | None
     with progress.bar(count, f"failed attempts of {pod}") as bar:
         while len(times) < count:
             if time.time() > deadline:
-                raise WaitTimeout(f"only {len(times)} failed attempts of {pod} seen; expected {count}")
+                hidden = (f"; the pod has {seen} failures in events, past the kubelet's spam filter "
+                          f"({pod_rules.SPAM_BURST} events per object, then one per {pod_rules.SPAM_REFILL:g} s), "
+                          "which drops further attempts: recreate the pod to see them"
+                          if seen >= pod_rules.SPAM_BURST else "")
+                raise WaitTimeout(f"only {len(times)} failed attempts of {pod} seen; expected {count}{hidden}")
             before = time.time()
             now_seen = sandbox_failure_count(lab, pod)
             if now_seen > seen:

@@ -16,6 +16,12 @@ SANDBOX_FAILED = "FailedCreatePodSandBox"
 SANDBOX_CHANGED = "SandboxChanged"
 #: The prefix the event correlator gives an event that stands for many similar ones.
 COMBINED = "(combined from similar events): "
+#: client-go's event correlator: past 10 similar events (same object, reason, different messages) in
+#: 10 minutes, further ones fold into one "(combined ...)" event whose count grows.
+SIMILAR_LIMIT, SIMILAR_WINDOW = 10, 600.0
+#: ... and its spam filter: 25 events per object at once, then one more every 5 minutes; the rest are
+#: dropped, so their attempts cannot be seen in events at all.
+SPAM_BURST, SPAM_REFILL = 25, 300.0
 
 Pod = dict[str, Any]
 Event = dict[str, Any]

@@ -7,6 +7,7 @@ import errno
 import http.client
 import time
 
+from ... import curl_output
 from ...cluster import HttpResponse
 from ...errors import ConnectionRefused, CurlError, RequestTimeout
 from ..netns.curl import split_url
@@ -53,40 +54,5 @@ def curl_argv(url: str, timeout: float) -> list[str]:
 
 
 def from_curl(url: str, returncode: int, stdout: str, stderr: str, elapsed: float = 0.0) -> HttpResponse:
-    """An HttpResponse from `curl -s -S -i` output; curl's exit codes 7 and 28 as kindlab errors."""
-    message = stderr.strip() or f"curl exited {returncode}"
-    if returncode == 7:
-        raise ConnectionRefused(message)
-    if returncode == 28:
-        raise RequestTimeout(message)
-    if returncode != 0:
-        raise CurlError(message)
-    status, headers, body = parse_http(stdout)
-    return HttpResponse(url=url, status=status, headers=headers, body=body, elapsed=elapsed)
-
-
-def parse_http(text: str) -> tuple[int, dict[str, str], str]:
-    """Split `curl -i` output into status, headers and body (skipping interim 1xx responses)."""
-    while True:
-        head, rest = _split_head(text)
-        lines = head.splitlines() or [""]
-        try:
-            status = int(lines[0].split()[1])
-        except (IndexError, ValueError):
-            raise CurlError(f"curl: not an HTTP response: {lines[0][:80]!r}") from None
-        if not (100 <= status < 200 and rest.startswith("HTTP/")):
-            break
-        text = rest
-    headers = {}
-    for line in lines[1:]:
-        key, _, value = line.partition(":")
-        headers[key.strip()] = value.strip()
-    return status, headers, rest
-
-
-def _split_head(text: str) -> tuple[str, str]:
-    for sep in ("\r\n\r\n", "\n\n"):
-        head, found, rest = text.partition(sep)
-        if found:
-            return head, rest
-    return text, ""
+    """An HttpResponse from `curl -s -S -i` output in a node (kindlab.curl_output reads it)."""
+    return curl_output.response(url, returncode, stdout, stderr, elapsed)

@@ -64,6 +64,10 @@ class Stage(StrEnum):
     DELETING = "deleting"            # stopping it
 
 
+#: Stages whose container may be running: the agent watches them for liveness and readiness.
+LIVE_STAGES = (Stage.RUNNING, Stage.STARTING, Stage.IMAGE, Stage.CRASH)
+
+
 @dataclass
 class PodState:
     """What the agent knows about one pod (persisted in its status file's `agent` part)."""
@@ -145,7 +149,7 @@ class Agent:
     """The reconcile loop of one lab."""
 
     def __init__(self, lab: str):
-        self.lab = lab
+        self.lab_name = lab
         self.store = Store(state_dir(lab))
         record = self.store.read_lab()
         if record is None:
@@ -175,11 +179,11 @@ class Agent:
     def run(self) -> int:
         held = self.store.hold_agent_lock()
         if held is None:
-            log.info("another agent runs for lab %s", self.lab)
+            log.info("another agent runs for lab %s", self.lab_name)
             return 0
         (self.store.root / "agent.pid").write_text(str(os.getpid()))
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
-        log.info("agent for lab %s started (backoff %.3gs)", self.lab, self.backoff)
+        log.info("agent for lab %s started (backoff %.3gs)", self.lab_name, self.backoff)
         self.adopt()
         generation, last_sync, last_live = None, 0.0, 0.0
         while not self.stopping:
@@ -200,21 +204,21 @@ class Agent:
         self.pool.shutdown(wait=False, cancel_futures=True)
         return 0
 
-    def submit(self, st: PodState, work) -> None:
-        """Run `work(st)` on a pool thread; one piece of work per pod at a time."""
-        st.busy = True
+    def submit(self, pod: PodState, work) -> None:
+        """Run `work(pod)` on a pool thread; one piece of work per pod at a time."""
+        pod.busy = True
 
         def wrapped() -> None:
             try:
-                work(st)
+                work(pod)
             except Exception as exc:   # a bug must not stop the agent: report it on the pod, retry later
-                log.exception("pod %s: %s failed", st.label, getattr(work, "__name__", work))
-                if st.deleting:
-                    st.deleting, st.delete_retry = False, time.time() + self.retry_delay()
+                log.exception("pod %s: %s failed", pod.label, getattr(work, "__name__", work))
+                if pod.deleting:
+                    pod.deleting, pod.delete_retry = False, time.time() + self.retry_delay()
                 else:
-                    self.sandbox_failed(st, f"{type(exc).__name__}: {exc}")
+                    self.sandbox_failed(pod, f"{type(exc).__name__}: {exc}")
             finally:
-                st.busy = False
+                pod.busy = False
                 self.dirty.set()
         self.pool.submit(wrapped)
 
@@ -223,13 +227,13 @@ class Agent:
         controllers.reconcile_deployments(self.store)
         desired = self.store.desired_pods()
         with self.lock:
-            for key, st in list(self.pods.items()):
+            for key, pod in list(self.pods.items()):
                 doc = desired.get(key)
-                gone = doc is None or doc["metadata"]["uid"] != st.uid
-                due = time.time() >= st.delete_retry
-                if (gone or doc["metadata"].get("deletionTimestamp")) and not st.deleting and not st.busy and due:
-                    st.deleting, st.stage = True, Stage.DELETING
-                    self.submit(st, self.kill_pod)
+                gone = doc is None or doc["metadata"]["uid"] != pod.uid
+                due = time.time() >= pod.delete_retry
+                if (gone or doc["metadata"].get("deletionTimestamp")) and not pod.deleting and not pod.busy and due:
+                    pod.deleting, pod.stage = True, Stage.DELETING
+                    self.submit(pod, self.kill_pod)
             order = sorted(desired.items(), key=lambda kv: kv[1]["metadata"].get("annotations", {})
                            .get("kindlab.io/created-at", kv[1]["metadata"].get("creationTimestamp", "")))
             for key, doc in order:
@@ -239,202 +243,203 @@ class Agent:
                     self.store.remove_status(key)
                     self.store.remove_desired(key, doc["metadata"]["uid"])
                     continue
-                st = PodState(key=key, uid=doc["metadata"]["uid"], meta=doc["metadata"], spec=doc["spec"],
+                pod = PodState(key=key, uid=doc["metadata"]["uid"], meta=doc["metadata"], spec=doc["spec"],
                               node=doc["spec"].get("nodeName"))
-                self.pods[key] = st
-                self.admit(st)
-            for st in self.pods.values():
-                if st.stage == Stage.UNSCHEDULABLE and not st.busy:
-                    self.admit(st, again=True)
+                self.pods[key] = pod
+                self.admit(pod)
+            for pod in self.pods.values():
+                if pod.stage == Stage.UNSCHEDULABLE and not pod.busy:
+                    self.admit(pod, again=True)
 
-    def admit(self, st: PodState, again: bool = False) -> None:
+    def admit(self, pod: PodState, again: bool = False) -> None:
         """Schedule (if needed) and admit a new pod, as the scheduler and the kubelet would."""
-        if st.node is None:
-            node, why = controllers.pick_node(st, self.views, self.pods.values(), ports_conflict)
+        if pod.node is None:
+            node, why = controllers.pick_node(pod, self.views, self.pods.values(), ports_conflict)
             if node is None:
-                if not again or st.message != why:
-                    st.stage, st.message = Stage.UNSCHEDULABLE, why
-                    self.events.record(st.meta, None, "Warning", "FailedScheduling", why, "default-scheduler")
-                    self.write(st)
+                if not again or pod.message != why:
+                    pod.stage, pod.message = Stage.UNSCHEDULABLE, why
+                    self.events.record(pod.meta, None, "Warning", "FailedScheduling", why, "default-scheduler")
+                    self.write(pod)
                 return
-            if not controllers.bind(self.store, st.key, st.uid, node):
+            if not controllers.bind(self.store, pod.key, pod.uid, node):
                 return
-            st.node = node
-            st.spec = {**st.spec, "nodeName": node}
-            self.events.record(st.meta, None, "Normal", "Scheduled",
-                               f"Successfully assigned {st.label} to {node}", "default-scheduler")
-        st.start_time = timestamp()
-        mine = st.host_ports()
-        if mine and any(o is not st and o.node == st.node and o.stage not in (Stage.REJECTED, Stage.UNSCHEDULABLE)
+            pod.node = node
+            pod.spec = {**pod.spec, "nodeName": node}
+            self.events.record(pod.meta, None, "Normal", "Scheduled",
+                               f"Successfully assigned {pod.label} to {node}", "default-scheduler")
+        pod.start_time = timestamp()
+        mine = pod.host_ports()
+        if mine and any(o is not pod and o.node == pod.node and o.stage not in (Stage.REJECTED, Stage.UNSCHEDULABLE)
                         and ports_conflict(mine, o.host_ports()) for o in self.pods.values()):
-            st.stage, st.phase, st.reason = Stage.REJECTED, "Failed", NODE_PORTS_REASON
-            st.message = f"Pod was rejected: {NODE_PORTS_MESSAGE}"
-            self.events.record(st.meta, st.node, "Warning", NODE_PORTS_REASON, NODE_PORTS_MESSAGE)
-            self.write(st)
+            pod.stage, pod.phase, pod.reason = Stage.REJECTED, "Failed", NODE_PORTS_REASON
+            pod.message = f"Pod was rejected: {NODE_PORTS_MESSAGE}"
+            self.events.record(pod.meta, pod.node, "Warning", NODE_PORTS_REASON, NODE_PORTS_MESSAGE)
+            self.write(pod)
             return
-        st.stage, st.next_try = Stage.SANDBOX, 0.0
-        self.write(st)
-        self.submit(st, self.create_pod)
+        pod.stage, pod.next_try = Stage.SANDBOX, 0.0
+        self.write(pod)
+        self.submit(pod, self.create_pod)
 
     def tick(self) -> None:
         """Retries that are due; workloads that started listening or ended."""
         now = time.time()
         with self.lock:
-            for st in list(self.pods.values()):
-                if st.busy or st.deleting:
+            for pod in list(self.pods.values()):
+                if pod.busy or pod.deleting:
                     continue
-                if st.stage in (Stage.SANDBOX, Stage.IMAGE, Stage.CRASH) and st.next_try and now >= st.next_try:
-                    st.next_try = 0.0
-                    self.submit(st, self.create_pod if st.stage == Stage.SANDBOX else self.start_container)
-                elif st.stage == Stage.STARTING and st.workload:
-                    pid, start = st.workload
-                    if workloads.listening(pid, st.port):
-                        self.became_ready(st)
+                if pod.stage in (Stage.SANDBOX, Stage.IMAGE, Stage.CRASH) and pod.next_try and now >= pod.next_try:
+                    pod.next_try = 0.0
+                    self.submit(pod, self.create_pod if pod.stage == Stage.SANDBOX else self.start_container)
+                elif pod.stage == Stage.STARTING and pod.workload:
+                    pid, start = pod.workload
+                    if workloads.listening(pid, pod.port):
+                        self.became_ready(pod)
                     elif not processes.alive(pid, start):
-                        self.container_exited(st)
+                        self.container_exited(pod)
 
     def liveness(self) -> None:
         """Sandboxes and workloads of running pods that died."""
         with self.lock:
-            for st in list(self.pods.values()):
-                if st.busy or st.deleting or st.stage not in (Stage.RUNNING, Stage.STARTING, Stage.IMAGE, Stage.CRASH):
+            for pod in list(self.pods.values()):
+                if pod.busy or pod.deleting or pod.stage not in LIVE_STAGES:
                     continue
-                if st.sandbox is not None and not st.sandbox.alive():
-                    self.events.record(st.meta, st.node, "Normal", "SandboxChanged",
+                if pod.sandbox is not None and not pod.sandbox.alive():
+                    self.events.record(pod.meta, pod.node, "Normal", "SandboxChanged",
                                        "Pod sandbox changed, it will be killed and re-created.")
-                    self.submit(st, self.recreate_sandbox)
-                elif st.stage == Stage.RUNNING and st.workload and not processes.alive(*st.workload):
-                    self.container_exited(st)
+                    self.submit(pod, self.recreate_sandbox)
+                elif pod.stage == Stage.RUNNING and pod.workload and not processes.alive(*pod.workload):
+                    self.container_exited(pod)
 
     # -- pod work (on pool threads) ---------------------------------------------------------------
-    def create_pod(self, st: PodState) -> None:
+    def create_pod(self, pod: PodState) -> None:
         """RunPodSandbox (sandbox + CNI ADD), then start the container."""
-        view = self.views[st.node]
-        hosts, resolv = self.pod_files(st)
+        view = self.views[pod.node]
+        hosts, resolv = self.pod_files(pod)
         began = time.monotonic()
         try:
-            sb = sandbox.create(view, st.name, st.label, hosts, resolv)
+            sb = sandbox.create(view, pod.name, pod.label, hosts, resolv)
         except SandboxError as exc:
-            self.sandbox_failed(st, str(exc))
+            self.sandbox_failed(pod, str(exc))
             return
         made = time.monotonic()
-        net = self.pod_network(st, sb)
+        net = self.pod_network(pod, sb)
         try:
-            with self.node_locks[st.node]:
+            with self.node_locks[pod.node]:
                 locked = time.monotonic()
-                result = self.runtimes[st.node].setup(net)
-                log.info("pod %s: sandbox %.0f ms, CNI ADD %.0f ms (waited %.0f ms for the node)", st.label,
+                result = self.runtimes[pod.node].setup(net)
+                log.info("pod %s: sandbox %.0f ms, CNI ADD %.0f ms (waited %.0f ms for the node)", pod.label,
                          (made - began) * 1000, (time.monotonic() - locked) * 1000, (locked - made) * 1000)
         except CniError as exc:
             try:   # containerd tears the half-made network down; its failure is only logged
-                with self.node_locks[st.node]:
-                    self.runtimes[st.node].teardown(net)
+                with self.node_locks[pod.node]:
+                    self.runtimes[pod.node].teardown(net)
             except CniError as cleanup:
-                log.info("pod %s: %s", st.label, cleanup)
+                log.info("pod %s: %s", pod.label, cleanup)
             sandbox.destroy(sb)
-            self.sandbox_failed(st, str(exc))
+            self.sandbox_failed(pod, str(exc))
             return
         with self.lock:
-            st.sandbox, st.pod_ip = sb, pod_ip(result)
-            self.write(st)
-        self.pod_files(st)
-        self.start_container(st)
+            pod.sandbox, pod.pod_ip = sb, pod_ip(result)
+            self.write(pod)
+        self.pod_files(pod)
+        self.start_container(pod)
 
-    def start_container(self, st: PodState) -> None:
+    def start_container(self, pod: PodState) -> None:
         """Pull (check) the image and start the workload in the sandbox."""
-        image = st.container["image"]
+        image = pod.container["image"]
         if not workloads.supported(image):
             with self.lock:
-                st.stage, st.waiting_reason = Stage.IMAGE, "ErrImagePull"
-                st.waiting_message = workloads.unsupported_message(image)
-                st.next_try = time.time() + self.retry_delay()
-                self.events.record(st.meta, st.node, "Warning", "Failed", st.waiting_message)
-                self.write(st)
+                pod.stage, pod.waiting_reason = Stage.IMAGE, "ErrImagePull"
+                pod.waiting_message = workloads.unsupported_message(image)
+                pod.next_try = time.time() + self.retry_delay()
+                self.events.record(pod.meta, pod.node, "Warning", "Failed", pod.waiting_message)
+                self.write(pod)
             return
-        self.events.record(st.meta, st.node, "Normal", "Pulled",
+        self.events.record(pod.meta, pod.node, "Normal", "Pulled",
                            f'Container image "{image}" already present on machine')
-        env = workloads.environment(st.name, st.container, self.record["service_subnet"])
-        self.events.record(st.meta, st.node, "Normal", "Created", f"Created container {st.container['name']}")
-        workload = workloads.start(self.views[st.node], st.sandbox, env, self.pod_dir(st) / "container.log", st.label)
-        self.events.record(st.meta, st.node, "Normal", "Started", f"Started container {st.container['name']}")
+        env = workloads.environment(pod.name, pod.container, self.record["service_subnet"])
+        self.events.record(pod.meta, pod.node, "Normal", "Created", f"Created container {pod.container['name']}")
+        log_file = self.pod_dir(pod) / "container.log"
+        workload = workloads.start(self.views[pod.node], pod.sandbox, env, log_file, pod.label)
+        self.events.record(pod.meta, pod.node, "Normal", "Started", f"Started container {pod.container['name']}")
         with self.lock:
-            st.workload, st.stage, st.started_at = workload, Stage.STARTING, timestamp()
-            st.waiting_reason = st.waiting_message = None
-            st.phase = "Running"
-            self.write(st)
+            pod.workload, pod.stage, pod.started_at = workload, Stage.STARTING, timestamp()
+            pod.waiting_reason = pod.waiting_message = None
+            pod.phase = "Running"
+            self.write(pod)
 
-    def recreate_sandbox(self, st: PodState) -> None:
+    def recreate_sandbox(self, pod: PodState) -> None:
         """The sandbox died: stop what is left, CNI DEL, and make the pod again."""
-        self.stop_workload(st)
-        self.network_down(st)
+        self.stop_workload(pod)
+        self.network_down(pod)
         with self.lock:
-            st.sandbox, st.pod_ip, st.workload = None, None, None
-            st.stage, st.phase, st.waiting_reason, st.ready_since, st.running_at = (
+            pod.sandbox, pod.pod_ip, pod.workload = None, None, None
+            pod.stage, pod.phase, pod.waiting_reason, pod.ready_since, pod.running_at = (
                 Stage.SANDBOX, "Pending", "ContainerCreating", None, None)
-            st.restarts += 1
-            self.write(st)
-        self.create_pod(st)
+            pod.restarts += 1
+            self.write(pod)
+        self.create_pod(pod)
 
-    def kill_pod(self, st: PodState) -> None:
+    def kill_pod(self, pod: PodState) -> None:
         """Delete: stop the workload, CNI DEL, remove the sandbox, forget the pod."""
-        if st.workload:
-            self.events.record(st.meta, st.node, "Normal", "Killing", f"Stopping container {st.container['name']}")
-        self.stop_workload(st)
-        if not self.network_down(st):
+        if pod.workload:
+            self.events.record(pod.meta, pod.node, "Normal", "Killing", f"Stopping container {pod.container['name']}")
+        self.stop_workload(pod)
+        if not self.network_down(pod):
             with self.lock:   # retried by a reconcile after the back-off
-                st.deleting, st.stage, st.delete_retry = False, Stage.DELETING, time.time() + self.retry_delay()
+                pod.deleting, pod.stage, pod.delete_retry = False, Stage.DELETING, time.time() + self.retry_delay()
             return
-        sandbox.destroy(st.sandbox)
-        shutil.rmtree(self.pod_dir(st), ignore_errors=True)
+        sandbox.destroy(pod.sandbox)
+        shutil.rmtree(self.pod_dir(pod), ignore_errors=True)
         with self.lock:
-            self.pods.pop(st.key, None)
-            self.store.remove_status(st.key)
-            self.store.remove_desired(st.key, st.uid)
+            self.pods.pop(pod.key, None)
+            self.store.remove_status(pod.key)
+            self.store.remove_desired(pod.key, pod.uid)
 
-    def stop_workload(self, st: PodState) -> None:
-        if st.workload:
-            processes.terminate(*st.workload)
+    def stop_workload(self, pod: PodState) -> None:
+        if pod.workload:
+            processes.terminate(*pod.workload)
 
-    def network_down(self, st: PodState) -> bool:
+    def network_down(self, pod: PodState) -> bool:
         """CNI DEL for the pod's sandbox; False (and an event) when it fails."""
-        if st.sandbox is None:
+        if pod.sandbox is None:
             return True
         try:
-            with self.node_locks[st.node]:
-                self.runtimes[st.node].teardown(self.pod_network(st, st.sandbox))
+            with self.node_locks[pod.node]:
+                self.runtimes[pod.node].teardown(self.pod_network(pod, pod.sandbox))
         except CniError as exc:
-            name = f"{st.name}_{st.meta.get('namespace', 'default')}({st.uid})"
-            self.events.record(st.meta, st.node, "Warning", "FailedKillPod",
+            name = f"{pod.name}_{pod.meta.get('namespace', 'default')}({pod.uid})"
+            self.events.record(pod.meta, pod.node, "Warning", "FailedKillPod",
                                f'error killing pod: failed to "KillPodSandbox" for "{name}" with KillPodSandboxError: '
                                f'"{RPC}{exc}"')
             return False
         return True
 
     # -- transitions --------------------------------------------------------------------------------
-    def sandbox_failed(self, st: PodState, error: str) -> None:
+    def sandbox_failed(self, pod: PodState, error: str) -> None:
         with self.lock:
-            st.attempts.append(time.time())
-            st.stage, st.phase, st.waiting_reason = Stage.SANDBOX, "Pending", "ContainerCreating"
-            st.next_try = time.time() + self.retry_delay()
-            self.events.record(st.meta, st.node, "Warning", SANDBOX_FAILED,
+            pod.attempts.append(time.time())
+            pod.stage, pod.phase, pod.waiting_reason = Stage.SANDBOX, "Pending", "ContainerCreating"
+            pod.next_try = time.time() + self.retry_delay()
+            self.events.record(pod.meta, pod.node, "Warning", SANDBOX_FAILED,
                                f"Failed to create pod sandbox: {RPC}{error}")
-            self.write(st)
+            self.write(pod)
 
-    def became_ready(self, st: PodState) -> None:
-        st.stage, st.phase = Stage.RUNNING, "Running"
-        st.running_at = time.time()
-        st.ready_since = timestamp(st.running_at)
-        self.write(st)
+    def became_ready(self, pod: PodState) -> None:
+        pod.stage, pod.phase = Stage.RUNNING, "Running"
+        pod.running_at = time.time()
+        pod.ready_since = timestamp(pod.running_at)
+        self.write(pod)
 
-    def container_exited(self, st: PodState) -> None:
-        st.restarts += 1
-        st.stage, st.waiting_reason, st.ready_since, st.running_at = Stage.CRASH, "CrashLoopBackOff", None, None
-        st.waiting_message = f"back-off restarting failed container {st.container['name']} in pod {st.label}"
-        st.workload = None
-        st.next_try = time.time() + self.retry_delay()
-        self.events.record(st.meta, st.node, "Warning", "BackOff",
-                           f"Back-off restarting failed container {st.container['name']} in pod {st.label}")
-        self.write(st)
+    def container_exited(self, pod: PodState) -> None:
+        pod.restarts += 1
+        pod.stage, pod.waiting_reason, pod.ready_since, pod.running_at = Stage.CRASH, "CrashLoopBackOff", None, None
+        pod.waiting_message = f"back-off restarting failed container {pod.container['name']} in pod {pod.label}"
+        pod.workload = None
+        pod.next_try = time.time() + self.retry_delay()
+        self.events.record(pod.meta, pod.node, "Warning", "BackOff",
+                           f"Back-off restarting failed container {pod.container['name']} in pod {pod.label}")
+        self.write(pod)
 
     # -- adoption -----------------------------------------------------------------------------------
     def adopt(self) -> None:
@@ -444,32 +449,32 @@ class Agent:
             doc = desired.get(key)
             internal = data.get("agent") or {}
             if doc is None or doc["metadata"]["uid"] != data.get("uid"):
-                st = PodState(key=key, uid=data.get("uid", ""), meta={"name": key}, spec={}, node=None)
-                st.restore(internal)
-                if st.workload:
-                    processes.terminate(*st.workload)
-                sandbox.destroy(st.sandbox)
+                pod = PodState(key=key, uid=data.get("uid", ""), meta={"name": key}, spec={}, node=None)
+                pod.restore(internal)
+                if pod.workload:
+                    processes.terminate(*pod.workload)
+                sandbox.destroy(pod.sandbox)
                 self.store.remove_status(key)
                 continue
-            st = PodState(key=key, uid=doc["metadata"]["uid"], meta=doc["metadata"], spec=doc["spec"],
+            pod = PodState(key=key, uid=doc["metadata"]["uid"], meta=doc["metadata"], spec=doc["spec"],
                           node=doc["spec"].get("nodeName"))
-            st.restore(internal)
-            if st.node not in self.views:
+            pod.restore(internal)
+            if pod.node not in self.views:
                 continue
-            self.pods[key] = st
-            if st.stage in (Stage.NEW, Stage.UNSCHEDULABLE):
+            self.pods[key] = pod
+            if pod.stage in (Stage.NEW, Stage.UNSCHEDULABLE):
                 del self.pods[key]       # admitted again by reconcile
-            elif st.stage == Stage.SANDBOX:
-                st.next_try = min(st.next_try or time.time(), time.time() + self.backoff)
-            log.info("adopted pod %s (%s)", st.label, st.stage)
+            elif pod.stage == Stage.SANDBOX:
+                pod.next_try = min(pod.next_try or time.time(), time.time() + self.backoff)
+            log.info("adopted pod %s (%s)", pod.label, pod.stage)
         self.sweep_orphans()
 
     def sweep_orphans(self) -> None:
         """Stop sandboxes and workloads no pod owns (a dead agent's work in flight), and DEL their networks."""
-        sandboxes = {st.sandbox.pid for st in self.pods.values() if st.sandbox}
-        running = {st.workload[0] for st in self.pods.values() if st.workload}
+        sandboxes = {pod.sandbox.pid for pod in self.pods.values() if pod.sandbox}
+        running = {pod.workload[0] for pod in self.pods.values() if pod.workload}
         orphans = []
-        for pid in processes.recorded(self.lab):
+        for pid in processes.recorded(self.lab_name):
             words = processes.cmdline(pid)
             if not words or words[0].startswith("kindlab-node"):
                 continue
@@ -479,7 +484,7 @@ class Agent:
                     and pid not in running:
                 orphans.append(pid)
         processes.kill(orphans)
-        known = {st.sandbox.id for st in self.pods.values() if st.sandbox}
+        known = {pod.sandbox.id for pod in self.pods.values() if pod.sandbox}
         for node, runtime in self.runtimes.items():
             for net in runtime.orphans(known):
                 try:
@@ -490,73 +495,73 @@ class Agent:
                     log.info("node %s: %s", node, exc)
 
     # -- helpers ---------------------------------------------------------------------------------------
-    def pod_network(self, st: PodState, sb: Sandbox) -> PodNetwork:
-        return PodNetwork(sandbox_id=sb.id, netns=sb.netns, pod_name=st.name,
-                          pod_namespace=st.meta.get("namespace", "default"), pod_uid=st.uid,
-                          port_mappings=port_mappings(st.spec))
+    def pod_network(self, pod: PodState, sb: Sandbox) -> PodNetwork:
+        return PodNetwork(sandbox_id=sb.id, netns=sb.netns, pod_name=pod.name,
+                          pod_namespace=pod.meta.get("namespace", "default"), pod_uid=pod.uid,
+                          port_mappings=port_mappings(pod.spec))
 
-    def pod_dir(self, st: PodState) -> Path:
-        return self.store.root / "pods" / f"{st.key}-{st.uid[:8]}"
+    def pod_dir(self, pod: PodState) -> Path:
+        return self.store.root / "pods" / f"{pod.key}-{pod.uid[:8]}"
 
-    def pod_files(self, st: PodState) -> tuple[Path, Path]:
+    def pod_files(self, pod: PodState) -> tuple[Path, Path]:
         """(Re)write the pod's hosts and resolv.conf, with its IP once it has one."""
-        return workloads.write_pod_files(self.pod_dir(st), st.name, st.meta.get("namespace", "default"), st.pod_ip,
+        return workloads.write_pod_files(self.pod_dir(pod), pod.name, pod.meta.get("namespace", "default"), pod.pod_ip,
                                          self.record["service_subnet"])
 
-    def write(self, st: PodState) -> None:
+    def write(self, pod: PodState) -> None:
         """Write the pod's status now."""
         with self.lock:
-            if st.key not in self.pods or self.pods[st.key] is not st:
+            if pod.key not in self.pods or self.pods[pod.key] is not pod:
                 return
-            view = self.views.get(st.node) if st.node else None
-            doc = {"uid": st.uid, "nodeName": st.node, "status": v1_status(st, view.ip if view else None),
-                   "annotations": annotations(st), "agent": st.internal()}
-            self.store.put_status(st.key, doc)
+            view = self.views.get(pod.node) if pod.node else None
+            doc = {"uid": pod.uid, "nodeName": pod.node, "status": v1_status(pod, view.ip if view else None),
+                   "annotations": annotations(pod), "agent": pod.internal()}
+            self.store.put_status(pod.key, doc)
 
 
-def annotations(st: PodState) -> dict[str, str]:
+def annotations(pod: PodState) -> dict[str, str]:
     """The agent's record of the pod, as annotations on its status (records.py)."""
-    return records.annotations(st.attempts, st.running_at, st.sandbox.id if st.sandbox else None)
+    return records.annotations(pod.attempts, pod.running_at, pod.sandbox.id if pod.sandbox else None)
 
 
-def v1_status(st: PodState, host_ip: str | None) -> dict[str, Any]:
+def v1_status(pod: PodState, host_ip: str | None) -> dict[str, Any]:
     """The pod's v1 status."""
-    created = st.meta.get("creationTimestamp")
-    if st.stage == Stage.UNSCHEDULABLE:
+    created = pod.meta.get("creationTimestamp")
+    if pod.stage == Stage.UNSCHEDULABLE:
         return {"phase": "Pending", "qosClass": "BestEffort",
                 "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                "message": st.message, "lastTransitionTime": created}]}
-    if st.stage == Stage.REJECTED:
-        return {"phase": "Failed", "reason": st.reason, "message": st.message, "qosClass": "BestEffort",
-                "startTime": st.start_time}
-    ready = st.stage == Stage.RUNNING
-    c = st.container
-    if st.stage in (Stage.RUNNING, Stage.STARTING):
-        state: dict[str, Any] = {"running": {"startedAt": st.started_at}}
+                                "message": pod.message, "lastTransitionTime": created}]}
+    if pod.stage == Stage.REJECTED:
+        return {"phase": "Failed", "reason": pod.reason, "message": pod.message, "qosClass": "BestEffort",
+                "startTime": pod.start_time}
+    ready = pod.stage == Stage.RUNNING
+    c = pod.container
+    if pod.stage in (Stage.RUNNING, Stage.STARTING):
+        state: dict[str, Any] = {"running": {"startedAt": pod.started_at}}
     else:
-        state = {"waiting": {"reason": st.waiting_reason or "ContainerCreating",
-                             **({"message": st.waiting_message} if st.waiting_message else {})}}
+        state = {"waiting": {"reason": pod.waiting_reason or "ContainerCreating",
+                             **({"message": pod.waiting_message} if pod.waiting_message else {})}}
     not_ready = {} if ready else {"reason": "ContainersNotReady",
                                   "message": f"containers with unready status: [{c['name']}]"}
-    since = st.ready_since or st.start_time
+    since = pod.ready_since or pod.start_time
     status: dict[str, Any] = {
-        "phase": st.phase,
+        "phase": pod.phase,
         "conditions": [
-            {"type": "Initialized", "status": "True", "lastTransitionTime": st.start_time},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": pod.start_time},
             {"type": "Ready", "status": str(ready), "lastTransitionTime": since, **not_ready},
             {"type": "ContainersReady", "status": str(ready), "lastTransitionTime": since, **not_ready},
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": created},
         ],
-        "hostIP": host_ip, "startTime": st.start_time, "qosClass": "BestEffort",
+        "hostIP": host_ip, "startTime": pod.start_time, "qosClass": "BestEffort",
         "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": ready,
-                               "restartCount": st.restarts, "started": st.stage in (Stage.RUNNING, Stage.STARTING),
+                               "restartCount": pod.restarts, "started": pod.stage in (Stage.RUNNING, Stage.STARTING),
                                "state": state,
-                               **({"containerID": f"kindlab://{st.workload[0]}"} if st.workload else {})}],
+                               **({"containerID": f"kindlab://{pod.workload[0]}"} if pod.workload else {})}],
     }
     if host_ip:
         status["hostIPs"] = [{"ip": host_ip}]
-    if st.pod_ip:
-        status["podIP"], status["podIPs"] = st.pod_ip, [{"ip": st.pod_ip}]
+    if pod.pod_ip:
+        status["podIP"], status["podIPs"] = pod.pod_ip, [{"ip": pod.pod_ip}]
     return status
 
 

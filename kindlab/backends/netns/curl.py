@@ -8,17 +8,17 @@ Node names resolve to their addresses (like Docker's DNS).
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 import time
 from collections.abc import Iterable
 from urllib.parse import SplitResult, urlsplit
 
+from ... import curl_output
 from ...cluster import HttpResponse
-from ...errors import ConnectionRefused, CurlError, RequestTimeout
-from .commands import ENV, nsenter, which
+from ...errors import CurlError, RequestTimeout
+from . import commands
+from .commands import nsenter, which
 from .names import SUBNET, netns_path
 
-CURL_EXIT = {6: "Could not resolve host", 7: "Failed to connect", 28: "Operation timed out"}
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
@@ -74,34 +74,12 @@ def curl(host_netns: str, url: str, timeout: float, names: dict[str, str],
             "--noproxy", "*", *extra, full]
     started = time.monotonic()
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout + 5, env=ENV, cwd="/")
-    except subprocess.TimeoutExpired:
+        done = commands.run(argv, f"curl {url}", timeout=timeout + 5, check=False)
+    except commands.TimedOut:
         raise RequestTimeout(f"curl: (28) no answer from {url} in {timeout:g}s") from None
-    elapsed = time.monotonic() - started
-    message = done.stderr.decode(errors="replace").strip()
-    if done.returncode == 7:
-        raise ConnectionRefused(message or f"curl: (7) Failed to connect to {hostname} port {port}")
-    if done.returncode == 28:
-        raise RequestTimeout(message or f"curl: (28) no answer from {url} in {timeout:g}s")
-    if done.returncode != 0:
-        error = CurlError(message or f"curl: ({done.returncode}) {CURL_EXIT.get(done.returncode, 'failed')}")
-        error.exit_code = done.returncode
-        raise error
-    return parse(url, done.stdout, elapsed)
+    return curl_output.response(url, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
 
 def parse(url: str, raw: bytes, elapsed: float = 0.0) -> HttpResponse:
-    """Split `curl -i` output into status, headers and body (skipping 1xx interim answers)."""
-    while True:
-        head, sep, rest = raw.partition(b"\r\n\r\n")
-        lines = head.decode("iso-8859-1").split("\r\n")
-        status = int(lines[0].split()[1]) if lines and lines[0].startswith("HTTP/") else 0
-        if 100 <= status < 200 and sep:
-            raw = rest
-            continue
-        headers = {}
-        for line in lines[1:]:
-            key, _, value = line.partition(":")
-            headers[key.strip()] = value.strip()
-        return HttpResponse(url=url, status=status, headers=headers, body=rest.decode(errors="replace"),
-                            elapsed=elapsed)
+    """Split `curl -i` output into status, headers and body (kindlab.curl_output)."""
+    return curl_output.response(url, 0, raw, b"", elapsed)

@@ -3,7 +3,8 @@
 - The same source, object, type, reason and message: one event whose count grows, with
   firstTimestamp and lastTimestamp.
 - 10 or more distinct messages for the same source, object, type and reason within 10 minutes:
-  further ones become one "(combined from similar events): <message>" event that counts up.
+  further ones become one "(combined from similar events): <message>" event that counts up
+  (the limits are model.pods'; the spam filter is not modelled yet).
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import threading
 import time
 from typing import Any
 
+from ...model.pods import COMBINED, SIMILAR_LIMIT, SIMILAR_WINDOW
 from .state.store import Store, timestamp
-
-MAX_SIMILAR = 10
-SIMILAR_WINDOW = 600.0
 
 
 class EventRecorder:
@@ -34,7 +33,7 @@ class EventRecorder:
         o = e.get("involvedObject", {})
         return (e.get("source", {}).get("component"), e.get("source", {}).get("host"), o.get("kind"),
                 o.get("namespace"), o.get("name"), o.get("uid"), e.get("type"), e.get("reason"),
-                e.get("message") if not str(e.get("message", "")).startswith("(combined") else "(combined)")
+                e.get("message") if not str(e.get("message", "")).startswith(COMBINED) else COMBINED)
 
     def record(self, pod_meta: dict[str, Any], node: str | None, type_: str, reason: str, message: str,
                component: str = "kubelet") -> dict[str, Any]:
@@ -49,8 +48,8 @@ class EventRecorder:
                 first, messages = now, set()
             messages.add(message)
             self.similar[similar_key] = (first, messages)
-            if len(messages) >= MAX_SIMILAR:
-                message = f"(combined from similar events): {message}"
+            if len(messages) >= SIMILAR_LIMIT:
+                message = f"{COMBINED}{message}"
             event = {
                 "apiVersion": "v1", "kind": "Event", "type": type_, "reason": reason, "message": message,
                 "involvedObject": obj, "source": {"component": component, **({"host": node} if node else {})},

@@ -69,7 +69,7 @@ class NetnsCluster(Cluster):
         return Capabilities(
             backend=self.backend, kubelet="model", kubernetes_version="kindlab model",
             runtime_version="kindlab sandboxes", watches_pods=False, poll_interval=POLL_SECONDS,
-            sandbox_backoff=self.backoff, pod_timeout=60.0,
+            sandbox_backoff=self.backoff, pod_timeout=60.0, heal_slack=0.6 + 0.1 * self.backoff,
             portmap_source=str(portmap) if portmap.exists() else None, runtime_timestamps=True,
             node_plugins=("bridge", "host-local", "loopback", "portmap"))
 
@@ -135,13 +135,14 @@ class NetnsCluster(Cluster):
         out = []
         for key, doc in self.store.desired_pods().items():
             pod = {**doc, "metadata": dict(doc["metadata"])}
-            st = statuses.get(key)
-            if st and st.get("uid") == doc["metadata"]["uid"]:
-                pod["status"] = st["status"]
-                if st.get("annotations"):
-                    pod["metadata"]["annotations"] = {**doc["metadata"].get("annotations", {}), **st["annotations"]}
-                if st.get("nodeName") and not pod["spec"].get("nodeName"):
-                    pod["spec"] = {**pod["spec"], "nodeName": st["nodeName"]}
+            recorded = statuses.get(key)
+            if recorded and recorded.get("uid") == doc["metadata"]["uid"]:
+                pod["status"] = recorded["status"]
+                if recorded.get("annotations"):
+                    notes = doc["metadata"].get("annotations", {})
+                    pod["metadata"]["annotations"] = {**notes, **recorded["annotations"]}
+                if recorded.get("nodeName") and not pod["spec"].get("nodeName"):
+                    pod["spec"] = {**pod["spec"], "nodeName": recorded["nodeName"]}
             else:
                 pod["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
             out.append(pod)
