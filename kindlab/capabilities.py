@@ -55,9 +55,10 @@ class Capabilities:
         return describe_window(self.sandbox_backoff, self.backoff_jitter)
 
     def describe(self) -> str:
-        """One line: the backend, the kubelet, the versions and the back-off."""
-        return (f"{self.backend} backend, {self.kubelet} kubelet (Kubernetes {self.kubernetes_version}, "
-                f"{self.runtime_version}), sandbox retry back-off {self.sandbox_backoff:g} s")
+        """One line: the backend, which kubelet (with its versions) and the back-off."""
+        kubelet = ("kindlab's model of the kubelet" if self.kubelet == "model" else
+                   f"the real kubelet {self.kubernetes_version} with {self.runtime_version}")
+        return f"{self.backend} backend, {kubelet}, sandbox retry back-off {self.sandbox_backoff:g} s"
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a dict (JSON output)."""

@@ -279,18 +279,22 @@ def portmap_dnat(rules: pd.DataFrame) -> pd.DataFrame:
     return dnat[dnat["chain"].astype(str).str.startswith("CNI-DN-")]
 
 
-def rule_owner(chain: str) -> str:
-    """Who writes a nat chain on a node: portmap, kube-proxy (``KUBE-*``) or the primary plugin."""
-    if hostport_chain(chain):
-        return "portmap"
-    if chain.startswith("KUBE-"):
-        return "kube-proxy"
+def rule_owner(chain: str, target: str | None = None) -> str:
+    """Who writes a nat rule on a node, from its chain (or, in a built-in chain, the chain it jumps to):
+    portmap (``CNI-HOSTPORT-*``, ``CNI-DN-*``), kube-proxy (``KUBE-*``) or the primary plugin."""
+    for name in (chain, str(target or "")):
+        if hostport_chain(name):
+            return "portmap"
+        if name.startswith("KUBE-"):
+            return "kube-proxy"
     return "primary plugin"
 
 
 def label_changes(changes: pd.DataFrame) -> pd.DataFrame:
     """:func:`kindlab.iptables.diff`'s rows with a ``by`` column: which component made each change."""
-    return changes.assign(by=changes["chain"].astype(str).map(rule_owner))
+    owners = [rule_owner(str(c), None if pd.isna(t) else str(t)) for c, t in zip(changes["chain"], changes["target"],
+                                                                               strict=True)]
+    return changes.assign(by=owners)
 
 
 def flat_conflist(conf: dict) -> dict:

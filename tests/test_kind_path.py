@@ -118,3 +118,31 @@ def test_watching_attempts_counts_a_growing_folded_event(monkeypatch):
     monkeypatch.setattr(lab, "event_list", grow)
     times = wt.watch_attempts(lab, "echo-kind-worker2", count=2, timeout=5, interval=0.001)
     assert len(times) == 2 and times[0] <= times[1]
+
+
+KUBE_PROXY_AND_PORTMAP = """*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SEP-ABC - [0:0]
+:CNI-HOSTPORT-DNAT - [0:0]
+:CNI-DN-1234 - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+-A PREROUTING -j KUBE-SERVICES
+-A KUBE-SEP-ABC -p tcp -m tcp -j DNAT --to-destination 172.18.0.2:6443
+-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: kind" -m multiport --dports 80 -j CNI-DN-1234
+-A CNI-DN-1234 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.1.2:8080
+COMMIT
+"""
+
+
+def test_portmaps_dnat_is_counted_apart_from_kube_proxys():
+    from kindlab import iptables
+
+    rules = iptables.parse(KUBE_PROXY_AND_PORTMAP).rules
+    assert (rules["target"] == "DNAT").sum() == 2  # kind's nodes: kube-proxy's KUBE-SEP-* DNATs too
+    dnat = wt.portmap_dnat(rules)
+    assert dnat["to_destination"].tolist() == ["192.168.1.2:8080"]
+    owners = wt.label_changes(rules.assign(change="added"))[["chain", "by"]].values.tolist()
+    assert owners == [["PREROUTING", "portmap"], ["PREROUTING", "kube-proxy"], ["KUBE-SEP-ABC", "kube-proxy"],
+                      ["CNI-HOSTPORT-DNAT", "portmap"], ["CNI-DN-1234", "portmap"]]
+    assert wt.rule_owner("POSTROUTING", "MASQUERADE") == "primary plugin"

@@ -67,8 +67,8 @@ class NetnsCluster(Cluster):
         """The model's kubelet: a configurable back-off, the agent's own timestamps, the machine's CNI package."""
         portmap = cni_rules.PACKAGE_PORTMAP
         return Capabilities(
-            backend=self.backend, kubelet="model", kubernetes_version="kindlab model",
-            runtime_version="kindlab sandboxes", watches_pods=False, poll_interval=POLL_SECONDS,
+            backend=self.backend, kubelet="model", kubernetes_version="none (kindlab's model)",
+            runtime_version="none (kindlab's sandboxes)", watches_pods=False, poll_interval=POLL_SECONDS,
             sandbox_backoff=self.backoff, pod_timeout=60.0, heal_slack=0.6 + 0.1 * self.backoff,
             portmap_source=str(portmap) if portmap.exists() else None, runtime_timestamps=True,
             node_plugins=("bridge", "host-local", "loopback", "portmap"))
