@@ -10,9 +10,10 @@ export PATH := $(abspath $(BIN)):$(PATH)
 setup:
 	@bash scripts/setup.sh
 
-# The tests also open the built book in headless Chromium.
+# The tests also open the built book in headless Chromium, and run a Docker Engine of their own
+# (tests/test_kind_docker.py: Debian's dockerd, and a busybox node image made from busybox-static).
 setup-test:
-	@bash scripts/setup.sh chromium
+	@bash scripts/setup.sh chromium docker.io busybox-static
 
 book: setup
 	$(BIN)/jupyter-book build . --all --builder html --warningiserror --keep-going

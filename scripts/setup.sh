@@ -29,6 +29,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "kindlab setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # docker.io is for tests that start their own dockerd in namespaces of their own: do not let the package
+  # start the system's daemon, which would put its bridge and iptables rules into this machine's namespace.
+  if [[ " ${missing[*]} " == *" docker.io "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

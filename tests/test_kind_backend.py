@@ -58,7 +58,9 @@ class FakeContainer:
 
     def __init__(self, name: str):
         self.name = name
-        self.dirs = {"/", "/tmp", "/etc", "/etc/cni", "/etc/cni/net.d", "/opt", "/opt/cni", "/opt/cni/bin"}
+        self.dirs = {"/", "/tmp", "/var", "/var/tmp", "/etc", "/etc/cni", "/etc/cni/net.d", "/opt", "/opt/cni",
+                     "/opt/cni/bin"}
+        self.attrs = {"HostConfig": {"Tmpfs": {"/tmp": "", "/run": ""}}}  # as kind runs its nodes
         self.files: dict[str, bytes] = {}
         self.calls: list[tuple] = []
         self.responder = lambda argv: (0, b"", b"")
@@ -258,7 +260,7 @@ def test_exec_input_is_staged_as_a_file_and_redirected(lab, fake_docker):
     lab.exec("kind-worker", ["iptables-restore", "--test"], input="*nat\nCOMMIT\n", timeout=None)
     (_, folder, _), (_, argv) = node.calls
     staged = next(iter(node.files))
-    assert folder == "/tmp" and node.files[staged] == b"*nat\nCOMMIT\n"
+    assert folder == "/var/tmp" and node.files[staged] == b"*nat\nCOMMIT\n"  # not kind's tmpfs /tmp
     assert argv[:2] == ["sh", "-c"] and f"< {staged}" in argv[2] and f"rm -f {staged}" in argv[2]
     assert argv[3:] == ["iptables-restore", "--test"]
 

@@ -27,6 +27,12 @@ class Location:
         return f"{self.node}:{self.path}" if self.node else self.path
 
 
+def is_under(path: str, folder: str) -> bool:
+    """True when the node path `path` is `folder` or inside it."""
+    path, folder = posixpath.normpath(path), posixpath.normpath(folder)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def parse_location(spec: str) -> Location:
     """`NODE:PATH` (docker cp's container syntax) or a host path; `./a:b` is a host path."""
     node, sep, path = spec.partition(":")

@@ -27,6 +27,10 @@ KIND_HEAL_SLACK = 6.0
 #: What kind's node image has in /opt/cni/bin besides the CNI provider's plugin (kind images/base/Dockerfile).
 KIND_NODE_PLUGINS = ("host-local", "loopback", "portmap", "ptp")
 DELETE_TIMEOUT = 120.0
+#: Where stdin is staged in a node. Not /tmp: kind mounts a tmpfs on /tmp and /run, and Docker's archive API
+#: (put_archive/get_archive, as of 20.10) works beneath such a mount, in the container's layer, where the node's
+#: processes never see it. /var is a volume, which the archive API does mount.
+STDIN_FOLDER = "/var/tmp"
 TIMEOUT_EXIT = 124  # coreutils `timeout` when the command ran out of time
 
 
@@ -173,8 +177,8 @@ class KindCluster(Cluster):
     def _stage_stdin(self, container: Any, data: str | bytes) -> str:
         name = f"kindlab-stdin-{uuid.uuid4().hex[:12]}"
         raw = data.encode() if isinstance(data, str) else data
-        container.put_archive("/tmp", archive.pack_bytes({name: raw}))
-        return f"/tmp/{name}"
+        container.put_archive(STDIN_FOLDER, archive.pack_bytes({name: raw}))
+        return f"{STDIN_FOLDER}/{name}"
 
     @edge
     def exec(self, node: str, cmd: str | list[str], check: bool = True, input: str | bytes | None = None,
@@ -196,7 +200,7 @@ class KindCluster(Cluster):
             raise KindlabError(f"cp {src} {dest}: one side must be NODE:PATH, as with docker cp")
         for loc in (source, target):
             if loc.node:
-                self.check_node(loc.node)
+                self._check_not_tmpfs(loc)
         data, name = self._read(source)
         if target.node is None:
             folder, new_name = archive.host_target(target.path, name)
@@ -204,6 +208,17 @@ class KindCluster(Cluster):
         else:
             folder, new_name = archive.node_target(target, name, self._is_dir(target))
             self._container(target.node).put_archive(folder, archive.rename_top(data, name, new_name))
+
+    def _check_not_tmpfs(self, loc: archive.Location) -> None:
+        """KindlabError for a node path under a tmpfs (kind's /tmp, /run): Docker would copy beneath it, unseen."""
+        attrs = self._container(loc.node).attrs
+        mounts = list((attrs.get("HostConfig") or {}).get("Tmpfs") or {})
+        mounts += [m.get("Destination", "") for m in attrs.get("Mounts") or [] if m.get("Type") == "tmpfs"]
+        for mount in mounts:
+            if archive.is_under(loc.path, mount):
+                raise KindlabError(f"cp {loc}: {mount} is a tmpfs in {loc.node}, and Docker's archive API copies "
+                                   f"beneath it, where the node never sees the files; use another folder, "
+                                   f"e.g. {STDIN_FOLDER}")
 
     def _read(self, loc: archive.Location) -> tuple[bytes, str]:
         if loc.node is None:

@@ -198,6 +198,17 @@ def _node_order(cluster: str, node: str, role: str) -> tuple[int, int, str]:
 
 
 def _mounts(container: Any) -> tuple[Mount, ...]:
+    """The bind mounts but kind's own, in the order kind gave them: Docker lists `Mounts` from a map, in an
+    order that changes from one inspect to the next; `HostConfig.Binds` keeps kind's `--volume` order."""
+    binds = [_bind_target(b) for b in (container.attrs.get("HostConfig") or {}).get("Binds") or []]
+    mounts = [m for m in container.attrs.get("Mounts", [])
+              if m.get("Type") == "bind" and m.get("Destination") not in KIND_OWN_MOUNTS]
+    mounts.sort(key=lambda m: binds.index(m["Destination"]) if m["Destination"] in binds else len(binds))
     return tuple(Mount(container_path=m["Destination"], host_path=Path(m["Source"]), read_only=not m.get("RW", True))
-                 for m in container.attrs.get("Mounts", [])
-                 if m.get("Type") == "bind" and m.get("Destination") not in KIND_OWN_MOUNTS)
+                 for m in mounts)
+
+
+def _bind_target(bind: str) -> str:
+    """The container path of a `SOURCE:TARGET[:OPTIONS]` bind."""
+    parts = bind.split(":")
+    return parts[1] if len(parts) > 1 else parts[0]
