@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kindlab import backends, heal, walkthrough  # noqa: E402
+from kindlab.progress import Bars  # noqa: E402
 
 NAME = "bench-heal"
 
@@ -32,7 +33,7 @@ def run(backoff: float, delays: list[float], repeats: int):
                               progress=False)
             walkthrough.apply_static(lab)
             lab.wait_for(lambda: heal.failed_attempts(lab, pod) >= 1, timeout=10 * backoff)
-            return heal.experiment(lab, delays, repeats, pod=pod, progress=True)
+            return heal.experiment(lab, delays, repeats, pod=pod, report=Bars())
         finally:
             backends.delete(NAME, backend="netns")
 
