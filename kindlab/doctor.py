@@ -1,6 +1,6 @@
 """Diagnose hostPort on every node, as the seed's walkthrough does by hand.
 
-Per node, through ``lab.exec`` only (so both backends work the same), three checks:
+Per node, through ``lab.exec`` only (so every backend works the same), these checks:
 
 ``portmap-binary``
     Is ``portmap`` in the node's ``/opt/cni/bin``, and executable?
@@ -11,6 +11,13 @@ Per node, through ``lab.exec`` only (so both backends work the same), three chec
 ``hostport-dnat``
     For each Running pod of the node with a hostPort: does the node's nat table DNAT that hostPort
     to podIP:containerPort, reachable from PREROUTING?
+
+``stale-dnat``
+    Does every portmap ``CNI-DN-*`` DNAT go to a live pod of the node?
+``hostport-conflict``, ``nodeport-range``
+    Do two pods ask the same hostPort on a node; is a hostPort inside the NodePort range?
+``iptables-backend``
+    Are portmap's and kube-proxy's rules in one iptables backend (legacy or nft)?
 
 Each finding has node, check, ok, message and fix; the fix says what to copy where, and whether
 the pod must be recreated.
@@ -33,6 +40,14 @@ from .model.cni import CNI_BIN, NET_D, NetworkConfig
 from .model.pods import SANDBOX_FAILED, HostPort
 
 FINDING_COLUMNS = ["node", "check", "ok", "message", "fix"]
+#: kube-apiserver's default --service-node-port-range: kube-proxy's NodePort rules live there.
+NODEPORT_RANGE = (30000, 32767)
+#: Lists the nat table of each iptables backend the node has: legacy only where its tables already exist
+#: (reading them must not load the legacy modules), nft where iptables-nft-save is installed.
+BACKENDS_SCRIPT = ("if [ -e /proc/net/ip_tables_names ] && command -v iptables-legacy-save >/dev/null; then "
+                   "echo '#kindlab legacy'; iptables-legacy-save -t nat 2>/dev/null; fi; "
+                   "if command -v iptables-nft-save >/dev/null; then echo '#kindlab nft'; "
+                   "iptables-nft-save -t nat 2>/dev/null; fi")
 
 
 # -- what a node has ------------------------------------------------------------------------
@@ -301,18 +316,128 @@ def check_dnat(state: NodeState, hp: HostPort, lab: Cluster | None = None) -> di
     return _finding(state.name, "hostport-dnat", False, message, fix)
 
 
+def _live_ips(pods: list[dict[str, Any]], node: str) -> set[str]:
+    """The IPs of the node's pods that still hold a sandbox (not Succeeded or Failed)."""
+    return {ip for p in pods if pod_rules.node_name(p) == node and pod_rules.phase(p) not in ("Succeeded", "Failed")
+            and (ip := pod_rules.pod_ip(p))}
+
+
+def check_stale_dnat(state: NodeState, live_ips: set[str]) -> list[dict[str, Any]]:
+    """portmap's per-pod chains (CNI-DN-*) whose DNAT goes to no live pod of the node.
+
+    They are left when a sandbox's CNI DEL never ran (containernetworking/plugins#683): the hostPort is then
+    sent to an address that is nobody's, or the next pod that gets it.
+    """
+    rules = state.nat.rules if state.nat is not None else pd.DataFrame(columns=iptables.RULE_COLUMNS)
+    chains = _column(rules, "chain").astype(str)
+    dnat = rules[chains.str.startswith("CNI-DN-") & (_column(rules, "target") == "DNAT")]
+    stale: dict[str, list[str]] = {}
+    for chain, dest in zip(dnat["chain"].astype(str), dnat["to_destination"].astype(str), strict=True):
+        if dest.rsplit(":", 1)[0] not in live_ips:
+            stale.setdefault(chain, []).append(dest)
+    if not stale:
+        return [_finding(state.name, "stale-dnat", True, f"Every portmap DNAT rule ({len(dnat)}) goes to a live pod.")]
+    out = []
+    for chain, dests in sorted(stale.items()):
+        jumps = rules[(chains == "CNI-HOSTPORT-DNAT") & (_column(rules, "target").astype(str) == chain)]
+        delete = [f"iptables -t nat {r.replace('-A ', '-D ', 1)}" for r in jumps["rule"].astype(str)]
+        fix = " && ".join([*delete, f"iptables -t nat -F {chain}", f"iptables -t nat -X {chain}"])
+        out.append(_finding(state.name, "stale-dnat", False,
+                            f"Chain {chain} DNATs to {', '.join(dests)}, which is no live pod's IP on {state.name}: a "
+                            "sandbox whose CNI DEL never ran left it, and a new pod given that IP would receive this "
+                            "hostPort's traffic.", f"Remove it on {state.name}: {fix}."))
+    return out
+
+
+def _overlap(a: HostPort, b: HostPort) -> bool:
+    """True when two hostPorts cannot both be had on one node (same port and protocol, addresses that meet)."""
+    return (a.host_port, a.protocol.upper()) == (b.host_port, b.protocol.upper()) and (
+        a.host_ip in (None, "0.0.0.0") or b.host_ip in (None, "0.0.0.0") or a.host_ip == b.host_ip)
+
+
+def check_hostport_use(node: str, ports: list[HostPort]) -> list[dict[str, Any]]:
+    """Two pods asking the same hostPort on one node, and hostPorts inside the NodePort range."""
+    out = []
+    for i, a in enumerate(ports):
+        for b in ports[i + 1:]:
+            if a.pod != b.pod and _overlap(a, b):
+                out.append(_finding(node, "hostport-conflict", False,
+                                    f"Pods {a.pod} and {b.pod} both ask hostPort {a.host_port}/{a.protocol} on {node}: "
+                                    "only one can have it; the other is kept Pending by the scheduler, or rejected by "
+                                    "the kubelet (NodePorts) when its nodeName is set.",
+                                    "Give one of them another hostPort, or put it on another node."))
+        low, high = NODEPORT_RANGE
+        if low <= a.host_port <= high:
+            out.append(_finding(node, "nodeport-range", False,
+                                f"hostPort {a.host_port} of pod {a.pod} is inside the NodePort range {low}-{high}: a "
+                                "Service's NodePort on that port (kube-proxy's KUBE-NODEPORTS) can take the traffic.",
+                                f"Use a hostPort outside {low}-{high} (kube-apiserver's --service-node-port-range)."))
+    if not out and ports:
+        out.append(_finding(node, "hostport-conflict", True,
+                            f"{len(ports)} hostPort(s) on {node}, no two alike, none in the NodePort range."))
+    return out
+
+
+def iptables_backends(lab: Cluster, node: str) -> dict[str, iptables.Ruleset]:
+    """The node's nat table per iptables backend it has ("legacy", "nft"); {} where it cannot tell."""
+    try:
+        text = lab.exec(node, ["sh", "-c", BACKENDS_SCRIPT], check=False)
+    except ExecError:
+        return {}
+    parts: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("#kindlab "):
+            current = parts.setdefault(line.split(" ", 1)[1], [])
+        elif current is not None:
+            current.append(line)
+    out = {}
+    for name, lines in parts.items():
+        try:
+            out[name] = iptables.parse("\n".join(lines) + "\n")
+        except KindlabError:
+            continue
+    return out
+
+
+def check_backends(node: str, rulesets: dict[str, iptables.Ruleset]) -> list[dict[str, Any]]:
+    """Are portmap's and kube-proxy's rules in one iptables backend, the one the node's tools read?"""
+    holders: dict[str, set[str]] = {}
+    for name, rules in rulesets.items():
+        chains = set(rules.chains["chain"].astype(str)) | set(rules.rules["chain"].astype(str))
+        if any(c.startswith("CNI-HOSTPORT") or c.startswith("CNI-DN-") for c in chains):
+            holders.setdefault("portmap", set()).add(name)
+        if any(c.startswith("KUBE-") for c in chains):
+            holders.setdefault("kube-proxy", set()).add(name)
+    used = set().union(*holders.values()) if holders else set()
+    if len(used) <= 1:
+        where = next(iter(used), None)
+        return [_finding(node, "iptables-backend", True,
+                         f"Rules in one iptables backend ({where or 'none with hostPort or kube-proxy rules'}; "
+                         f"backends seen: {', '.join(sorted(rulesets)) or 'none'}).")]
+    said = "; ".join(f"{who} in {', '.join(sorted(b))}" for who, b in sorted(holders.items()))
+    return [_finding(node, "iptables-backend", False,
+                     f"Rules are split between iptables backends ({said}): each backend's rules are evaluated, but "
+                     "a tool that reads the other one (iptables-save of the wrong variant) does not show them, and "
+                     "their order against each other is not what either tool says (kubernetes/kubernetes#107965).",
+                     "Run every component with the same iptables variant (update-alternatives --set iptables ...), "
+                     "then flush the other backend's nat table.")]
+
+
 def doctor(lab: Cluster) -> pd.DataFrame:
     """Check every node's hostPort plumbing; one row per finding (FINDING_COLUMNS)."""
     pods = lab.pod_list()
     events = lab.event_list()
     ports = {n: host_ports(pods, n) for n in lab.node_names()}
-    states = [read_node(lab, n, need_nat=any(hp.running and hp.pod_ip for hp in ports[n]))
-              for n in lab.node_names()]
+    states = [read_node(lab, n, need_nat=True) for n in lab.node_names()]
     rows = []
     for state in states:
         rows.append(check_portmap(lab, state, states, _stuck(pods, events, state.name)))
         rows.append(check_config(lab, state, states, ports[state.name]))
         rows.extend(check_dnat(state, hp, lab) for hp in ports[state.name] if hp.running and hp.pod_ip)
+        rows.extend(check_stale_dnat(state, _live_ips(pods, state.name)))
+        rows.extend(check_hostport_use(state.name, ports[state.name]))
+        rows.extend(check_backends(state.name, iptables_backends(lab, state.name)))
     frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
     frame["ok"] = frame["ok"].astype(bool)
     return frame

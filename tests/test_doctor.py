@@ -223,7 +223,9 @@ def test_half_fixed_cluster_still_needs_worker3_recreated():
 def test_fixed_cluster_flags_nothing():
     findings = doctor.doctor(fixed())
     assert findings["ok"].all(), findings
-    assert len(findings) == 4 * 2 + 3  # two checks per node, one per running hostPort pod
+    # per node: portmap-binary, cni-config, stale-dnat, iptables-backend; per node with hostPorts, one
+    # hostport-conflict; per running hostPort pod, one hostport-dnat
+    assert len(findings) == 4 * 4 + 3 + 3
 
 
 # -- finer points ---------------------------------------------------------------------------
@@ -297,11 +299,55 @@ def test_unreachable_dnat_rule_is_flagged():
 def test_host_network_and_pending_pods_get_no_dnat_check():
     lab = fixed()
     lab.pod("echo-kind-worker2", "kind-worker2", host_network=True)
+    lab.fs["kind-worker2"]["nat"] = EMPTY_NAT  # a hostNetwork pod gets no portmap rules
     lab.pod("extra", "kind-worker", phase="Pending")
     findings = doctor.doctor(lab)
-    assert not ((findings["check"] == "hostport-dnat") & (findings["node"] == "kind-worker2")).any()
-    assert findings["ok"].all()
-    assert sum(c[0] == "iptables-save" for c in lab.calls) == 2  # worker and worker3 only
+    dnat = findings[findings["check"] == "hostport-dnat"]
+    assert set(dnat["node"]) == {"kind-worker", "kind-worker3"} and len(dnat) == 2 and dnat["ok"].all()
+    # the Pending pod asks the hostPort the Running one has: that is what keeps it Pending
+    assert failing(findings) == {("kind-worker", "hostport-conflict")}
+    assert "extra" in row(findings, "kind-worker", "hostport-conflict").message
+
+
+def test_two_pods_on_one_hostport_and_the_nodeport_range():
+    lab = fixed()
+    lab.pods[0]["spec"]["containers"][0]["ports"] += [{"containerPort": 9000, "hostPort": 31000, "protocol": "TCP"},
+                                                      {"containerPort": 53, "hostPort": 80, "protocol": "UDP"}]
+    lab.pod("second", "kind-worker", phase="Pending")
+    lab.pods[-1]["spec"]["containers"][0]["ports"][0]["hostIP"] = "127.0.0.1"  # meets 0.0.0.0 all the same
+    findings = doctor.doctor(lab)
+    problems = doctor.problems(findings)
+    conflict = problems[problems["check"] == "hostport-conflict"]
+    assert len(conflict) == 1 and "80/TCP" in conflict["message"].iloc[0]  # 80/UDP is another port
+    nodeport = problems[problems["check"] == "nodeport-range"]
+    assert len(nodeport) == 1 and "hostPort 31000" in nodeport["message"].iloc[0]
+    assert "30000-32767" in nodeport["fix"].iloc[0]
+
+
+def test_a_dnat_to_no_live_pod_is_stale_and_its_fix_removes_it():
+    lab = fixed()
+    lab.fs["kind-worker3"]["nat"] = portmap_nat("192.168.3.200")  # no pod has that IP any more
+    stale = row(doctor.doctor(lab), "kind-worker3", "stale-dnat")
+    assert not stale.ok and "192.168.3.200:8080, which is no live pod's IP" in stale.message
+    assert stale.fix.count("iptables -t nat -D CNI-HOSTPORT-DNAT ") == 1 and "-X CNI-DN-" in stale.fix
+
+
+def test_rules_split_between_iptables_backends():
+    lab = fixed()
+    kube_proxy = ":POSTROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES"
+    nft, legacy = portmap_nat(POD_IPS["kind-worker"]), EMPTY_NAT.replace(":POSTROUTING ACCEPT [0:0]", kube_proxy)
+    answers = {"kind-worker": f"#kindlab legacy\n{legacy}#kindlab nft\n{nft}", "kind-worker3": f"#kindlab nft\n{nft}"}
+    real_exec = lab.exec
+
+    def exec_(node, cmd, check=True, input=None, timeout=60):
+        if cmd[:2] == ["sh", "-c"] and cmd[2] == doctor.BACKENDS_SCRIPT:
+            return answers.get(node, "")
+        return real_exec(node, cmd, check, input, timeout)
+    lab.exec = exec_
+    findings = doctor.doctor(lab)
+    split = row(findings, "kind-worker", "iptables-backend")
+    assert not split.ok and "kube-proxy in legacy; portmap in nft" in split.message
+    assert row(findings, "kind-worker3", "iptables-backend").ok
 
 
 def test_without_a_portmap_of_the_backends_the_fix_copies_from_a_healthy_node():
@@ -355,5 +401,15 @@ def test_doctor_on_the_real_lab_broken_half_fixed_fixed(lab):
     # fixed: recreate worker3's pod
     heal.recreate(lab, heal.pod_manifest(lab.pod(f"echo-{w['worker3']}")))
     lab.wait_for_pod(f"echo-{w['worker3']}", "Running", timeout=5)
+    findings = doctor.doctor(lab)
+    assert findings["ok"].all(), findings
+    # a stale DNAT made by hand: a per-pod chain whose pod IP is nobody's, as a DEL that never ran leaves it
+    chain = "CNI-DN-kindlabstale00000"
+    lab.exec(w["worker"], ["sh", "-c", f"iptables -t nat -N {chain} && iptables -t nat -A {chain} -p tcp -m tcp "
+                           f"--dport 81 -j DNAT --to-destination 192.168.250.250:8080 && iptables -t nat -A "
+                           f"CNI-HOSTPORT-DNAT -p tcp -m multiport --dports 81 -j {chain}"])
+    stale = row(doctor.doctor(lab), w["worker"], "stale-dnat")
+    assert not stale.ok and "192.168.250.250:8080" in stale.message
+    lab.exec(w["worker"], ["sh", "-c", stale.fix.split(": ", 1)[1].rstrip(".")])  # the fix, as printed
     findings = doctor.doctor(lab)
     assert findings["ok"].all(), findings
