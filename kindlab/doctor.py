@@ -18,6 +18,9 @@ Per node, through ``lab.exec`` only (so every backend works the same), these che
     Do two pods ask the same hostPort on a node; is a hostPort inside the NodePort range?
 ``iptables-backend``
     Are portmap's and kube-proxy's rules in one iptables backend (legacy or nft)?
+``hostport-reach``
+    From inside the node, does a TCP connect to each hostPort on the node IP succeed (and, reported
+    alongside, on 127.0.0.1)?
 
 Each finding has node, check, ok, message and fix; the fix says what to copy where, and whether
 the pod must be recreated.
@@ -424,8 +427,34 @@ def check_backends(node: str, rulesets: dict[str, iptables.Ruleset]) -> list[dic
                      "then flush the other backend's nat table.")]
 
 
-def doctor(lab: Cluster) -> pd.DataFrame:
-    """Check every node's hostPort plumbing; one row per finding (FINDING_COLUMNS)."""
+def _connects(lab: Cluster, node: str, ip: str, port: int) -> bool:
+    """A TCP connect from inside the node's network namespace to ip:port (bash's /dev/tcp), within 2 s."""
+    try:
+        lab.exec(node, ["timeout", "2", "bash", "-c", f"exec 3<>/dev/tcp/{ip}/{port}"], timeout=10)
+    except ExecError:
+        return False
+    return True
+
+
+def check_reach(lab: Cluster, state: NodeState, hp: HostPort) -> dict[str, Any]:
+    """From inside the node: does a TCP connect to hostPort on the node IP, and on 127.0.0.1, succeed?
+
+    The node IP must answer where the DNAT is there; 127.0.0.1 answers only where portmap's OUTPUT jump and
+    route_localnet let loopback traffic be DNATed, which many setups do not (it is reported, not failed).
+    """
+    matrix = {f"{ip}:{hp.host_port}": _connects(lab, state.name, ip, hp.host_port)
+              for ip in (state.ip, "127.0.0.1") if ip}
+    seen = ", ".join(f"{where} {'connects' if ok else 'refused or silent'}" for where, ok in matrix.items())
+    ok = bool(matrix.get(f"{state.ip}:{hp.host_port}"))
+    return _finding(state.name, "hostport-reach", ok,
+                    f"From inside {state.name}, pod {hp.pod}'s hostPort {hp.host_port}/TCP: {seen}.",
+                    "See hostport-dnat: the DNAT to the pod is missing or the pod does not listen on "
+                    f"{hp.container_port}.")
+
+
+def doctor(lab: Cluster, reach: bool = True) -> pd.DataFrame:
+    """Check every node's hostPort plumbing; one row per finding (FINDING_COLUMNS). With `reach`, also
+    connect to each TCP hostPort from inside its node."""
     pods = lab.pod_list()
     events = lab.event_list()
     ports = {n: host_ports(pods, n) for n in lab.node_names()}
@@ -435,6 +464,8 @@ def doctor(lab: Cluster) -> pd.DataFrame:
         rows.append(check_portmap(lab, state, states, _stuck(pods, events, state.name)))
         rows.append(check_config(lab, state, states, ports[state.name]))
         rows.extend(check_dnat(state, hp, lab) for hp in ports[state.name] if hp.running and hp.pod_ip)
+        rows.extend(check_reach(lab, state, hp) for hp in ports[state.name]
+                    if hp.running and hp.pod_ip and hp.protocol.upper() == "TCP" and reach)
         rows.extend(check_stale_dnat(state, _live_ips(pods, state.name)))
         rows.extend(check_hostport_use(state.name, ports[state.name]))
         rows.extend(check_backends(state.name, iptables_backends(lab, state.name)))

@@ -102,6 +102,11 @@ class FakeLab(Cluster):
                 return fs["net.d"][Path(path).name]
             case ["iptables-save", *_]:
                 return fs["nat"]
+            case ["timeout", _, "bash", "-c", script] if script.startswith("exec 3<>/dev/tcp/"):
+                ip, port = script.rsplit("/", 2)[-2:]
+                if ip == IPS[node] and f"--dport {port} -j DNAT" in fs["nat"]:
+                    return ""   # a connect to the node IP reaches the pod only through portmap's DNAT
+                raise ExecError("connect: Connection refused", 1)
         raise ExecError(f"unexpected command {cmd}", 127, "", "not found")
 
     def pod_list(self):
@@ -195,7 +200,7 @@ def test_broken_cluster_flags_exactly_worker2_and_worker3():
     findings = doctor.doctor(seed_broken())
     assert list(findings.columns) == doctor.FINDING_COLUMNS
     assert failing(findings) == {("kind-worker2", "portmap-binary"), ("kind-worker3", "cni-config"),
-                                 ("kind-worker3", "hostport-dnat")}
+                                 ("kind-worker3", "hostport-dnat"), ("kind-worker3", "hostport-reach")}
     w2 = row(findings, "kind-worker2", "portmap-binary")
     assert "/opt/cni/bin/portmap is missing" in w2.message and "cilium-cni, loopback" in w2.message
     assert "echo-kind-worker2 is Pending" in w2.message and 'failed to find plugin "portmap"' in w2.message
@@ -213,7 +218,7 @@ def test_broken_cluster_flags_exactly_worker2_and_worker3():
 
 def test_half_fixed_cluster_still_needs_worker3_recreated():
     findings = doctor.doctor(half_fixed())
-    assert failing(findings) == {("kind-worker3", "hostport-dnat")}
+    assert failing(findings) == {("kind-worker3", "hostport-dnat"), ("kind-worker3", "hostport-reach")}
     dnat = row(findings, "kind-worker3", "hostport-dnat")
     assert f"{CHAINED_FILE} chains portmap now" in dnat.message and "must be recreated" in dnat.message
     assert "delete and re-apply pod echo-kind-worker3" in dnat.fix.lower()
@@ -224,8 +229,8 @@ def test_fixed_cluster_flags_nothing():
     findings = doctor.doctor(fixed())
     assert findings["ok"].all(), findings
     # per node: portmap-binary, cni-config, stale-dnat, iptables-backend; per node with hostPorts, one
-    # hostport-conflict; per running hostPort pod, one hostport-dnat
-    assert len(findings) == 4 * 4 + 3 + 3
+    # hostport-conflict; per running hostPort pod, one hostport-dnat and one hostport-reach
+    assert len(findings) == 4 * 4 + 3 + 3 + 3
 
 
 # -- finer points ---------------------------------------------------------------------------
@@ -362,7 +367,8 @@ def test_cli_doctor_prints_findings_as_json(monkeypatch, capsys):
     assert cli.main(["doctor", "-o", "json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert {(f["node"], f["check"]) for f in out["findings"] if not f["ok"]} == {
-        ("kind-worker2", "portmap-binary"), ("kind-worker3", "cni-config"), ("kind-worker3", "hostport-dnat")}
+        ("kind-worker2", "portmap-binary"), ("kind-worker3", "cni-config"), ("kind-worker3", "hostport-dnat"),
+        ("kind-worker3", "hostport-reach")}
     monkeypatch.setattr(cli, "_lab", lambda args: fixed())
     assert cli.main(["doctor"]) == 0
     assert "FAIL" not in capsys.readouterr().out
@@ -385,7 +391,8 @@ def test_doctor_on_the_real_lab_broken_half_fixed_fixed(lab):
     w = {n: f"{lab.name}-{n}" for n in ("worker", "worker2", "worker3")}
     findings = doctor.doctor(lab)
     assert failing(findings) == {(w["worker2"], "portmap-binary"), (w["worker3"], "cni-config"),
-                                 (w["worker3"], "hostport-dnat")}, findings
+                                 (w["worker3"], "hostport-dnat"), (w["worker3"], "hostport-reach")}, findings
+    assert f"{lab.node_ip(w['worker'])}:80 connects" in row(findings, w["worker"], "hostport-reach").message
     fix = row(findings, w["worker2"], "portmap-binary").fix
     assert f"{scenario.cni_bin_folder(lab, w['worker2']).absolute()}/" in fix
     assert f"({lab.capabilities.retry_window})" in fix
@@ -396,7 +403,7 @@ def test_doctor_on_the_real_lab_broken_half_fixed_fixed(lab):
     lab.exec(w["worker3"], ["sh", "-c", f"cat > /etc/cni/net.d/{chained}"],
              input=lab.exec(w["worker"], ["cat", f"/etc/cni/net.d/{chained}"]))
     findings = doctor.doctor(lab)
-    assert failing(findings) == {(w["worker3"], "hostport-dnat")}, findings
+    assert failing(findings) == {(w["worker3"], "hostport-dnat"), (w["worker3"], "hostport-reach")}, findings
     assert "must be recreated" in row(findings, w["worker3"], "hostport-dnat").message
     # fixed: recreate worker3's pod
     heal.recreate(lab, heal.pod_manifest(lab.pod(f"echo-{w['worker3']}")))
