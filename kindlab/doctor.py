@@ -72,7 +72,7 @@ class NodeState:
 
     @property
     def chosen(self) -> NetworkConfig | None:
-        """The config the runtime picks: the first valid file."""
+        """The config the runtime uses: the first file, when it is valid."""
         return self.choice.chosen
 
 
