@@ -57,7 +57,7 @@ def test_mount_plan_substitutes_cilium_and_resolves_worker2(tmp_path):
     worker = topo.node("kind-worker")
     plan, _ = mounts.plan(topo, worker, dirs, Path("/usr/lib/cni"))
     assert mounts.host_path(plan, "/opt/cni/bin/kindlab-cni", dirs) == dirs.upper / "kindlab-cni"
-    assert mounts.host_path(plan, "/srv/x", dirs) == Path("/srv/x")
+    assert mounts.host_path(plan, "/srv/x", dirs) == dirs.rootfs.upper("srv") / "x"   # the node's own layer
     script = "\n".join(mounts.script(plan, dirs))
     assert "mount -t overlay" in script and "remount,bind,ro /etc/cni/net.d/000-kindlab-portmap.conflist" in script
 

@@ -6,7 +6,8 @@ Module map:
   preflight    root, tools, CNI plugins, overlayfs
   state/       the store (lab record, pods, statuses, events) and the host-path registry
   host         the lab host namespace with bridge `kind`, node network namespaces and veths
-  mounts       each node's filesystem: overlay /opt/cni/bin, its own /etc/cni/net.d, extraMounts
+  rootfs       each node's own root: the machine's folders as lower layers, the node's writable layers above
+  mounts       each node's mounts on that root: overlay /opt/cni/bin, its own /etc/cni/net.d, extraMounts
   nodes        node mount+UTS namespaces and node init processes
   provider     the CNI provider install (kindlab-cni, loopback, 05-kindlab.conf)
   plugin       kindlab-cni itself (standalone, stdlib only)

@@ -501,7 +501,10 @@ class Agent:
                           port_mappings=port_mappings(pod.spec))
 
     def pod_dir(self, pod: PodState) -> Path:
-        return self.store.root / "pods" / f"{pod.key}-{pod.uid[:8]}"
+        """The pod's files, in its node's own folder (which the node sees as /run/kindlab/node)."""
+        view = self.views.get(pod.node) if pod.node else None
+        base = Path(view.state) if view else self.store.root
+        return base / "pods" / f"{pod.key}-{pod.uid[:8]}"
 
     def pod_files(self, pod: PodState) -> tuple[Path, Path]:
         """(Re)write the pod's hosts and resolv.conf, with its IP once it has one."""

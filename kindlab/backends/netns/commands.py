@@ -15,7 +15,8 @@ from ...errors import ClusterError, EnvironmentProblem
 from .names import STD_PATH
 
 PACKAGES = {
-    "ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "mount": "mount", "umount": "mount",
+    "ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "pivot_root": "util-linux",
+    "mount": "mount", "umount": "mount",
     "iptables": "iptables", "iptables-save": "iptables", "curl": "curl", "bash": "bash", "sleep": "coreutils",
 }
 ENV = {"PATH": STD_PATH, "LANG": "C.UTF-8"}

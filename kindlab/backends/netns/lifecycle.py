@@ -68,6 +68,7 @@ def create(topology: Topology, backoff: float | None) -> tuple[dict[str, Any], l
     """Build the lab described by `topology`; returns its record (also written to lab.json)."""
     cni_dir = preflight.check()
     preflight.check_overlay()
+    preflight.check_layers()
     lab = topology.name
     store = Store(state_dir(lab))
     store.create()
@@ -91,12 +92,12 @@ def create(topology: Topology, backoff: float | None) -> tuple[dict[str, Any], l
         dirs.make()
         mounts, node_subs = plan(topology, node, dirs, cni_dir)
         subs += node_subs
-        prepare(lab, mounts, dirs)
+        root = prepare(lab, mounts, dirs)
         provider.install(topology, node, mounts, dirs, cni_dir)
         routes = [(o.pod_cidr, oip) for o, oip in zip(topology.nodes, ips, strict=True) if o.name != node.name]
         plans.append(NodePlan(lab=lab, name=node.name, role=node.role, index=node.index, ip=ip,
                               pod_cidr=node.pod_cidr, netns=f"kindlab-{lab}-{node.name}", routes=routes,
-                              mounts=mounts, dirs=dirs, ns_dir=ns_dir))
+                              mounts=mounts, dirs=dirs, ns_dir=ns_dir, root=root))
     base = topology.source.parent if topology.source else None
     record["substitutions"] = substitution_lines(subs, base)
     host.create(lab, [n.name for n in topology.nodes])

@@ -1,13 +1,15 @@
-"""A node's filesystem: the host's, plus the mounts that make /opt/cni/bin, /etc/cni/net.d and the
-config's extraMounts the node's own, in the order Docker would apply them.
+"""A node's mounts on top of its own root (rootfs.py): /opt/cni/bin, /etc/cni/net.d, the node's folder and
+the config's extraMounts, in the order Docker would apply them.
 
 "Image" mounts come first (what kind's node image holds):
   /opt/cni/bin       overlay: the machine's CNI plugins below, the node's own writable layer above
   /etc/cni/net.d     the node's folder in the lab state
   /run/kindlab/node  the node's folder in the lab state (the lab plugin reads subnet.env there)
-then the extraMounts, shallowest containerPath first (Docker sorts them by depth), as recursive binds.
-A mount point that does not exist is made where it would be seen: inside a folder the node already
-owns, or, only when nothing covers it, on the host (recorded in the host-path registry, removed at down).
+then node-owned folders of the state (`own`, for the real components), then the extraMounts,
+shallowest containerPath first (Docker sorts them by depth), as recursive binds.
+They are made inside the node after the pivot, sources seen through the old root (rootfs.from_host),
+so a mount point that does not exist is made where the node sees it: in its own layers, or inside an
+earlier bind (as Docker makes it); never on the host's own file system.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...topology import Node, Topology
+from . import rootfs
 from .names import NODE_LINK
 from .state import hostpaths
 
@@ -45,6 +48,15 @@ class NodeDirs:
     @property
     def cni_cache(self) -> Path:
         return self.root / "cni-cache"
+
+    @property
+    def rootfs(self) -> rootfs.RootDirs:
+        """The node's own root and its writable layers, beside this folder (the node sees this one)."""
+        return rootfs.RootDirs(self.root.with_name(self.root.name + ".root"))
+
+    def own(self, path: str) -> Path:
+        """The state folder bound on the node's `path` (mounts.plan's `own`)."""
+        return self.root / "own" / path.strip("/")
 
     def make(self) -> None:
         for d in (self.netd, self.upper, self.work, self.cni_cache, self.root / "ipam"):
@@ -83,13 +95,19 @@ class Substitution:
         return f"netns: kindlab-cni stands in for cilium-cni: {show(self.host_from)} -> {show(self.host_to)}"
 
 
-def plan(topology: Topology, node: Node, dirs: NodeDirs, cni_dir: Path) -> tuple[list[NodeMount], list[Substitution]]:
-    """The node's mounts in order, and the Cilium files replaced by the lab plugin's."""
+def plan(topology: Topology, node: Node, dirs: NodeDirs, cni_dir: Path,
+         own: tuple[str, ...] = ()) -> tuple[list[NodeMount], list[Substitution]]:
+    """The node's mounts in order, and the Cilium files replaced by the lab plugin's.
+
+    `own`: node paths that get a folder of the node's state of their own (a real file system, not an overlay).
+    """
     mounts = [
         NodeMount("/opt/cni/bin", cni_dir, kind="overlay"),
         NodeMount("/etc/cni/net.d", dirs.netd),
         NodeMount(str(NODE_LINK), dirs.root),
     ]
+    mounts += [NodeMount(os.path.normpath(p), dirs.own(p), origin="own") for p in own
+               if not any(m.target == os.path.normpath(p) for m in mounts)]
     subs = []
     extra = sorted(enumerate(node.mounts), key=lambda im: len(os.path.normpath(im[1].container_path).split("/")))
     for i, m in extra:
@@ -116,35 +134,43 @@ def host_path(mounts: list[NodeMount], path: str, dirs: NodeDirs | None = None) 
                     raise ValueError("an overlay path needs the node's folders")
                 return dirs.upper if rel == "." else dirs.upper / rel
             return m.source if rel == "." else m.source / rel
-    return Path(path)
+    if dirs is None:
+        raise ValueError("a path of the node's own root needs the node's folders")
+    return rootfs.host_path(dirs.rootfs, path)
 
 
-def prepare(lab: str, mounts: list[NodeMount], dirs: NodeDirs) -> None:
-    """Make missing hostPath folders and every mount point, before the node's mount namespace is made."""
-    for i, m in enumerate(mounts):
+def prepare(lab: str, mounts: list[NodeMount], dirs: NodeDirs) -> list[rootfs.Entry]:
+    """Make missing hostPath folders (as Docker does), the node-owned folders and the node's root skeleton,
+    before the node's mount namespace is made; returns the root's entries."""
+    for m in mounts:
         if m.made_source:
             hostpaths.ensure(lab, m.source, "tree")
-        earlier = mounts[:i]
-        where = host_path(earlier, m.target, dirs)
-        kind = "dir" if m.is_dir else "file"
-        if any(e.covers(m.target) for e in earlier):
-            if not where.exists():
-                where.parent.mkdir(parents=True, exist_ok=True)
-                where.mkdir() if m.is_dir else where.touch()
-        else:
-            hostpaths.ensure(lab, where, kind)
+        elif m.origin == "own":
+            m.source.mkdir(parents=True, exist_ok=True)
+    items = rootfs.entries()
+    dirs.rootfs.make(items)
+    return items
 
 
 def script(mounts: list[NodeMount], dirs: NodeDirs) -> list[str]:
-    """Shell lines that apply the mounts inside the new mount namespace."""
+    """Shell lines that apply the mounts inside the node, after the pivot into its own root."""
     lines = []
     for m in mounts:
         target = shlex.quote(m.target)
+        lines.append(_mount_point(m, target))
         if m.kind == "overlay":
-            opts = f"lowerdir={m.source},upperdir={dirs.upper},workdir={dirs.work}"
+            opts = (f"lowerdir={rootfs.from_host(m.source)},upperdir={rootfs.from_host(dirs.upper)},"
+                    f"workdir={rootfs.from_host(dirs.work)}")
             lines.append(f"mount -t overlay kindlab-cni-bin -o {shlex.quote(opts)} {target}")
         else:
-            lines.append(f"mount --rbind {shlex.quote(str(m.source))} {target}")
+            lines.append(f"mount --rbind {shlex.quote(rootfs.from_host(m.source))} {target}")
         if m.read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
     return lines
+
+
+def _mount_point(m: NodeMount, target: str) -> str:
+    """The shell line making the mount point inside the node, where it is missing."""
+    if m.is_dir:
+        return f"mkdir -p {target}"
+    return f"[ -e {target} ] || {{ mkdir -p \"$(dirname {target})\" && touch {target}; }}"

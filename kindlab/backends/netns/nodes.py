@@ -2,8 +2,9 @@
 `unshare --mount=FILE --uts=FILE`, and one long-lived "node init" process living in all three.
 
 The init process (`kindlab-node kindlab-lab=<lab> node=<node>`, a `sleep infinity`) plays the node
-container's PID 1: `/proc/<pid>/root` is the node's view of the filesystem, used to look up CNI
-configs and plugins and to copy files in and out. All nodes are made in parallel.
+container's PID 1: it makes the node's own root (rootfs.py) and pivots into it, applies the node's
+mounts (mounts.py), and then `/proc/<pid>/root` is the node's view of the filesystem, used to look up
+CNI configs and plugins and to copy files in and out. All nodes are made in parallel.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 from ...errors import ClusterError
 from . import mounts as mounts_mod
+from . import rootfs
 from .commands import ENV, nsenter, tail, which
 from .mounts import NodeDirs, NodeMount
-from .names import PREFIX_LEN, marker, netns_path
+from .names import NODE_LINK, PREFIX_LEN, marker, netns_path
 from .processes import alive, keep, start_time
 
 
@@ -51,6 +53,11 @@ class NodeView:
     @property
     def dirs(self) -> NodeDirs:
         return NodeDirs(Path(self.state))
+
+    def node_path(self, host: Path) -> str:
+        """A file of the node's state folder as the node sees it (below /run/kindlab/node)."""
+        rel = Path(host).relative_to(self.state)
+        return str(NODE_LINK / rel)
 
     def enter(self, uts: bool = True) -> list[str]:
         """`nsenter` into the node's mount, UTS and network namespaces."""
@@ -88,6 +95,7 @@ class NodePlan:
     mounts: list[NodeMount]
     dirs: NodeDirs
     ns_dir: Path
+    root: list[rootfs.Entry]
 
     def script(self) -> str:
         """The shell script run inside the node's new mount and UTS namespaces."""
@@ -99,10 +107,10 @@ class NodePlan:
         lines = [
             "set -e",
             f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname",
-            # drop the copies of other namespaces' mounts this new mount namespace inherited
-            "awk '{print $5}' /proc/self/mountinfo | grep -E '^/run/(netns|kindlab)/' | sort -r "
-            "| xargs -r -n1 umount -l",
+            *rootfs.build(self.dirs.rootfs, self.root),
             *mounts_mod.script(self.mounts, self.dirs),
+            # the machine's root goes, with the copies of other namespaces' nsfs mounts it brought
+            *rootfs.detach(),
             "ip -batch - <<'EOF'", *net, "EOF",
             "echo 1 > /proc/sys/net/ipv4/ip_forward",
             "echo ready",

@@ -1,4 +1,5 @@
-"""What the netns backend needs from the machine: root, tools, the CNI reference plugins, overlayfs."""
+"""What the netns backend needs from the machine: root, tools, the CNI reference plugins, overlayfs, and a
+state folder that can hold overlay layers."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 
 from ...errors import EnvironmentProblem
 from .commands import which
+from .names import STATE_ROOT
 
-TOOLS = ("ip", "nsenter", "unshare", "mount", "umount", "bash", "sleep", "iptables", "iptables-save", "curl")
+TOOLS = ("ip", "nsenter", "unshare", "mount", "umount", "pivot_root", "bash", "sleep", "iptables", "iptables-save",
+         "curl")
 CNI_DIRS = (Path("/usr/lib/cni"), Path("/opt/cni/bin"), Path("/usr/libexec/cni"))
 PLUGINS = ("bridge", "host-local", "portmap", "loopback")
 
@@ -42,4 +45,27 @@ def check_overlay() -> None:
         return
     if "overlay" not in known and not Path("/sys/module/overlay").exists():
         raise EnvironmentProblem("the kernel offers no overlay filesystem, which the netns backend uses for "
-                                 "each node's /opt/cni/bin: run `modprobe overlay`")
+                                 "each node's own root and /opt/cni/bin: run `modprobe overlay`")
+
+
+def check_layers(state: Path = STATE_ROOT) -> None:
+    """The nodes' writable layers live in the lab state: overlayfs refuses an upper folder on an overlay."""
+    if fs_type(state) == "overlay":
+        raise EnvironmentProblem(f"the lab state folder {state} is on an overlay file system, which overlayfs "
+                                 f"refuses for the nodes' writable layers: mount a tmpfs there (mount -t tmpfs "
+                                 f"kindlab {state})")
+
+
+def fs_type(path: Path) -> str | None:
+    """The file system type of the mount holding `path` (or its nearest existing parent)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists():
+        path = path.parent
+    best, kind = "", None
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        point, fstype = fields[4].replace("\\040", " "), fields[fields.index("-") + 1]
+        inside = str(path) == point or str(path).startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fstype
+    return kind

@@ -58,13 +58,14 @@ class Sandbox:
 def create(view: NodeView, hostname: str, pod_label: str, hosts: Path, resolv: Path) -> Sandbox:
     """Start a sandbox on `view`'s node; returns once its namespaces exist.
 
-    `hosts` and `resolv` are bind-mounted on /etc/hosts and /etc/resolv.conf: rewrite them in place.
+    `hosts` and `resolv` (files of the node's state folder) are bind-mounted on /etc/hosts and
+    /etc/resolv.conf: rewrite them in place.
     """
     sandbox_id = secrets.token_hex(32)
     title = f"kindlab-pause {marker(view.lab)} pod={pod_label} sandbox={sandbox_id[:12]}"
     script = (f"set -e; echo {shlex.quote(hostname[:63])} > /proc/sys/kernel/hostname; "
-              f"mount --bind {shlex.quote(str(hosts))} /etc/hosts; "
-              f"mount --bind {shlex.quote(str(resolv))} /etc/resolv.conf; echo ready; "
+              f"mount --bind {shlex.quote(view.node_path(hosts))} /etc/hosts; "
+              f"mount --bind {shlex.quote(view.node_path(resolv))} /etc/resolv.conf; echo ready; "
               f"exec -a {shlex.quote(title)} sleep infinity </dev/null >/dev/null 2>&1")
     argv = [*nsenter(mnt=view.mnt), which("unshare"), "--net", "--uts", "--mount", "--propagation", "private",
             which("bash"), "-c", script]

@@ -1,8 +1,9 @@
 """Paths the labs make on the host, shared between labs and removed when the last lab that uses them goes.
 
-Two kinds: an empty mount point (`/opt/cni/bin`, `/etc/cni/net.d` where the host has none) that is
-removed only while still empty, and a missing hostPath folder that Docker would make (kind/config's
-`empty`), removed with what was put in it, so that the next `up` starts broken again.
+What the labs make today is a missing hostPath folder that Docker would make (kind/config's `empty`),
+kind 'tree': removed with what was put in it, so that the next `up` starts broken again. Mount points
+are made inside the nodes' own roots (rootfs.py), never here; kinds 'dir' and 'file' (removed only
+while empty) remain for paths that a lab must make on the host itself.
 The registry is /run/kindlab/hostpaths.json, changed under /run/kindlab/hostpaths.lock.
 """
 
