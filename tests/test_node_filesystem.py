@@ -174,3 +174,19 @@ def test_root_entries_and_own_folders(tmp_path):
     assert mounts.host_path(plan, "/var/lib/containerd/x", dirs) == dirs.own("/var/lib/containerd") / "x"
     assert mounts.host_path(plan, "/etc/foo", dirs) == dirs.rootfs.upper("etc") / "foo"
     assert not dirs.rootfs.root.is_relative_to(dirs.root)       # the node does not see its own layers
+
+
+def test_the_labs_software_is_bound_where_the_nodes_own_tmp_or_run_would_hide_it(monkeypatch, tmp_path):
+    """A checkout (and its .venv) under /tmp must be seen inside the nodes: kindlab-cni and the echo
+    server run from it there. Elsewhere the node's overlays show it already."""
+    from kindlab.backends.netns import mounts
+
+    monkeypatch.setattr(mounts, "PROJECT_ROOT", Path("/tmp/ci-clone"))
+    monkeypatch.setattr(mounts.sys, "prefix", "/tmp/ci-clone/.venv")
+    monkeypatch.setattr(mounts.sys, "base_prefix", "/usr")
+    assert mounts.software() == [Path("/tmp/ci-clone")]
+    monkeypatch.setattr(mounts, "PROJECT_ROOT", Path("/work/main"))
+    monkeypatch.setattr(mounts.sys, "prefix", "/run/venvs/kindlab")
+    assert mounts.software() == [Path("/run/venvs/kindlab")]
+    monkeypatch.setattr(mounts.sys, "prefix", "/work/main/.venv")
+    assert mounts.software() == []

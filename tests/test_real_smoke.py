@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from kindlab.backends.netns.real import binaries
+from kindlab.backends.netns.real.bringup import conflist, leftovers, wait
 
 pytestmark = pytest.mark.netns
 
@@ -37,29 +38,6 @@ if binaries.missing():
     pytest.skip(f"the real components cannot run here: missing {'; '.join(binaries.missing())}",
                 allow_module_level=True)
 kubernetes = pytest.importorskip("kubernetes", reason="the kubernetes client is not installed (requirements.txt)")
-
-
-def conflist(subnet: str) -> str:
-    """The chained config: bridge + host-local for the node's pod CIDR, then portmap."""
-    return json.dumps({"cniVersion": "0.4.0", "name": "kr-bridge", "plugins": [
-        {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
-         "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-        {"type": "portmap", "capabilities": {"portMappings": True}}]}, indent=1)
-
-
-def wait(what: str, check, timeout: float, every: float = 0.1):
-    """Poll `check` until it returns something true; its value."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 (components start in any order; keep polling)
-            last = exc
-        time.sleep(every)
-    raise AssertionError(f"{what}: not reached in {timeout:g}s (last error: {last!r})")
 
 
 def rss_mb(pid: int) -> float:
@@ -81,28 +59,18 @@ def stop_seconds(containerd_log: Path) -> float | None:
     return round((stamps["returns successfully"] - stamps["with timeout"]).total_seconds(), 3)
 
 
-def leftovers(prefix: str, state: Path) -> list[str]:
-    """Any mount, namespace or state file of the run still there (processes are checked by namespace)."""
-    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET,SOURCE"], capture_output=True, text=True).stdout
-    out = [f"mount: {line}" for line in mounts.splitlines() if prefix in line]
-    netns = Path("/run/netns")
-    out += [f"netns: {n.name}" for n in netns.iterdir() if n.name.startswith(prefix)] if netns.exists() else []
-    if state.exists():
-        out.append(f"state: {state}")
-    return out
-
-
 def test_real_cluster_serves_a_hostport_pod_and_leaves_nothing(host_network, tmp_path):
-    from kubernetes import client, config
+    from kubernetes import client
 
     from kindlab.backends.netns.processes import alive
-    from kindlab.backends.netns.real import components, forward, images, kubeconfig, registry, teardown, testbed
+    from kindlab.backends.netns.real import bringup, components, forward, images, registry, teardown, testbed
 
     testbed.sweep_stale()   # what a killed earlier run left (a live run's testbed is left alone)
     before, before_cgroups = host_network(), teardown.cgroup_tree()
     before_v6 = subprocess.run(["ip", "-6", "route"], capture_output=True, text=True).stdout
     prefix = f"kr-{secrets.token_hex(2)}"
     state = Path("/run") / prefix
+    bringup.claim(state)   # before writing into it: a concurrent run's sweep_stale removes unowned state
     figures: dict[str, object] = {}
     nodes = [components.Node(n, ip, role, kubelet) for n, ip, role, kubelet in NODES]
     cluster = components.Cluster(name="kind", nodes=nodes, bin_dir=binaries.bin_dir(),
@@ -122,30 +90,18 @@ def test_real_cluster_serves_a_hostport_pod_and_leaves_nothing(host_network, tmp
         reg = registry.serve([i.layout for i in made],
                              forward.listen(testbed.NETNS_DIR / bed.bridge_netns, GATEWAY, REGISTRY_PORT))
         t0 = time.monotonic()
-        procs: dict[tuple[str, str], subprocess.Popen] = {}
         cp = bed.node("kind-control-plane")
-        for comp in components.control_plane(cluster):
-            procs[(cp.name, comp.name)] = bed.start(cp, comp.name, comp.argv)
-        workers = [bed.node(n.name) for n in nodes if n.kubelet]
-        for w in workers:   # the kubelet spends ~5 s starting up before it talks to the API server
-            wnode = next(n for n in nodes if n.name == w.name)
-            for comp in components.node_agents(cluster, wnode):
-                procs[(w.name, comp.name)] = bed.start(w, comp.name, comp.argv)
+        procs = bringup.start_control_plane(bed, cluster)
+        workers = bringup.workers(bed, cluster)
+        procs |= bringup.start_workers(bed, cluster)   # the kubelet spends ~5 s starting up before the API server
 
-        fwd = forward.Forwarder(cp.netns_path, (cp.ip, cluster.api_port)).start()
-        local = kubeconfig.write(state / "admin-local.conf", f"https://127.0.0.1:{fwd.port}", certs["ca"],
-                                 certs["admin"], "kubernetes-admin", cluster.name)
-        api = config.new_client_from_config(config_file=str(local))
+        api, fwd = bringup.admin_api(bed, cluster, certs, state / "admin-local.conf")
         assert api.configuration.verify_ssl and api.configuration.ssl_ca_cert
         core = client.CoreV1Api(api)
         closers.append(api.close)
 
         for w in workers:   # containerd answers: load the images made on the machine
-            wait(f"{w.name}: containerd", lambda w=w: bed.exec(w, ["ctr", "version"], "ctr version"), 20)
-            for image in made:
-                subprocess.run([*w.enter(), "ctr", "-n", "k8s.io", "images", "import", "-"], check=True,
-                               input=image.archive.read_bytes(), capture_output=True, timeout=60)
-            listed = bed.exec(w, ["ctr", "-n", "k8s.io", "images", "ls", "-q"], "ctr images ls").split()
+            listed = bringup.import_images(bed, w, made)
             assert {i.name for i in made} <= set(listed), listed
         figures["containerd up + images imported (s)"] = round(time.monotonic() - t0, 2)
 
@@ -153,10 +109,7 @@ def test_real_cluster_serves_a_hostport_pod_and_leaves_nothing(host_network, tmp
         figures["API server answers (s)"] = round(time.monotonic() - t0, 2)
 
         def all_ready() -> bool:
-            items = core.list_node().items
-            ready = [n for n in items
-                     if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])]
-            return len(ready) == len(workers)
+            return len(bringup.ready_nodes(core)) == len(workers)
         wait("every node Ready", all_ready, 90, every=0.2)
         figures["nodes Ready (s)"] = round(time.monotonic() - t0, 2)
 

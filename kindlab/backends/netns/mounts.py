@@ -2,6 +2,9 @@
 the config's extraMounts, in the order Docker would apply them.
 
 "Image" mounts come first (what kind's node image holds):
+  the lab's software the folders its own programs run from inside a node (this package, the Python
+                     environment), bound read-only at their own paths where the node's own /tmp or
+                     /run would hide them (a checkout under /tmp): kindlab-cni, the echo server
   /opt/cni/bin       overlay: the machine's CNI plugins below, the node's own writable layer above
   /etc/cni/net.d     the node's folder in the lab state
   /run/kindlab/node  the node's folder in the lab state (the lab plugin reads subnet.env there)
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,18 @@ from .names import NODE_LINK
 from .state import hostpaths
 
 SUBSTITUTE_FROM, SUBSTITUTE_TO = "cilium", "kindlab"
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def software() -> list[Path]:
+    """The folders the lab's programs run from inside a node (this package's checkout, the Python environment)
+    that the node's own root would hide: those below a folder it makes its own (/tmp, /run)."""
+    out: list[Path] = []
+    for folder in sorted({PROJECT_ROOT, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}):
+        top = folder.parts[1] if len(folder.parts) > 1 else ""
+        if top in rootfs.TMPFS and not any(folder.is_relative_to(o) for o in out):
+            out.append(folder)
+    return out
 
 
 @dataclass(frozen=True)
@@ -101,7 +117,8 @@ def plan(topology: Topology, node: Node, dirs: NodeDirs, cni_dir: Path,
 
     `own`: node paths that get a folder of the node's state of their own (a real file system, not an overlay).
     """
-    mounts = [
+    mounts = [NodeMount(str(folder), folder, read_only=True, origin="software") for folder in software()]
+    mounts += [
         NodeMount("/opt/cni/bin", cni_dir, kind="overlay"),
         NodeMount("/etc/cni/net.d", dirs.netd),
         NodeMount(str(NODE_LINK), dirs.root),

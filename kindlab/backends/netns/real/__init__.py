@@ -11,4 +11,5 @@ Module map:
   forward     sockets inside a network namespace from the host's; the loopback port to the API server
   teardown    processes found by namespace (shims and containers carry no marker), their cgroups
   testbed     minimal node namespaces for the smoke test (the lab uses nodes.py)
+  bringup     a cluster brought up on a testbed step by step (the smoke test and tests/data/real/record.py)
 """
