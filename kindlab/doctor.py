@@ -176,8 +176,8 @@ def _stuck(pods: list[dict[str, Any]], events: list[dict[str, Any]], node: str) 
         name = p["metadata"]["name"]
         failures = pod_rules.sandbox_failure_events(events, name, pod_rules.uid(p))
         last = pod_rules.last_event(failures)
-        count = sum(pod_rules.count(e) for e in failures)
-        why = f": {SANDBOX_FAILED} x{count}, {pod_rules.message(last)}" if last else ""
+        count = pod_rules.sandbox_failure_count(events, name, pod_rules.uid(p))
+        why = f": {count} failed sandbox attempts, the last {SANDBOX_FAILED}: {pod_rules.message(last)}" if last else ""
         notes.append(f" Pod {name} is {status.get('phase') or 'Pending'}{why}.")
     return "".join(notes)
 

@@ -78,7 +78,8 @@ class HealResult:
 # -- reading pods and events ---------------------------------------------------------------
 def failed_attempts(lab: Cluster, pod: str, uid: str | None = None, since: float | None = None) -> int:
     """How many sandbox attempts of the pod failed: the sum of its FailedCreatePodSandBox counts."""
-    return pod_rules.sandbox_failure_count(lab.event_list(), pod, uid, since)
+    current = scenario.find_pod(lab, pod)
+    return pod_rules.sandbox_failure_count(lab.event_list(), pod, uid, since, running=pod_rules.is_running(current))
 
 
 def attempt_times(lab: Cluster, pod: dict[str, Any]) -> list[float]:
@@ -88,7 +89,7 @@ def attempt_times(lab: Cluster, pod: dict[str, Any]) -> list[float]:
     if recorded is not None:
         return list(recorded.attempts)
     name = pod["metadata"]["name"]
-    return pod_rules.failure_times(pod_rules.sandbox_failure_events(lab.event_list(), name, pod_rules.uid(pod)))
+    return pod_rules.failure_times(pod_rules.sandbox_attempt_events(lab.event_list(), name, pod_rules.uid(pod)))
 
 
 def unseen_attempts(lab: Cluster, pod: dict[str, Any]) -> int:
@@ -97,7 +98,7 @@ def unseen_attempts(lab: Cluster, pod: dict[str, Any]) -> int:
     if lab.runtime_times(pod) is not None:
         return 0
     name = pod["metadata"]["name"]
-    return pod_rules.hidden_attempts(pod_rules.sandbox_failure_events(lab.event_list(), name, pod_rules.uid(pod)))
+    return pod_rules.hidden_attempts(pod_rules.sandbox_attempt_events(lab.event_list(), name, pod_rules.uid(pod)))
 
 
 def pod_events(lab: Cluster, pod: str, current: bool = False) -> pd.DataFrame:

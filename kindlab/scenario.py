@@ -96,12 +96,13 @@ def pod_phase(lab: Cluster, pod: str) -> str | None:
 
 
 def sandbox_failure_count(lab: Cluster, pod: str) -> int:
-    """How many sandbox attempts of the current pod failed (its FailedCreatePodSandBox counts, summed)."""
+    """How many sandbox attempts of the current pod failed (model.pods.sandbox_failure_count)."""
     current = find_pod(lab, pod)
     if current is None:
         return 0
     created = pod_rules.epoch((current.get("metadata") or {}).get("creationTimestamp"))
-    return pod_rules.sandbox_failure_count(lab.event_list(), pod, pod_rules.uid(current), created)
+    return pod_rules.sandbox_failure_count(lab.event_list(), pod, pod_rules.uid(current), created,
+                                           running=pod_rules.is_running(current))
 
 
 def wait_for_failure(lab: Cluster, pod: str, after: int = 0, timeout: float | None = None) -> int:

@@ -65,7 +65,11 @@ def test_sandbox_failure_count_sees_one_failed_create_then_retries_as_sandbox_ch
     kubelet records FailedCreatePodSandBox once, then SandboxChanged once per retry (count grows)."""
     events, p = items("broken", "events"), pod("broken", "echo-kind-worker2")
     failures = pod_rules.sandbox_failure_events(events, "echo-kind-worker2", pod_rules.uid(p))
-    assert len(failures) == 1 and pod_rules.sandbox_failure_count(events, "echo-kind-worker2", pod_rules.uid(p)) == 1
+    assert len(failures) == 1
+    changed = [e for e in events if e["reason"] == "SandboxChanged" and pod_rules.about(e, "echo-kind-worker2")]
+    # every retry is an attempt: the one FailedCreatePodSandBox and each SandboxChanged count
+    assert pod_rules.sandbox_failure_count(events, "echo-kind-worker2", pod_rules.uid(p)) == \
+        1 + pod_rules.count(changed[0])
     assert PORTMAP_MISSING in pod_rules.message(failures[0])
     assert 'plugin type="portmap" failed (add)' in failures[0]["message"]
     changed = [e for e in events if e["reason"] == "SandboxChanged" and pod_rules.about(e, "echo-kind-worker2")]
@@ -75,7 +79,9 @@ def test_sandbox_failure_count_sees_one_failed_create_then_retries_as_sandbox_ch
 
 def test_doctor_names_the_stuck_pod_and_portmap():
     note = doctor._stuck(items("broken", "pods"), items("broken", "events"), "kind-worker2")
-    assert note.startswith(" Pod echo-kind-worker2 is Pending: FailedCreatePodSandBox x1, Failed to create pod sandbox")
+    changed = next(e for e in items("broken", "events") if e["reason"] == "SandboxChanged")
+    assert note.startswith(f" Pod echo-kind-worker2 is Pending: {1 + pod_rules.count(changed)} failed sandbox "
+                           "attempts, the last FailedCreatePodSandBox: Failed to create pod sandbox")
     assert PORTMAP_MISSING in note
     assert doctor._stuck(items("broken", "pods"), items("broken", "events"), "kind-worker") == ""
     assert doctor._stuck(items("healed", "pods"), items("healed", "events"), "kind-worker2") == ""
@@ -87,13 +93,16 @@ def test_host_ports_read_from_the_real_pods():
         assert (hp.host_port, hp.container_port, hp.protocol) == (80, 8080, "TCP")
 
 
-def test_healed_worker2_running_in_its_cidr_after_the_same_one_failure():
+def test_healed_worker2_running_in_its_cidr_its_healing_retry_not_counted():
     row = cluster.pods_frame(items("healed", "pods")).set_index("name").loc["echo-kind-worker2"]
     assert (row["phase"], row["ready"], row["node"]) == ("Running", True, "kind-worker2")
     assert ipaddress.ip_address(row["podIP"]) in ipaddress.ip_network(cidrs("healed")["kind-worker2"])
     p, events = pod("healed", "echo-kind-worker2"), items("healed", "events")
     assert pod_rules.is_running(p) and pod_rules.is_ready(p)
-    assert pod_rules.sandbox_failure_count(events, "echo-kind-worker2", pod_rules.uid(p)) == 1
+    changed = next(e for e in events if e["reason"] == "SandboxChanged" and pod_rules.about(e, "echo-kind-worker2"))
+    # the last SandboxChanged is the retry that healed it: not a failure
+    assert pod_rules.sandbox_failure_count(events, "echo-kind-worker2", pod_rules.uid(p), running=True) == \
+        pod_rules.count(changed)
     frame = cluster.events_frame(events)
     mine = frame[frame["object"] == "pod/echo-kind-worker2"]
     assert list(mine["reason"])[-4:] == ["Pulling", "Pulled", "Created", "Started"]

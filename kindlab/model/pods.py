@@ -127,6 +127,14 @@ def port_mappings(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # -- sandbox failures -------------------------------------------------------------------------
+# A real kubelet with containerd records a pod's first failed sandbox as FailedCreatePodSandBox. containerd
+# keeps that sandbox (its teardown runs the chain's DEL, which fails the same way), so each later retry is
+# "SandboxChanged: Pod sandbox changed, it will be killed and re-created.", one count up each, until the
+# retry after the fix kills it, makes a new one and the pod runs. (Measured on v1.20.2 with containerd
+# 1.6.20: tests/data/real.) So a pod's attempts are the counts of both; the last SandboxChanged of a pod that
+# runs now is the attempt that healed it, not a failure.
+ATTEMPT_REASONS = (SANDBOX_FAILED, SANDBOX_CHANGED)
+
 def about(event: Event, pod: str, pod_uid: str | None = None) -> bool:
     """True when the event is about pod `pod` (and, given a uid, about that very pod)."""
     obj = event.get("involvedObject") or {}
@@ -134,12 +142,12 @@ def about(event: Event, pod: str, pod_uid: str | None = None) -> bool:
 
 
 def sandbox_failure_events(events: Iterable[Event], pod: str, pod_uid: str | None = None,
-                           since: float | None = None) -> list[Event]:
-    """The pod's FailedCreatePodSandBox events: of pod `pod_uid`, or, without a uid on the event, first
-    seen after `since` (RFC 3339 rounds to the second, so one second of slack)."""
+                           since: float | None = None, reasons: tuple[str, ...] = (SANDBOX_FAILED,)) -> list[Event]:
+    """The pod's FailedCreatePodSandBox events (or those of `reasons`): of pod `pod_uid`, or, without a uid on
+    the event, first seen after `since` (RFC 3339 rounds to the second, so one second of slack)."""
     out = []
     for e in events:
-        if e.get("reason") != SANDBOX_FAILED or not about(e, pod, pod_uid):
+        if e.get("reason") not in reasons or not about(e, pod, pod_uid):
             continue
         has_uid = bool(pod_uid and (e.get("involvedObject") or {}).get("uid"))
         first = epoch(e.get("firstTimestamp") or e.get("eventTime"))
@@ -154,10 +162,20 @@ def count(event: Event) -> int:
     return int(event.get("count") or 1)
 
 
+def sandbox_attempt_events(events: Iterable[Event], pod: str, pod_uid: str | None = None,
+                           since: float | None = None) -> list[Event]:
+    """The events that stand for the pod's sandbox attempts: FailedCreatePodSandBox and SandboxChanged."""
+    return sandbox_failure_events(events, pod, pod_uid, since, ATTEMPT_REASONS)
+
+
 def sandbox_failure_count(events: Iterable[Event], pod: str, pod_uid: str | None = None,
-                          since: float | None = None) -> int:
-    """How many sandbox attempts of the pod failed: the sum of its FailedCreatePodSandBox counts."""
-    return sum(count(e) for e in sandbox_failure_events(events, pod, pod_uid, since))
+                          since: float | None = None, running: bool = False) -> int:
+    """How many sandbox attempts of the pod failed: the counts of its FailedCreatePodSandBox and SandboxChanged
+    events, less the SandboxChanged attempt that healed it when the pod is `running` now."""
+    attempts = sandbox_attempt_events(events, pod, pod_uid, since)
+    total = sum(count(e) for e in attempts)
+    healed = running and any(e.get("reason") == SANDBOX_CHANGED for e in attempts)
+    return total - 1 if healed else total
 
 
 def failure_times(events: Iterable[Event]) -> list[float]:
