@@ -47,8 +47,9 @@ def test_mount_plan_substitutes_cilium_and_resolves_worker2(tmp_path):
     worker2 = topo.node("kind-worker2")
     dirs = mounts.NodeDirs(tmp_path)
     plan, subs = mounts.plan(topo, worker2, dirs, Path("/usr/lib/cni"))
-    assert [m.target for m in plan] == ["/opt/cni/bin", "/etc/cni/net.d", "/run/kindlab/node", "/opt/cni",
-                                       "/etc/cni/net.d/000-kindlab-portmap.conflist"]
+    software = [str(f) for f in mounts.software()]   # a checkout under /tmp is bound in first, read-only
+    assert [m.target for m in plan] == [*software, "/opt/cni/bin", "/etc/cni/net.d", "/run/kindlab/node",
+                                        "/opt/cni", "/etc/cni/net.d/000-kindlab-portmap.conflist"]
     assert subs[0].line(KIND_CONFIG.parent) == ("netns: kindlab-cni stands in for cilium-cni: "
                                                 "cni/000-cilium-portmap.conflist -> cni/000-kindlab-portmap.conflist")
     assert plan[-1].source == ROOT / "kind" / "cni" / "000-kindlab-portmap.conflist" and plan[-1].read_only
