@@ -76,9 +76,11 @@ class HealResult:
 
 
 # -- reading pods and events ---------------------------------------------------------------
-def failed_attempts(lab: Cluster, pod: str, uid: str | None = None, since: float | None = None) -> int:
-    """How many sandbox attempts of the pod failed: the sum of its FailedCreatePodSandBox counts."""
-    current = scenario.find_pod(lab, pod)
+def failed_attempts(lab: Cluster, pod: str, uid: str | None = None, since: float | None = None,
+                    current: dict[str, Any] | None = None) -> int:
+    """How many sandbox attempts of the pod failed (model.pods.sandbox_failure_count); `current` is the pod as
+    the caller last read it (read here when not given)."""
+    current = current if current is not None else scenario.find_pod(lab, pod)
     return pod_rules.sandbox_failure_count(lab.event_list(), pod, uid, since, running=pod_rules.is_running(current))
 
 
@@ -197,7 +199,7 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
     url = check_lab_url(lab, url or hostport_url(lab, pod))
     current = lab.pod(pod)
     uid, created = pod_rules.uid(current), pod_rules.epoch((current.get("metadata") or {}).get("creationTimestamp"))
-    before = failed_attempts(lab, pod, uid, created)
+    before = failed_attempts(lab, pod, uid, created, current)
     fix_at = time.time()
     fix()
     curl = CurlWatch(lab, url, deadline=fix_at + timeout)
@@ -211,7 +213,7 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
     return HealResult(
         pod=pod, fix_at=fix_at, running_after=running_at - fix_at,
         curl_after=None if curl_at is None else curl_at - fix_at,
-        attempts_before=before, attempts_after=failed_attempts(lab, pod, uid, created) - before,
+        attempts_before=before, attempts_after=failed_attempts(lab, pod, uid, created, running) - before,
         agent_running_after=None if agent_at is None else agent_at - fix_at,
         events=pod_events(lab, pod), attempt_times=attempt_times(lab, running),
         attempts_unseen=unseen_attempts(lab, running),
@@ -266,7 +268,7 @@ def wait_failure(lab: Cluster, pod: str, *, since: float, at_least: int = 1,
     """Wait for the pod's `at_least`-th failed sandbox attempt; (epoch of that failure, the pod)."""
     def seen() -> tuple[float, dict[str, Any]] | None:
         current = scenario.find_pod(lab, pod)
-        if current is None or failed_attempts(lab, pod, pod_rules.uid(current), since) < at_least:
+        if current is None or failed_attempts(lab, pod, pod_rules.uid(current), since, current) < at_least:
             return None
         recorded = lab.runtime_times(current)
         # Events' RFC 3339 timestamps are whole seconds: without the runtime's record, the time it was seen.
