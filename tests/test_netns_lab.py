@@ -163,7 +163,11 @@ def test_unsupported_image_is_an_event_not_a_crash(make_lab, tmp_path):
     event = lab.wait_for(lambda: [e for e in lab.event_list() if e["reason"] == "Failed"], timeout=10,
                          what="a Failed event")[0]
     assert event["type"] == "Warning" and "netns backend" in event["message"] and "nginx:1.25" in event["message"]
-    status = lab.pod("web")["status"]
+    # the agent records the event, then writes the status: wait for the status too
+    def waiting(status):
+        return (status.get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {}).get("reason")
+    status = lab.wait_for(lambda: [s for s in [lab.pod("web")["status"]] if waiting(s) != "ContainerCreating"],
+                          timeout=5, what="the pod's status after its image failed")[0]
     assert status["phase"] == "Pending" and status["podIP"]
     assert status["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull"
     lab.delete_pod("web")
