@@ -30,7 +30,7 @@ def run(backoff: float, delays: list[float], repeats: int):
         try:
             backends.delete(NAME, backend="netns")
             lab = backends.up(walkthrough.private_config(folder), name=NAME, backend="netns", backoff=backoff,
-                              progress=False)
+                              progress=False, kubernetes="model")
             walkthrough.apply_static(lab)
             lab.wait_for(lambda: heal.failed_attempts(lab, pod) >= 1, timeout=10 * backoff)
             return heal.experiment(lab, delays, repeats, pod=pod, report=Bars())

@@ -44,7 +44,7 @@ def all_running(lab, names: list[str]) -> bool:
 def one_run(config: Path) -> dict[str, float]:
     out = {}
     t = time.perf_counter()
-    lab = backends.up(config, name=NAME, backend="netns", backoff=0.5, progress=False)
+    lab = backends.up(config, name=NAME, backend="netns", backoff=0.5, progress=False, kubernetes="model")
     out["up"] = time.perf_counter() - t
     wait_for_agent(lab)
     out["agent ready"] = time.perf_counter() - t

@@ -1,8 +1,8 @@
 """The `kindlab` command: kind's and kubectl's verbs for a kindlab cluster.
 
-    kindlab create cluster --name kind --config kind/config [--backoff S]
+    kindlab create cluster --name kind --config kind/config [--kubernetes real|model] [--backoff S]
     kindlab delete cluster --name kind | kindlab delete clusters --all
-    kindlab get clusters|nodes|pods|events [-o wide|json]
+    kindlab get clusters|nodes|pods|events [-o wide|json] | kindlab get kubeconfig
     kindlab apply -f PATH | kindlab delete -f PATH | kindlab delete pod NAME
     kindlab exec NODE -- CMD... | kindlab cp SRC DEST | kindlab curl URL
     kindlab doctor [-o json]
@@ -26,7 +26,8 @@ from . import __version__
 from .errors import KindlabError, ManifestError
 
 GET_KINDS = {"clusters": "clusters", "cluster": "clusters", "nodes": "nodes", "node": "nodes", "no": "nodes",
-             "pods": "pods", "pod": "pods", "po": "pods", "events": "events", "event": "events", "ev": "events"}
+             "pods": "pods", "pod": "pods", "po": "pods", "events": "events", "event": "events", "ev": "events",
+             "kubeconfig": "kubeconfig"}
 
 
 class _Intermixed(argparse.ArgumentParser):
@@ -60,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     create = sub.add_parser("create", parents=[common], help="create a cluster (like kind create cluster)")
     create.add_argument("what", choices=("cluster",))
     create.add_argument("--config", default="kind/config", help="kind config file (default: kind/config)")
-    create.add_argument("--backoff", type=float, help="sandbox retry back-off in seconds (netns; default 10)")
+    create.add_argument("--kubernetes", choices=("real", "model"),
+                        help="netns: the real kubelet and API server, or kindlab's model of the kubelet "
+                             "(default: $KINDLAB_KUBERNETES, else real where set-up built it)")
+    create.add_argument("--backoff", type=float, help="the model's sandbox retry back-off in seconds (default 10)")
 
     delete = sub.add_parser("delete", parents=[common], help="delete a cluster, clusters, a pod, or -f PATH")
     delete.add_argument("what", nargs="?", choices=("cluster", "clusters", "pod", "pods"))
@@ -128,7 +132,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     from .backends import up
     from .progress import Bars
 
-    lab = up(args.config, name=args.name, backend=args.backend, backoff=args.backoff, progress=Bars(sys.stderr))
+    lab = up(args.config, name=args.name, backend=args.backend, backoff=args.backoff, progress=Bars(sys.stderr),
+             kubernetes=args.kubernetes)
     print(f"Cluster {lab.name!r} is up: {len(lab.node_names())} nodes, {lab.capabilities.describe()}.")
     return 0
 
@@ -183,6 +188,9 @@ def cmd_get(args: argparse.Namespace) -> int:
             print("\n".join(names))
         return 0
     lab = _lab(args)
+    if what == "kubeconfig":
+        sys.stdout.write(lab.kubeconfig())
+        return 0
     items = {"nodes": lab.node_list, "pods": lab.pod_list, "events": lab.event_list}[what]()
     if args.output == "json":
         print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2, default=str))

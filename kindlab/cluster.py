@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import objects
 from .capabilities import Capabilities, RuntimeTimes
-from .errors import NotFound, WaitTimeout
+from .errors import ClusterError, NotFound, WaitTimeout
 from .model import pods as pod_rules
 from .topology import Topology
 
@@ -124,6 +124,11 @@ class Cluster(ABC):
     def runtime_times(self, pod: dict[str, Any]) -> RuntimeTimes | None:
         """The runtime's own record of the pod's failed attempts and Running; None where it keeps none."""
         return None
+
+    def kubeconfig(self) -> str:
+        """A kubeconfig for the cluster's API server, as `kind get kubeconfig` prints it."""
+        raise ClusterError(f"cluster {self.name!r} has no Kubernetes API server: its pods are run by kindlab's "
+                           "model of the kubelet (create it with --kubernetes real for one)")
 
     # -- shared ---------------------------------------------------------------------
     def apply(self, path: str | Path) -> list[str]:

@@ -49,25 +49,26 @@ apply_pod, recreate_pod, host_cni_bin = scenario.apply_pod, scenario.recreate_po
 
 # -- the cluster ------------------------------------------------------------------------
 def ensure_cluster(config: str | Path = "../kind/config", name: str = "kind", backend: str | None = None,
-                   backoff: float | None = None, show: bool = False) -> Cluster:
+                   backoff: float | None = None, show: bool = False, kubernetes: str | None = None) -> Cluster:
     """Get or create cluster ``name`` from ``config``, with the sandbox retry back-off ``backoff`` (model)."""
-    return backends.up(config, name=name, backend=backend, backoff=backoff, progress=show)
+    return backends.up(config, name=name, backend=backend, backoff=backoff, progress=show, kubernetes=kubernetes)
 
 
 def fresh_cluster(config: str | Path = "../kind/config", name: str = "kind", backend: str | None = None,
-                  backoff: float | None = None, show: bool = True) -> tuple[Cluster, float]:
+                  backoff: float | None = None, show: bool = True,
+                  kubernetes: str | None = None) -> tuple[Cluster, float]:
     """Delete cluster ``name`` if it exists, create it again, and return it with the seconds ``up`` took."""
     backends.delete(name, backend=backend)
     start = time.perf_counter()
-    lab = backends.up(config, name=name, backend=backend, backoff=backoff, progress=show)
+    lab = backends.up(config, name=name, backend=backend, backoff=backoff, progress=show, kubernetes=kubernetes)
     return lab, time.perf_counter() - start
 
 
 def open_chapter(config: str | Path, name: str = "kind", backend: str | None = None, backoff: float | None = None,
-                 prepare: Callable[[Cluster], Any] | None = None) -> Cluster:
+                 prepare: Callable[[Cluster], Any] | None = None, kubernetes: str | None = None) -> Cluster:
     """A chapter's set-up in one call: get or create the cluster, say what runs it, and ``prepare(lab)``
     (e.g. :func:`reset`, :func:`break_worker2`) so that the chapter starts from the state it describes."""
-    lab = ensure_cluster(config, name=name, backend=backend, backoff=backoff)
+    lab = ensure_cluster(config, name=name, backend=backend, backoff=backoff, kubernetes=kubernetes)
     print(describe(lab))
     if prepare is not None:
         prepare(lab)

@@ -3,10 +3,14 @@
 netns labs: `make_lab` makes labs with short unique names and always deletes them, even when the
 test fails; `host_network` snapshots the machine's own network namespace (links, routes, iptables)
 so a test can check the lab changed nothing there.
+
+The suite's labs run kindlab's model of the kubelet (quick, with a short back-off) unless a test asks
+for real Kubernetes (kubernetes="real": tests/test_real_lab.py); `make book` runs the book on real.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import subprocess
@@ -17,6 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 KIND_CONFIG = ROOT / "kind" / "config"
+os.environ.setdefault("KINDLAB_KUBERNETES", "model")   # inherited by the notebooks' kernels and the CLI's runs
 
 
 # -- the netns backend ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Execute every notebook of the book with nbclient, one test per notebook, on a short back-off.
 
-Environment: KINDLAB_TEST_BACKOFF (default 0.5 s), KINDLAB_TEST_CLUSTER (default kind) and
-KINDLAB_TEST_CONFIG (default the notebooks' own ../kind/config).
+Environment: KINDLAB_TEST_BACKOFF (default 0.5 s), KINDLAB_TEST_CLUSTER (default kind),
+KINDLAB_TEST_CONFIG (default the notebooks' own ../kind/config) and KINDLAB_TEST_KUBERNETES (default
+model: the book's own build, `make book`, runs them on real Kubernetes).
 
 A cell is inserted after each notebook's `parameters` cell (as papermill does) to set BACKOFF; a failing
 cell fails the test with that cell's source and the error. The `kind` lab is deleted at the end of the
@@ -24,6 +25,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CLUSTER = os.environ.get("KINDLAB_TEST_CLUSTER", "kind")
 BACKOFF = float(os.environ.get("KINDLAB_TEST_BACKOFF", "0.5"))
 CONFIG = os.environ.get("KINDLAB_TEST_CONFIG")  # e.g. a copy of kind/ elsewhere, to run beside another lab
+KUBERNETES = os.environ.get("KINDLAB_TEST_KUBERNETES", "model")   # `make book` runs them on real
 CELL_TIMEOUT = 600
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -97,7 +99,8 @@ def test_notebook_runs(path: Path, lab_cleanup):
 
     _skip_unless_runnable()
     nb = nbformat.read(path, as_version=4)
-    inject_parameters(nb, BACKOFF=BACKOFF, CLUSTER=CLUSTER, **({"CONFIG": CONFIG} if CONFIG else {}))
+    inject_parameters(nb, BACKOFF=BACKOFF, CLUSTER=CLUSTER, KUBERNETES=KUBERNETES,
+                      **({"CONFIG": CONFIG} if CONFIG else {}))
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()

@@ -36,9 +36,12 @@ def _module(backend: str):
 
 
 def up(config: str | Path = "kind/config", name: str = "kind", backend: str | None = None,
-       backoff: float | None = None, progress: Reporter | bool | None = None) -> Cluster:
+       backoff: float | None = None, progress: Reporter | bool | None = None,
+       kubernetes: str | None = None) -> Cluster:
     """Get-or-create cluster `name` from a kind config; returns the running Cluster.
 
+    `kubernetes` (netns): "real" for the real components, "model" for kindlab's model of the kubelet;
+    default $KINDLAB_KUBERNETES, else real where set-up built it. kind always runs real Kubernetes.
     `progress` receives what the backend is doing: a reporter (`kindlab.progress`), True for bars and lines
     on stdout, or None/False for nothing.
     """
@@ -46,7 +49,12 @@ def up(config: str | Path = "kind/config", name: str = "kind", backend: str | No
 
     chosen = select_backend(backend)
     topo = topology.load(config, name=name)
-    return _module(chosen).up(topo, backoff=backoff, report=resolve(progress))
+    if chosen == "kind":
+        if kubernetes == "model":
+            raise KindlabError("kind runs real Kubernetes; kindlab's model runs on the netns backend "
+                               "(--backend netns --kubernetes model)")
+        return _module(chosen).up(topo, backoff=backoff, report=resolve(progress))
+    return _module(chosen).up(topo, backoff=backoff, report=resolve(progress), kubernetes=kubernetes)
 
 
 def get(name: str = "kind", backend: str | None = None) -> Cluster:

@@ -129,6 +129,13 @@ class KindCluster(Cluster):
             self._info = (nodes[0].get("status") or {}).get("nodeInfo") or {} if nodes else {}
         return self._info
 
+    @edge
+    def kubeconfig(self) -> str:
+        """`kind get kubeconfig --name NAME`."""
+        from . import tools
+
+        return tools.run(tools.kind_get_kubeconfig(self.name), timeout=60)
+
     # -- Kubernetes objects (kindlab.backends.kube) -------------------------------------------------
     @edge
     def node_list(self) -> list[dict[str, Any]]:

@@ -20,7 +20,9 @@ Module map:
   controllers  deployments and scheduling for pods without a node
   lifecycle    making and removing whole labs
   files, curl  docker cp and curl for the lab
-  lab          NetnsCluster and the module API below
+  lab          NetnsCluster: a lab whose pods the model runs
+  real/        real Kubernetes in the nodes: components, PKI, images, registry, RealLab
+  api          the module API below; which Kubernetes a lab runs (real where built, else model)
 The functions below import lazily, so that the agent and plugin start without pandas.
 """
 
@@ -34,31 +36,32 @@ if TYPE_CHECKING:
     from .lab import NetnsCluster
 
 
-def up(topology: Any, backoff: float | None = None, report: Reporter = quiet) -> NetnsCluster:
-    """Get-or-create the lab for `topology` (see lab.up)."""
-    from .lab import up as _up
-    return _up(topology, backoff=backoff, report=report)
+def up(topology: Any, backoff: float | None = None, report: Reporter = quiet,
+       kubernetes: str | None = None) -> NetnsCluster:
+    """Get-or-create the lab for `topology`, run by real or model Kubernetes (see api.up)."""
+    from .api import up as _up
+    return _up(topology, backoff=backoff, report=report, kubernetes=kubernetes)
 
 
 def get(name: str) -> NetnsCluster:
     """The lab called `name`; NotFound otherwise."""
-    from .lab import get as _get
+    from .api import get as _get
     return _get(name)
 
 
 def delete(name: str) -> bool:
     """Delete lab `name`; False if there was none."""
-    from .lab import delete as _delete
+    from .api import delete as _delete
     return _delete(name)
 
 
 def clusters() -> list[str]:
     """Names of the labs on this machine."""
-    from .lab import clusters as _clusters
+    from .api import clusters as _clusters
     return _clusters()
 
 
 def delete_all() -> list[str]:
     """Delete every lab, dead ones too."""
-    from .lab import delete_all as _delete_all
+    from .api import delete_all as _delete_all
     return _delete_all()

@@ -1,4 +1,4 @@
-"""The netns lab as a `Cluster`, and the backend's module API: up, get, delete, clusters, delete_all.
+"""The netns lab as a `Cluster` whose pods kindlab's model of the kubelet runs (api.py makes and finds labs).
 
 The lab client plays the API server's part: it writes desired pods into the store and reads back
 what the node agent (agent.py, the kubelet's part) reports. The agent runs detached, one per lab,
@@ -10,7 +10,6 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,11 @@ from ...capabilities import Capabilities
 from ...cluster import Cluster, HttpResponse, RuntimeTimes
 from ...errors import ClusterError, ConfigError, ExecError, NotFound, WaitTimeout
 from ...model import cni as cni_rules
-from ...progress import Reporter, quiet
 from ...topology import Networking, Node, Topology, from_dict
-from . import commands, files, preflight, processes
+from . import commands, files, processes
 from .curl import curl as curl_from_host
-from .lifecycle import all_traces, being_made, create, fingerprint, lab_names, locked, problems, teardown
-from .names import STD_PATH, check_lab_name, host_netns, marker, pod_key, state_dir
+from .lifecycle import locked, teardown
+from .names import STD_PATH, host_netns, marker, pod_key, state_dir
 from .nodes import NodeView
 from .podspec import deployment_template, pod_doc
 from .records import agent_times
@@ -308,92 +306,6 @@ def _topology(record: dict[str, Any]) -> Topology:
         return Topology(name=record["name"], nodes=nodes, source=source,
                         networking=Networking(pod_subnet=record["pod_subnet"],
                                               service_subnet=record["service_subnet"]))
-
-
-# -- the backend's module API ------------------------------------------------------------------------
-def up(topology: Topology, backoff: float | None = None, report: Reporter = quiet) -> NetnsCluster:
-    """Get-or-create the lab `topology.name`: the same config gives the same lab; another config, ClusterError."""
-    preflight.check()
-    name = check_lab_name(topology.name)
-    if backoff is not None and not (isinstance(backoff, int | float) and backoff >= 0):
-        raise ConfigError(f"backoff must be a number of seconds >= 0, got {backoff!r}")
-    with locked():
-        store = Store(state_dir(name))
-        record = store.read_lab()
-        if record is not None:
-            issues = problems(record)
-            if not issues:
-                if record["fingerprint"] != fingerprint(topology):
-                    raise ClusterError(f"cluster {name!r} already exists with another config "
-                                       f"({record.get('source') or 'unknown'}); delete it first: "
-                                       f"kindlab delete cluster --name {name}")
-                if backoff is not None and float(backoff) != record["backoff"]:
-                    record["backoff"] = float(backoff)
-                    store.write_lab(record)
-                    with store.lock():
-                        store.bump()
-                lab = NetnsCluster(record, topology)
-                lab.ensure_agent()
-                report(f"netns: cluster {name!r} is already up ({len(record['nodes'])} nodes)")
-                return lab
-            report(f"netns: cluster {name!r} is broken ({issues[0]}): making it again")
-            teardown(name)
-        elif name in all_traces():
-            teardown(name)
-        started = time.monotonic()
-        try:
-            record, _ = create(topology, backoff)
-        except BaseException:
-            teardown(name)
-            raise
-        lab = NetnsCluster(record, topology)
-        lab.ensure_agent()
-    for line in record["substitutions"]:
-        report(line)
-    report(f"netns: cluster {name!r} is up in {time.monotonic() - started:.2f}s: "
-                   f"{len(record['nodes'])} nodes on 172.18.0.0/16 (bridge 'kind' in netns {host_netns(name)})")
-    return lab
-
-
-def get(name: str) -> NetnsCluster:
-    """The lab called `name`; NotFound if there is none."""
-    check_lab_name(name)
-    record = Store(state_dir(name)).read_lab()
-    if record is None:
-        known = ", ".join(lab_names()) or "none"
-        raise NotFound(f"no netns cluster named {name!r} (clusters: {known}); create it: "
-                       f"kindlab create cluster --name {name} --config kind/config")
-    if record.get("phase") != "ready":
-        fix = "wait until it is made" if being_made(record) else f"remove it: kindlab delete cluster --name {name}"
-        raise ClusterError(f"cluster {name!r} cannot be used: {problems(record)[0]}; {fix}")
-    lab = NetnsCluster(record, _topology(record))
-    if not lab.agent_running():     # as systemd restarts a kubelet: the next command starts a dead agent again
-        lab.ensure_agent()
-        wait_for_agent(lab)
-    return lab
-
-
-def delete(name: str) -> bool:
-    """Delete the lab `name` and everything it made; False if there was nothing."""
-    preflight.check()
-    check_lab_name(name)
-    with locked():
-        return teardown(name)
-
-
-def clusters() -> list[str]:
-    """Names of the labs on this machine."""
-    return lab_names()
-
-
-def delete_all() -> list[str]:
-    """Delete every lab, including labs whose agent died and half-made ones; returns their names."""
-    preflight.check()
-    with locked():
-        names = all_traces()
-        for name in names:
-            teardown(name)
-    return names
 
 
 def wait_for_agent(lab: NetnsCluster, timeout: float = 10) -> None:

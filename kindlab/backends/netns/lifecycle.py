@@ -18,12 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from ...progress import Reporter, quiet
 from ...topology import Topology
 from . import host, nodes, preflight, processes, provider
 from .commands import run
 from .mounts import NodeDirs, Substitution, plan, prepare
 from .names import LABS_DIR, NETNS_DIR, NODE_LINK, STATE_ROOT, labs_of_netns, node_ip, state_dir
 from .nodes import NodePlan, NodeView
+from .real import lab as real_lab
+from .real import teardown as real_teardown
 from .state import hostpaths
 from .state.store import Store, read_json, timestamp
 
@@ -64,12 +67,15 @@ def fingerprint(topology: Topology) -> str:
     return hashlib.sha256(json.dumps(topology.to_kind_config(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def create(topology: Topology, backoff: float | None) -> tuple[dict[str, Any], list[Substitution]]:
-    """Build the lab described by `topology`; returns its record (also written to lab.json)."""
+def create(topology: Topology, backoff: float | None, kubernetes: str = "model",
+           report: Reporter = quiet) -> tuple[dict[str, Any], list[Substitution]]:
+    """Build the lab described by `topology`, its pods run by `kubernetes` ("model": kindlab's node agent,
+    "real": the real components, real/lab.py); returns its record (also written to lab.json)."""
     cni_dir = preflight.check()
     preflight.check_overlay()
     preflight.check_layers()
     lab = topology.name
+    real = kubernetes == "real"
     store = Store(state_dir(lab))
     store.create()
     record: dict[str, Any] = {
@@ -79,6 +85,7 @@ def create(topology: Topology, backoff: float | None) -> tuple[dict[str, Any], l
         "backoff": DEFAULT_BACKOFF if backoff is None else float(backoff), "python": sys.executable,
         "cni_dir": str(cni_dir), "pod_subnet": topology.networking.pod_subnet,
         "service_subnet": topology.networking.service_subnet, "nodes": [], "substitutions": [],
+        "kubernetes": kubernetes,
     }
     store.write_lab(record)
     ns_dir = store.root / "ns"
@@ -90,7 +97,7 @@ def create(topology: Topology, backoff: float | None) -> tuple[dict[str, Any], l
     for node, ip in zip(topology.nodes, ips, strict=True):
         dirs = NodeDirs(store.root / "nodes" / node.name)
         dirs.make()
-        mounts, node_subs = plan(topology, node, dirs, cni_dir)
+        mounts, node_subs = plan(topology, node, dirs, cni_dir, own=real_lab.own_dirs() if real else ())
         subs += node_subs
         root = prepare(lab, mounts, dirs)
         provider.install(topology, node, mounts, dirs, cni_dir)
@@ -103,6 +110,9 @@ def create(topology: Topology, backoff: float | None) -> tuple[dict[str, Any], l
     host.create(lab, [n.name for n in topology.nodes])
     views = nodes.start(plans)
     record["nodes"] = [v.to_record() for v in views]
+    if real:
+        store.write_lab(record)     # the nodes are known to `teardown` before their components start
+        record["real"] = real_lab.start(record, views, store.root, report)
     record["phase"] = "ready"
     store.write_lab(record)
     return record, subs
@@ -149,6 +159,9 @@ def teardown(lab: str) -> bool:
     root = state_dir(lab)
     found = root.is_dir()
     found |= _kill_recorded(lab)
+    # what the ledger cannot name: containerd's shims and the containers (real Kubernetes), found by namespace
+    found |= bool(real_teardown.sweep([NETNS_DIR / n for n in host.existing(lab)],
+                                      sorted((root / "ns").glob("*.mnt"))))
     mounted = _mounts_under(root)
     if mounted:
         run(["umount", "-l", *mounted], f"lab {lab!r}: unmounting its namespaces", check=False)

@@ -12,6 +12,7 @@ certificates both ways, the API server bound to the control-plane's address insi
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ OWN_DIRS = ("/etc/kubernetes", "/etc/containerd", "/etc/cni/net.d", "/var/lib/co
 CNI_BIN, CNI_CONF = "/opt/cni/bin", "/etc/cni/net.d"
 CERTS_D = "/etc/containerd/certs.d"
 REGISTRIES = ("docker.io", "registry.k8s.io", "k8s.gcr.io")
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/master=:NoSchedule"            # kubeadm v1.20's
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Cluster:
     registry: str | None = None    # "IP:PORT" of registry.py, the only server of every registry
     extra_sans: list[str] = field(default_factory=list)
     node_status_update_frequency: str = "10s"   # the kubelet's default; a node turns Ready at its first tick
+    allocate_node_cidrs: bool = True             # False: whoever makes the nodes sets their spec.podCIDR
 
     @property
     def control_plane(self) -> Node:
@@ -133,7 +137,8 @@ def controller_manager(c: Cluster) -> Component:
     return Component("kube-controller-manager", [c.bin("kube-controller-manager"), *_flags({
         "kubeconfig": conf, "authentication-kubeconfig": conf, "authorization-kubeconfig": conf,
         "bind-address": "127.0.0.1", "port": 0, "leader-elect": False, "cluster-name": c.name,
-        "allocate-node-cidrs": True, "cluster-cidr": c.pod_subnet, "node-cidr-mask-size": c.node_cidr_mask,
+        "allocate-node-cidrs": c.allocate_node_cidrs, "cluster-cidr": c.pod_subnet,
+        "node-cidr-mask-size": c.node_cidr_mask,
         "service-cluster-ip-range": c.service_subnet, "controllers": "*,bootstrapsigner,tokencleaner",
         "client-ca-file": f"{PKI}/ca.crt", "requestheader-client-ca-file": f"{PKI}/front-proxy-ca.crt",
         "cluster-signing-cert-file": f"{PKI}/ca.crt", "cluster-signing-key-file": f"{PKI}/ca.key",
@@ -155,12 +160,15 @@ def containerd(c: Cluster) -> Component:
 
 
 def kubelet(c: Cluster, node: Node) -> Component:
-    return Component("kubelet", [c.bin("kubelet"), *_flags({
+    flags: dict[str, object] = {
         "config": "/var/lib/kubelet/config.yaml", "kubeconfig": f"{K8S}/kubelet.conf",
         "container-runtime": "remote", "container-runtime-endpoint": f"unix://{CONTAINERD_SOCK}",
         "root-dir": "/var/lib/kubelet", "hostname-override": node.name, "node-ip": node.ip,
         "pod-infra-container-image": PAUSE_NAME,
-    })])
+    }
+    if node.role == "control-plane":   # kubeadm's taint; its role labels are set by the admin (NodeRestriction)
+        flags["register-with-taints"] = CONTROL_PLANE_TAINT
+    return Component("kubelet", [c.bin("kubelet"), *_flags(flags)])
 
 
 def kube_proxy(c: Cluster, node: Node) -> Component:
@@ -249,11 +257,12 @@ def node_dir(folder: Path, node: str) -> Path:
     return folder / "nodes" / node
 
 
-def write(folder: Path, c: Cluster) -> dict[str, pki.Issued]:
+def write(folder: Path, c: Cluster, roots: Mapping[str, Path] | None = None) -> dict[str, pki.Issued]:
     """Write the PKI, kubeconfigs and configs of every node under `folder`; returns the certificates.
 
     `<folder>/pki/` holds every certificate, `<folder>/admin.conf` the admin's kubeconfig (server:
-    the control plane inside the lab) and `<folder>/nodes/<node>/` each node's own files.
+    the control plane inside the lab) and each node's own files go in `roots[node]`, a tree mirroring
+    the node's paths (default `<folder>/nodes/<node>/`, node_dir).
     """
     cp = c.control_plane
     certs = pki.write(folder / "pki", pki.ClusterIdentity(
@@ -262,7 +271,7 @@ def write(folder: Path, c: Cluster) -> dict[str, pki.Issued]:
     ca = certs["ca"]
     kubeconfig.write(folder / "admin.conf", c.server, ca, certs["admin"], "kubernetes-admin", c.name)
     for node in c.nodes:
-        root = node_dir(folder, node.name)
+        root = roots[node.name] if roots else node_dir(folder, node.name)
         for d in OWN_DIRS:
             (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
         etc = root / K8S.lstrip("/")

@@ -20,9 +20,11 @@ from ..processes import alive, start_time
 
 
 def ns_id(path: Path | str) -> int | None:
-    """The inode that identifies a namespace file (/run/netns/x, /proc/<pid>/ns/net, ...)."""
+    """The inode that identifies a namespace file (/run/netns/x, /proc/<pid>/ns/net, ...); None for a file
+    that is no namespace (a namespace file whose bind mount is gone)."""
     try:
-        return os.stat(path).st_ino
+        st = os.stat(path)
+        return st.st_ino if st.st_dev == os.stat("/proc/self/ns/net").st_dev else None
     except OSError:
         return None
 
@@ -171,3 +173,17 @@ def cgroup_tree(depth: int = 3) -> set[Path]:
             out |= set(nxt)
             frontier = nxt
     return out
+
+
+def sweep(netns_files: list[Path], mnt_files: list[Path]) -> list[int]:
+    """Kill every process of a lab's nodes and their pods (found by namespace), then remove the containers'
+    cgroups they were in (runc's, under k8s.io); the pids killed."""
+    net = {i for p in netns_files if (i := ns_id(p))}
+    mnt = {i for p in mnt_files if (i := ns_id(p))}
+    for pid in members(set(), mnt):   # the pods' namespaces, seen through the nodes' own /run
+        net |= {i for p in pod_netns(pid) if (i := ns_id(p))}
+    if not net and not mnt:
+        return []
+    killed, groups = kill_all(net, mnt)
+    remove_cgroups({g for g in groups if "k8s.io" in g.parts}, set(cgroup_mounts().values()))
+    return killed

@@ -1,0 +1,201 @@
+"""The real components in a lab's own nodes: their files, their processes, the wait until every node is Ready.
+
+    own_dirs      the node folders the real components keep of their own (mounts.plan's `own`)
+    start         write the PKI and configs into each node, start the registry (lab host namespace), the
+                  loopback forwarder to the API server (host), the control plane and every node's
+                  containerd, kubelet and kube-proxy; import the images; wait for Ready; label the
+                  control plane as kubeadm does. Every process goes into the lab's ledger.
+    admin_client  the kubernetes ApiClient of the lab's admin kubeconfig (verifying the API server)
+
+Where a lab of the model runs kindlab's node agent, a real lab runs these; the rest of the lab
+(namespaces, node filesystems, extraMounts, the CNI provider install) is the same.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ....errors import ClusterError
+from ....progress import Reporter, quiet
+from .. import processes
+from ..commands import ENV, nsenter, run, tail
+from ..mounts import NodeDirs
+from ..names import GATEWAY, STD_PATH, host_netns, marker, netns_path
+from ..nodes import NodeView
+from . import binaries, components, images, kubeconfig
+
+REGISTRY_PORT = 5000
+API_PORT = 6443
+KUBECONFIG = "kubeconfig"          # in the lab's state: the admin's, for https://127.0.0.1:<port>
+READY_TIMEOUT = 120.0
+PROJECT_ROOT = Path(__file__).resolve().parents[4]
+
+
+def own_dirs() -> tuple[str, ...]:
+    """The node folders the real components keep of their own; /etc/cni/net.d stays the lab's (extraMounts)."""
+    return tuple(d for d in components.OWN_DIRS if d != components.CNI_CONF)
+
+
+def spec(record: dict[str, Any], bin_dir: Path) -> components.Cluster:
+    """The components' view of the lab: its nodes, subnets, registry."""
+    nodes = [components.Node(n["name"], n["ip"], n["role"]) for n in record["nodes"]]
+    return components.Cluster(name=record["name"], nodes=nodes, bin_dir=bin_dir, pod_subnet=record["pod_subnet"],
+                              service_subnet=record["service_subnet"], api_port=API_PORT,
+                              registry=f"{GATEWAY}:{REGISTRY_PORT}", extra_sans=["localhost"],
+                              node_status_update_frequency="1s",   # Ready at its first status, not 10 s later
+                              allocate_node_cidrs=False)           # each node's is the lab's own (set_pod_cidrs)
+
+
+def _python(lab: str, module: str, args: list[str], netns: str | None, log: Path,
+            stdout: int | None = None) -> subprocess.Popen:
+    """A Python helper of the lab (registry, forwarder), detached and in the lab's ledger."""
+    argv = [*(nsenter(net=netns_path(netns)) if netns else []), sys.executable, "-m", module, *args,
+            "--marker", marker(lab)]
+    env = {"PATH": STD_PATH, "LANG": "C.UTF-8", "PYTHONPATH": str(PROJECT_ROOT)}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout or out, stderr=out, cwd="/", env=env,
+                                start_new_session=True)
+    processes.keep(proc, lab)
+    return proc
+
+
+def _component(lab: str, view: NodeView, comp: components.Component, logs: Path) -> dict[str, Any]:
+    """Start one component inside its node; its record (node, name, argv, pid, start, log)."""
+    log = logs / f"{view.name}.{comp.name}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([*view.enter(), *comp.argv], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                env={**ENV, "HOME": "/root"}, cwd="/", start_new_session=True)
+    pid = processes.keep(proc, lab)
+    return {"node": view.name, "name": comp.name, "argv": comp.argv, "pid": pid,
+            "start": processes.start_time(pid) or 0, "log": str(log)}
+
+
+def _wait(what: str, check, timeout: float, logs: Path, every: float = 0.1):
+    """Poll `check` until it answers something true; ClusterError naming the logs otherwise."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 (components start in any order; keep polling)
+            last = exc
+        time.sleep(every)
+    raise ClusterError(f"real Kubernetes: {what} not reached in {timeout:g}s"
+                       + (f" (last: {str(last)[:200]})" if last else "") + f"; the components' logs are in {logs}")
+
+
+def admin_client(state: Path) -> Any:
+    """An ApiClient for the lab's admin kubeconfig (https://127.0.0.1:<port>, verifying the server)."""
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(state / KUBECONFIG), persist_config=False)
+
+
+def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Reporter = quiet) -> dict[str, Any]:
+    """Bring real Kubernetes up on the lab's running nodes; what the lab's record keeps of it."""
+    lack = binaries.missing()
+    if lack:
+        raise ClusterError("real Kubernetes cannot run here: missing " + "; ".join(lack)
+                           + "; run `make setup` (or use --kubernetes model)")
+    bin_dir = binaries.bin_dir()
+    assert bin_dir is not None
+    lab = record["name"]
+    c = spec(record, bin_dir)
+    logs = state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    certs = components.write(state / "real", c, {v.name: NodeDirs(Path(v.state)).own("/") for v in views})
+    made = [images.pause_image(bin_dir / "pause", state / "images"), images.echo_image(state / "images")]
+    report(f"netns: real Kubernetes: certificates, configs and images made ({time.monotonic() - began:.1f}s)")
+    by_name = {v.name: v for v in views}
+    cp = by_name[c.control_plane.name]
+
+    _python(lab, "kindlab.backends.netns.real.registry",
+            ["--listen", f"{GATEWAY}:{REGISTRY_PORT}", *(str(i.layout) for i in made)], host_netns(lab),
+            logs / "registry.log")
+    fwd = _python(lab, "kindlab.backends.netns.real.forward", ["--netns", str(cp.netns_path), "--to",
+                  f"{cp.ip}:{API_PORT}"], None, logs / "forward.log", stdout=subprocess.PIPE)
+    assert fwd.stdout is not None
+    line = fwd.stdout.readline().strip()
+    fwd.stdout.close()
+    if not line.isdigit():
+        raise ClusterError(f"real Kubernetes: the loopback forwarder did not start; see {logs / 'forward.log'}")
+    port = int(line)
+    kubeconfig.write(state / KUBECONFIG, f"https://127.0.0.1:{port}", certs["ca"], certs["admin"],
+                     f"kind-{lab}", f"kind-{lab}")
+
+    started = [_component(lab, cp, comp, logs) for comp in components.control_plane(c)]
+    for node in c.nodes:
+        started += [_component(lab, by_name[node.name], comp, logs) for comp in components.node_agents(c, node)]
+    report(f"netns: real Kubernetes: {len(started)} processes started on {len(views)} nodes "
+           f"({time.monotonic() - began:.1f}s)")
+
+    def load(view: NodeView) -> None:
+        _wait(f"{view.name}: containerd", lambda: run([*view.enter(), "ctr", "version"], "ctr version", timeout=5),
+              30, logs)
+        for image in made:
+            done = subprocess.run([*view.enter(), "ctr", "-n", "k8s.io", "images", "import", "-"],
+                                  input=image.archive.read_bytes(), capture_output=True, timeout=60)
+            if done.returncode:
+                raise ClusterError(f"{view.name}: ctr images import {image.name}: {tail(done.stderr)}")
+    with ThreadPoolExecutor(len(views)) as pool:
+        list(pool.map(load, views))
+    report(f"netns: real Kubernetes: images imported into every containerd ({time.monotonic() - began:.1f}s)")
+
+    from kubernetes.client import CoreV1Api
+
+    api = admin_client(state)
+    try:
+        core = CoreV1Api(api)
+        _wait("the API server", core.list_namespace, 60, logs)
+        report(f"netns: real Kubernetes: the API server answers ({time.monotonic() - began:.1f}s)")
+
+        cidrs = {n["name"]: n["pod_cidr"] for n in record["nodes"]}
+
+        def ready() -> bool:
+            nodes = core.list_node().items
+            for n in nodes:   # the node's own pod subnet, as kindlab-cni hands out addresses from it
+                if not n.spec.pod_cidr and n.metadata.name in cidrs:
+                    cidr = cidrs[n.metadata.name]
+                    core.patch_node(n.metadata.name, {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+            return len(nodes) == len(views) and all(
+                any(x.type == "Ready" and x.status == "True" for x in n.status.conditions or []) for n in nodes)
+        _wait(f"all {len(views)} nodes Ready", ready, READY_TIMEOUT, logs, every=0.2)
+        labels = {key: "" for key in components.CONTROL_PLANE_LABELS}   # kubeadm's mark-control-plane
+        core.patch_node(cp.name, {"metadata": {"labels": labels}})
+        _wait("the default service account", lambda: core.read_namespaced_service_account("default", "default"),
+              60, logs)
+        info = core.read_node(cp.name).status.node_info
+        versions = {"kubernetes": info.kubelet_version, "runtime": info.container_runtime_version}
+    finally:
+        api.close()
+    report(f"netns: real Kubernetes {versions['kubernetes']} with {versions['runtime']}: "
+           f"{len(views)} nodes Ready in {time.monotonic() - began:.1f}s")
+    return {"api_port": port, "server": c.server, "bin_dir": str(bin_dir), "components": started, **versions}
+
+
+_restart_lock = threading.Lock()
+
+
+def restart_dead(lab: str, real: dict[str, Any], views: dict[str, NodeView]) -> list[str]:
+    """Start again each component whose process died, as systemd restarts a kubelet; the names restarted."""
+    out = []
+    with _restart_lock:
+        for comp in real["components"]:
+            if processes.alive(comp["pid"], comp["start"]):
+                continue
+            view = views[comp["node"]]
+            if view.problems():
+                continue
+            new = _component(lab, view, components.Component(comp["name"], comp["argv"]), Path(comp["log"]).parent)
+            comp.update(pid=new["pid"], start=new["start"])
+            out.append(f"{comp['node']}/{comp['name']}")
+    return out
