@@ -37,6 +37,8 @@ class Capabilities:
     #: The sandbox retry back-off and its jitter (the kubelet's: 10 s, 50 %).
     sandbox_backoff: float = KUBELET_BACKOFF
     backoff_jitter: float = KUBELET_JITTER
+    #: Retries that come at once after a pod's first failed sandbox, before the back-off (the real kubelet's: 1).
+    immediate_retries: int = 0
     #: How long a pod may take to reach the state it is going to (s).
     pod_timeout: float = 60.0
     #: How long after a retry falls due the pod may still not be Running (s): the kubelet's 1 s sync tick,

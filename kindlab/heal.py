@@ -27,7 +27,7 @@ from .cluster import Cluster, events_frame
 from .errors import CurlError, KindlabError, NotFound, WaitTimeout
 from .model import pods as pod_rules
 from .model.backoff import BackoffModel, backoff_model
-from .model.kubelet import KUBELET_BACKOFF, KUBELET_JITTER
+from .model.kubelet import IMMEDIATE_RETRY_SETTLE, KUBELET_BACKOFF, KUBELET_JITTER
 from .progress import Reporter, quiet
 
 __all__ = ["BackoffModel", "HealResult", "KUBELET_BACKOFF", "KUBELET_JITTER", "accuracy", "backoff_model",
@@ -314,11 +314,17 @@ def experiment(lab: Cluster, delays: Sequence[float], repeats: int = 1, *, pod: 
 
 def _one_run(lab: Cluster, spec: objects.PodSpec, node: str, delay: float, break_: Callable,
              fix: Callable, timeout: float) -> dict[str, Any]:
+    # fixed first: a real runtime cannot delete a pod whose CNI DEL fails (a missing chained plugin), and
+    # keeps it Terminating until the plugin is back; the old sandbox's DEL must find its plugins
+    fix(lab, node)
     applied = recreate(lab, spec, between=lambda: break_(lab, node))
-    failed_at, _ = wait_failure(lab, spec.name, since=applied, timeout=timeout)
+    immediate = lab.capabilities.immediate_retries   # the real kubelet's retry at once: the back-off comes after
+    failed_at, _ = wait_failure(lab, spec.name, since=applied, at_least=1 + immediate, timeout=timeout)
+    if immediate:
+        delay = max(delay, IMMEDIATE_RETRY_SETTLE)
     _sleep_until(failed_at + delay)
     result = measure(lab, spec.name, lambda: fix(lab, node), timeout=timeout)
-    return {k: v for k, v in result.to_dict().items() if k in EXPERIMENT_COLUMNS}
+    return {"delay": delay, **{k: v for k, v in result.to_dict().items() if k in EXPERIMENT_COLUMNS}}
 
 
 def experiment_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -117,11 +117,28 @@ def apply_pod(lab: Cluster, pod: str, manifests: str | Path | None = None) -> st
     return lab.apply_object(static_pods(lab, manifests)[pod])
 
 
+def delete_pod(lab: Cluster, pod: str) -> str:
+    """``kubectl delete pod`` until it is gone, on a node with or without ``portmap``.
+
+    A real runtime keeps a pod Terminating for as long as its CNI DEL fails, and DEL of the chained config
+    fails where ``portmap`` is missing (measured: containerd 1.6.20 under the real kubelet): the plugin is
+    put back for the deletion and taken away again after, leaving the node as it was.
+    """
+    where = pod_rules.node_name(find_pod(lab, pod))
+    if not where or has_portmap(lab, where):
+        return lab.delete_pod(pod, wait=True)
+    fix_portmap(lab, where)
+    try:
+        return lab.delete_pod(pod, wait=True)
+    finally:
+        break_portmap(lab, where)
+
+
 def recreate_pod(lab: Cluster, pod: str, manifests: str | Path | None = None) -> list[str]:
     """``kubectl delete`` then ``kubectl apply`` one static pod, as the walkthrough does for worker3."""
     lines = []
     if pod_phase(lab, pod) is not None:
-        lines.append(lab.delete_pod(pod, wait=True))
+        lines.append(delete_pod(lab, pod))
     lines.append(apply_pod(lab, pod, manifests))
     return lines
 

@@ -120,7 +120,7 @@ def apply_static(lab: Cluster, manifests: str | Path | None = None) -> list[str]
 
 def delete_static_pods(lab: Cluster) -> list[str]:
     """Delete whichever of the static pods exist, waiting until they are gone."""
-    return [lab.delete_pod(name, wait=True) for name in static_pods(lab) if pod_phase(lab, name) is not None]
+    return [scenario.delete_pod(lab, name) for name in static_pods(lab) if pod_phase(lab, name) is not None]
 
 
 def pod_events(lab: Cluster, pod: str, current: bool = True) -> pd.DataFrame:

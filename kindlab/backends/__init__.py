@@ -30,6 +30,18 @@ def select_backend(backend: str | None = None) -> str:
     return "kind" if shutil.which("kind") and docker_answers() else "netns"
 
 
+def describe_choice(backend: str | None = None, kubernetes: str | None = None) -> str:
+    """In words, what `up` would run here: the backend and, on netns, real Kubernetes or the model."""
+    chosen = select_backend(backend)
+    if chosen == "kind":
+        return "the kind backend (kind's real Kubernetes, with Cilium)"
+    from .netns.api import select_kubernetes
+
+    real = select_kubernetes(kubernetes) == "real"
+    return "the netns backend with " + ("real Kubernetes (the kubelet, containerd and the API server)" if real
+                                        else "kindlab's model of the kubelet")
+
+
 def _module(backend: str):
     name = {"kind": "kind", "netns": "netns"}[backend]
     return importlib.import_module(f"{__name__}.{name}")
