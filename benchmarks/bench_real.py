@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kindlab import backends, objects  # noqa: E402
+from kindlab import backends, scenario  # noqa: E402
 from kindlab.backends.netns import processes  # noqa: E402
 from kindlab.backends.netns.names import NETNS_DIR, state_dir  # noqa: E402
 from kindlab.backends.netns.real import binaries, teardown  # noqa: E402
@@ -29,14 +29,6 @@ from kindlab.backends.netns.real import binaries, teardown  # noqa: E402
 NAME = "klreal"
 GOALS = {"nodes Ready": 15.0, "pods Running": 5.0, "down": 5.0}
 RSS_GOAL_MB = 1500.0
-
-
-def static_pods() -> list[objects.PodSpec]:
-    pods = []
-    for path in sorted((ROOT / "manifests" / "static").glob("*.yaml")):
-        text = path.read_text().replace("kind-worker", f"{NAME}-worker")
-        pods += [p for p in objects.loads(text, source=str(path)) if isinstance(p, objects.PodSpec)]
-    return pods
 
 
 def running(lab, names: list[str]) -> bool:
@@ -72,7 +64,7 @@ def one_run(config: Path, kubernetes: str) -> dict[str, float]:
                       progress=report, kubernetes=kubernetes)
     out["up"] = time.perf_counter() - t
     out.setdefault("nodes Ready", out["up"])   # the model's nodes are ready when up returns
-    pods = static_pods()
+    pods = list(scenario.static_pods(lab).values())   # the seed's, named for this cluster
     wanted = [p.name for p in pods if not p.name.endswith("worker2")]   # worker2's fails: no portmap
     t = time.perf_counter()
     for pod in pods:

@@ -48,6 +48,9 @@ class Capabilities:
     portmap_source: str | None = None
     #: The runtime records its own times of sandbox attempts and Running (`Cluster.runtime_times`).
     runtime_timestamps: bool = False
+    #: The cluster has a Kubernetes API server and gives its kubeconfig (`Cluster.kubeconfig()`), so that any
+    #: Kubernetes tool, and doctor's API path, works against it.
+    kubeconfig: bool = False
     #: The plugins a healthy node's /opt/cni/bin holds besides the primary plugin.
     node_plugins: tuple[str, ...] = ("host-local", "loopback", "portmap")
 

@@ -5,7 +5,7 @@
     kindlab get clusters|nodes|pods|events [-o wide|json] | kindlab get kubeconfig
     kindlab apply -f PATH | kindlab delete -f PATH | kindlab delete pod NAME
     kindlab exec NODE -- CMD... | kindlab cp SRC DEST | kindlab curl URL
-    kindlab doctor [-o json]
+    kindlab doctor [-o json] [--kubeconfig FILE [--context NAME]] [--node NODE...] [--dry-run]
 
 A user's mistake prints one line and exits non-zero, never a traceback; options may come anywhere
 among a command's arguments, as with kubectl; a closed stdout (`kindlab get nodes | head -1`) ends quietly.
@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", parents=[common], help="check every node's hostPort plumbing")
     doctor.add_argument("-o", "--output", choices=("json",), help="output format")
+    doctor.add_argument("--kubeconfig", help="check any cluster through this kubeconfig (one debug pod per node)")
+    doctor.add_argument("--context", help="with --kubeconfig: the context to use (default: its current one)")
+    doctor.add_argument("--node", action="append", dest="nodes", metavar="NODE", help="only this node (repeatable)")
+    doctor.add_argument("--image", help="the debug pods' image (default: busybox:1.36; it needs /bin/busybox)")
+    doctor.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds (default 300)")
+    doctor.add_argument("--dry-run", action="store_true", help="print the objects doctor would create, create nothing")
     return parser
 
 
@@ -277,10 +283,56 @@ def cmd_curl(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    """Doctor on a lab, or on any cluster through --kubeconfig; a lab with an API server (real Kubernetes, kind)
+    is checked through its own kubeconfig too, by the same debug pods, so there is one doctor."""
+    import yaml
+
+    from .backends.kube import debug, remote
     from .doctor import doctor
 
-    findings = doctor(_lab(args))
-    if args.output == "json":
+    image = args.image or debug.IMAGE
+    if args.kubeconfig:
+        target = remote.connect(args.kubeconfig, args.context, image=image, nodes=args.nodes)
+    else:
+        lab = _lab(args)
+        if not lab.capabilities.kubeconfig:   # the model: no API server, its nodes are read directly
+            if args.dry_run:
+                print("# nothing to create: this cluster's nodes are read directly (it has no API server)")
+                return 0
+            return _print_findings(doctor(lab), args.output)
+        target = remote.connect(yaml.safe_load(lab.kubeconfig()), name=lab.name, image=image, nodes=args.nodes,
+                                topology=lab.topology)
+    if args.dry_run:
+        print(yaml.safe_dump_all(debug.dry_run(target.node_names(), image), sort_keys=False), end="")
+        return 0
+    with _deadline(args.timeout, "doctor"), target:
+        findings = doctor(target)
+    return _print_findings(findings, args.output)
+
+
+def _deadline(seconds: float, what: str):
+    """A context in which SIGALRM after `seconds` raises WaitTimeout (the `with` blocks around it still clean up)."""
+    import contextlib
+
+    from .errors import WaitTimeout
+
+    @contextlib.contextmanager
+    def guard():
+        def expire(signum, frame):
+            raise WaitTimeout(f"{what} did not finish in {seconds:g}s (--timeout)")
+        old = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+    return guard()
+
+
+def _print_findings(findings, output: str | None) -> int:
+    """The findings as a table (or JSON); exit 0 when every one is ok, 1 otherwise."""
+    if output == "json":
         print(json.dumps({"findings": findings.to_dict(orient="records")}, indent=2, default=str))
     else:
         rows = [[r.node, r.check, "ok" if r.ok else "FAIL", r.message, "" if r.ok else r.fix]

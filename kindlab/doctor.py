@@ -42,7 +42,7 @@ from .model import pods as pod_rules
 from .model.cni import CNI_BIN, NET_D, NetworkConfig
 from .model.pods import SANDBOX_FAILED, HostPort
 
-FINDING_COLUMNS = ["node", "check", "ok", "message", "fix"]
+FINDING_COLUMNS = ["node", "check", "ok", "message", "evidence", "fix"]
 #: kube-apiserver's default --service-node-port-range: kube-proxy's NodePort rules live there.
 NODEPORT_RANGE = (30000, 32767)
 #: Lists the nat table of each iptables backend the node has: legacy only where its tables already exist
@@ -155,8 +155,14 @@ def dnat_rule(rules: pd.DataFrame, hp: HostPort) -> pd.DataFrame:
 
 
 # -- findings -------------------------------------------------------------------------------
-def _finding(node: str, check: str, ok: bool, message: str, fix: str = "") -> dict[str, Any]:
-    return {"node": node, "check": check, "ok": ok, "message": message, "fix": "" if ok else fix}
+def _finding(node: str, check: str, ok: bool, message: str, fix: str = "", evidence: str = "") -> dict[str, Any]:
+    """One finding: what was checked, whether it is fine, in words, what was read that says so, and the fix."""
+    return {"node": node, "check": check, "ok": ok, "message": message, "evidence": evidence,
+            "fix": "" if ok else fix}
+
+
+def _listing(folder: str, files: list[str] | None) -> str:
+    return f"ls {folder}: " + ("(no such folder)" if files is None else " ".join(files) or "(empty)")
 
 
 def _host_bin_folder(lab: Cluster, node: str) -> Path | None:
@@ -212,8 +218,10 @@ def _shown(path: Path) -> str:
 
 def check_portmap(lab: Cluster, state: NodeState, states: list[NodeState], stuck: str) -> dict[str, Any]:
     """Is portmap in the node's /opt/cni/bin, executable?"""
+    evidence = _listing(CNI_BIN, state.bin_files)
     if state.portmap_executable:
-        return _finding(state.name, "portmap-binary", True, f"{CNI_BIN}/portmap is present and executable.")
+        return _finding(state.name, "portmap-binary", True, f"{CNI_BIN}/portmap is present and executable.",
+                        evidence=evidence)
     files = state.bin_files
     has = "(the folder is missing)" if files is None else f"(it holds: {', '.join(files) or 'nothing'})"
     what = "is not executable" if state.bin_files and "portmap" in state.bin_files else "is missing"
@@ -224,7 +232,7 @@ def check_portmap(lab: Cluster, state: NodeState, states: list[NodeState], stuck
              else f"into {state.name}:{CNI_BIN}/")
     fix = (f"Copy {src} {where}: {command}. No need to recreate pods: the kubelet retries the sandbox "
            f"every back-off period ({lab.capabilities.retry_window}) and the pod heals by itself.")
-    return _finding(state.name, "portmap-binary", False, message, fix)
+    return _finding(state.name, "portmap-binary", False, message, fix, evidence)
 
 
 def _config_source(lab: Cluster, states: list[NodeState], node: str) -> str | None:
@@ -244,21 +252,23 @@ def _config_source(lab: Cluster, states: list[NodeState], node: str) -> str | No
 def check_config(lab: Cluster, state: NodeState, states: list[NodeState], pods: list[HostPort]) -> dict[str, Any]:
     """Which config does the runtime pick, and does it chain portmap?"""
     chosen, rejected = state.chosen, state.choice.rejected
+    evidence = _listing(NET_D, state.net_d) + (f"; the runtime's choice: {chosen.file}, plugins "
+                                               f"{' -> '.join(chosen.types)}" if chosen else "")
     if rejected is not None:
         return _finding(state.name, "cni-config", False,
                         f"The first config file, {rejected.file}, is invalid ({rejected.error}): the runtime loads "
                         f"no network at all and every new sandbox fails with '{cni_rules.NOT_INITIALIZED}' "
                         "(containerd does not skip to the next file).",
                         f"Fix or remove {state.name}:{NET_D}/{rejected.file}; the runtime reloads the folder "
-                        "by itself.")
+                        "by itself.", evidence)
     if chosen is None:
         return _finding(state.name, "cni-config", False,
                         f"No CNI config in {NET_D} (entries: {', '.join(state.net_d) or 'none'}).",
-                        "Install the CNI provider (on kind: Cilium's DaemonSet writes 05-cilium.conflist).")
+                        "Install the CNI provider (on kind: Cilium's DaemonSet writes 05-cilium.conflist).", evidence)
     chain = " -> ".join(chosen.types)
     if chosen.chains_portmap:
         return _finding(state.name, "cni-config", True,
-                        f"The runtime picks {chosen.file} (plugins: {chain}); it chains portmap.")
+                        f"The runtime picks {chosen.file} (plugins: {chain}); it chains portmap.", evidence=evidence)
     why = ("chains portmap without capabilities.portMappings, so portmap gets no hostPorts"
            if chosen.portmap else "does not chain portmap, so hostPorts are ignored")
     message = f"The runtime picks {chosen.file} (plugins: {chain}); it {why}."
@@ -275,7 +285,7 @@ def check_config(lab: Cluster, state: NodeState, states: list[NodeState], pods: 
     if running:
         fix += (f" Then delete and re-apply {', '.join(running)}: a running pod's network is not redone "
                 "when the config changes.")
-    return _finding(state.name, "cni-config", False, message, fix)
+    return _finding(state.name, "cni-config", False, message, fix, evidence)
 
 
 def trace_hostport(state: NodeState, hp: HostPort) -> pd.DataFrame:
@@ -292,19 +302,24 @@ def check_dnat(state: NodeState, hp: HostPort, lab: Cluster | None = None) -> di
     where = f"hostPort {hp.host_port}/{hp.protocol} of pod {hp.pod} (-> {dest})"
     steps = trace_hostport(state, hp)
     last = steps.iloc[-1] if len(steps) else None
+    evidence = (f"iptables -t nat, a packet to {state.ip}:{hp.host_port}/{hp.protocol} from PREROUTING: "
+                + (" -> ".join(f"{c}: {t}" for c, t in zip(steps["chain"], steps["target"], strict=True))
+                   if len(steps) else "no rule matches"))
     if last is not None and last["target"] == "DNAT" and str(last["to_destination"]) == dest:
-        return _finding(state.name, "hostport-dnat", True, f"{where}: DNAT in chain {last['chain']}.")
+        return _finding(state.name, "hostport-dnat", True, f"{where}: DNAT in chain {last['chain']}.",
+                        evidence=evidence)
     recreate = f"delete and re-apply pod {hp.pod} ({_reapply(lab, hp.pod)})"
     if last is not None and last["target"] == "DNAT":
         return _finding(state.name, "hostport-dnat", False,
                         f"{where}: the node sends it to {last['to_destination']} instead (a stale rule?).",
-                        f"Delete the pod that owns {last['to_destination']}, then {recreate}.")
+                        f"Delete the pod that owns {last['to_destination']}, then {recreate}.", evidence)
     rules = state.nat.rules if state.nat is not None else pd.DataFrame()
     if len(rules) and len(dnat_rule(rules, hp)):
         chain = dnat_rule(rules, hp)["chain"].iloc[0]
         return _finding(state.name, "hostport-dnat", False,
                         f"{where}: a DNAT rule exists in chain {chain} but a packet from PREROUTING "
-                        "does not reach it.", f"{recreate[0].upper()}{recreate[1:]} so portmap writes its rules again.")
+                        "does not reach it.",
+                        f"{recreate[0].upper()}{recreate[1:]} so portmap writes its rules again.", evidence)
     count = int(_column(rules, "chain").astype(str).str.startswith("CNI-HOSTPORT").sum()) if len(rules) else 0
     chosen = state.chosen
     if chosen is not None and chosen.chains_portmap:
@@ -316,7 +331,7 @@ def check_dnat(state: NodeState, hp: HostPort, lab: Cluster | None = None) -> di
         message = (f"{where}: no DNAT rule ({count} CNI-HOSTPORT rules on the node): the chosen CNI config does "
                    "not chain portmap. After fixing the config the pod must still be recreated.")
         fix = f"First fix cni-config on {state.name}; then {recreate}."
-    return _finding(state.name, "hostport-dnat", False, message, fix)
+    return _finding(state.name, "hostport-dnat", False, message, fix, evidence)
 
 
 def _live_ips(pods: list[dict[str, Any]], node: str) -> set[str]:
@@ -339,7 +354,8 @@ def check_stale_dnat(state: NodeState, live_ips: set[str]) -> list[dict[str, Any
         if dest.rsplit(":", 1)[0] not in live_ips:
             stale.setdefault(chain, []).append(dest)
     if not stale:
-        return [_finding(state.name, "stale-dnat", True, f"Every portmap DNAT rule ({len(dnat)}) goes to a live pod.")]
+        return [_finding(state.name, "stale-dnat", True, f"Every portmap DNAT rule ({len(dnat)}) goes to a live pod.",
+                         evidence=f"live pod IPs on {state.name}: {' '.join(sorted(live_ips)) or 'none'}")]
     out = []
     for chain, dests in sorted(stale.items()):
         jumps = rules[(chains == "CNI-HOSTPORT-DNAT") & (_column(rules, "target").astype(str) == chain)]
@@ -348,7 +364,8 @@ def check_stale_dnat(state: NodeState, live_ips: set[str]) -> list[dict[str, Any
         out.append(_finding(state.name, "stale-dnat", False,
                             f"Chain {chain} DNATs to {', '.join(dests)}, which is no live pod's IP on {state.name}: a "
                             "sandbox whose CNI DEL never ran left it, and a new pod given that IP would receive this "
-                            "hostPort's traffic.", f"Remove it on {state.name}: {fix}."))
+                            "hostPort's traffic.", f"Remove it on {state.name}: {fix}.",
+                            "; ".join(rules[chains == chain]["rule"].astype(str))))
     return out
 
 
@@ -413,18 +430,19 @@ def check_backends(node: str, rulesets: dict[str, iptables.Ruleset]) -> list[dic
         if any(c.startswith("KUBE-") for c in chains):
             holders.setdefault("kube-proxy", set()).add(name)
     used = set().union(*holders.values()) if holders else set()
+    evidence = "; ".join(f"{name}: {len(rules.rules)} nat rules" for name, rules in sorted(rulesets.items()))
     if len(used) <= 1:
         where = next(iter(used), None)
         return [_finding(node, "iptables-backend", True,
                          f"Rules in one iptables backend ({where or 'none with hostPort or kube-proxy rules'}; "
-                         f"backends seen: {', '.join(sorted(rulesets)) or 'none'}).")]
+                         f"backends seen: {', '.join(sorted(rulesets)) or 'none'}).", evidence=evidence)]
     said = "; ".join(f"{who} in {', '.join(sorted(b))}" for who, b in sorted(holders.items()))
     return [_finding(node, "iptables-backend", False,
                      f"Rules are split between iptables backends ({said}): each backend's rules are evaluated, but "
                      "a tool that reads the other one (iptables-save of the wrong variant) does not show them, and "
                      "their order against each other is not what either tool says (kubernetes/kubernetes#107965).",
                      "Run every component with the same iptables variant (update-alternatives --set iptables ...), "
-                     "then flush the other backend's nat table.")]
+                     "then flush the other backend's nat table.", evidence)]
 
 
 def _connects(lab: Cluster, node: str, ip: str, port: int) -> bool:
@@ -449,7 +467,8 @@ def check_reach(lab: Cluster, state: NodeState, hp: HostPort) -> dict[str, Any]:
     return _finding(state.name, "hostport-reach", ok,
                     f"From inside {state.name}, pod {hp.pod}'s hostPort {hp.host_port}/TCP: {seen}.",
                     "See hostport-dnat: the DNAT to the pod is missing or the pod does not listen on "
-                    f"{hp.container_port}.")
+                    f"{hp.container_port}.",
+                    " ".join(f"{where}={'open' if ok else 'closed'}" for where, ok in matrix.items()))
 
 
 def doctor(lab: Cluster, reach: bool = True) -> pd.DataFrame:

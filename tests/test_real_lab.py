@@ -170,8 +170,8 @@ def test_the_seed_walkthrough_on_real_kubernetes(real_config, lab_name, tmp_path
     assert cli("curl", f"http://{lab.node_ip(worker3)}/", "--timeout", "2", "--name", lab_name,
                check=False).returncode != 0
     scenario.fix_worker3(lab, recreate=True, timeout=60)
-    assert f"-> My hostname is: {pod3}" in lab.wait_for(
-        lambda: lab.curl(f"http://{lab.node_ip(worker3)}/").body, timeout=10, what="worker3's hostPort")
+    from kindlab import walkthrough as wt  # curl until it answers: Running comes before the server listens
+    assert f"-> My hostname is: {pod3}" in wt.wait_for_curl(lab, worker3, timeout=15).body
 
     traces = Traces(lab_name)
     assert traces.pids and traces.cgroups   # there were containers, in cgroups of their own

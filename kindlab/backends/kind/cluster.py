@@ -115,7 +115,8 @@ class KindCluster(Cluster):
         info = self._node_info()
         return Capabilities(
             backend=self.backend, kubelet="real", kubernetes_version=info.get("kubeletVersion", "unknown"),
-            runtime_version=info.get("containerRuntimeVersion", "unknown"), watches_pods=True, immediate_retries=1,
+            runtime_version=info.get("containerRuntimeVersion", "unknown"), watches_pods=True,
+            immediate_retries=1, kubeconfig=True,
             poll_interval=POLL_SECONDS, pod_timeout=300.0, heal_slack=KIND_HEAL_SLACK, portmap_source=None,
             runtime_timestamps=False,
             node_plugins=KIND_NODE_PLUGINS)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from . import components, forward, kubeconfig
 from .images import Image
+from .lab import poll
 from .testbed import BedNode, Testbed
 
 T = TypeVar("T")
@@ -38,17 +38,7 @@ def conflist(subnet: str, portmap: bool = True, name: str = "kr-bridge") -> str:
 
 def wait(what: str, check: Callable[[], T], timeout: float, every: float = 0.1) -> T:
     """Poll `check` until it returns something true; its value (AssertionError after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 (components start in any order; keep polling)
-            last = exc
-        time.sleep(every)
-    raise AssertionError(f"{what}: not reached in {timeout:g}s (last error: {last!r})")
+    return poll(what, check, timeout, every, fail=AssertionError)
 
 
 Procs = dict[tuple[str, str], subprocess.Popen]

@@ -68,7 +68,8 @@ class RealLab(NetnsCluster):
         portmap = cni_rules.PACKAGE_PORTMAP
         return Capabilities(
             backend=self.backend, kubelet="real", kubernetes_version=self.real["kubernetes"],
-            runtime_version=self.real["runtime"], watches_pods=True, poll_interval=POLL_SECONDS, immediate_retries=1,
+            runtime_version=self.real["runtime"], watches_pods=True, poll_interval=POLL_SECONDS,
+            immediate_retries=1, kubeconfig=True,
             pod_timeout=120.0, heal_slack=HEAL_SLACK, portmap_source=str(portmap) if portmap.exists() else None,
             runtime_timestamps=False, node_plugins=("bridge", "host-local", "loopback", "portmap"))
 

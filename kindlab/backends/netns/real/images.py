@@ -1,6 +1,7 @@
 """Container images made on the machine, as OCI image layouts and archives: nothing is downloaded.
 
 - the pause image (`registry.k8s.io/pause:3.2`): Kubernetes' own static `pause`, built by set-up;
+- `docker.io/library/busybox:1.36`: Debian's static busybox, the image of doctor's node debug pods;
 - `docker.io/inanimate/echo-server:latest`: kindlab's echo server (kindlab/echo.py, unchanged) run
   by the machine's Debian python3 with the shared libraries `ldd` names and the part of the stdlib
   the server imports (found by importing it, optional ssl/bz2/lzma left out): a 15 MB layer.
@@ -27,6 +28,8 @@ from .... import echo as echo_module
 PAUSE_NAME = "registry.k8s.io/pause:3.2"
 ECHO_NAME = "docker.io/inanimate/echo-server:latest"
 PYTHON = Path("/usr/bin/python3.11")
+BUSYBOX_NAME = "docker.io/library/busybox:1.36"
+BUSYBOX = Path("/bin/busybox")
 LEFT_OUT = ("ssl", "_ssl", "bz2", "_bz2", "lzma", "_lzma", "hashlib", "_hashlib")   # optional imports
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -121,6 +124,13 @@ def pause_image(pause_binary: Path, folder: Path) -> Image:
     """The sandbox image: the static pause binary as /pause."""
     layer = layer_tar({"/pause": pause_binary}, executables={"/pause"})
     return write_layout(folder / "pause", PAUSE_NAME, layer, {"Entrypoint": ["/pause"], "WorkingDir": "/"})
+
+
+def busybox_image(folder: Path, busybox: Path = BUSYBOX) -> Image:
+    """`busybox:1.36` from Debian's busybox-static, as /bin/busybox: the node debug pods' image (doctor)."""
+    layer = layer_tar({"/bin/busybox": busybox}, executables={"/bin/busybox"})
+    return write_layout(folder / "busybox", BUSYBOX_NAME, layer,
+                        {"Entrypoint": ["/bin/busybox"], "Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"})
 
 
 def shared_libraries(binary: Path) -> list[Path]:

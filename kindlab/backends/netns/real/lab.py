@@ -17,9 +17,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ....errors import ClusterError
 from ....progress import Reporter, quiet
@@ -35,6 +36,7 @@ API_PORT = 6443
 KUBECONFIG = "kubeconfig"          # in the lab's state: the admin's, for https://127.0.0.1:<port>
 READY_TIMEOUT = 120.0
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
+T = TypeVar("T")
 
 
 def own_dirs() -> tuple[str, ...]:
@@ -76,8 +78,10 @@ def _component(lab: str, view: NodeView, comp: components.Component, logs: Path)
             "start": processes.start_time(pid) or 0, "log": str(log)}
 
 
-def _wait(what: str, check, timeout: float, logs: Path, every: float = 0.1):
-    """Poll `check` until it answers something true; ClusterError naming the logs otherwise."""
+def poll(what: str, check: Callable[[], T], timeout: float, every: float = 0.1,
+         fail: Callable[[str], Exception] = ClusterError) -> T:
+    """Poll `check` until it returns something true (its errors count as not yet: components start in any
+    order); its value, else `fail(message)` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -85,11 +89,16 @@ def _wait(what: str, check, timeout: float, logs: Path, every: float = 0.1):
             value = check()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 (components start in any order; keep polling)
+        except Exception as exc:  # noqa: BLE001
             last = exc
         time.sleep(every)
-    raise ClusterError(f"real Kubernetes: {what} not reached in {timeout:g}s"
-                       + (f" (last: {str(last)[:200]})" if last else "") + f"; the components' logs are in {logs}")
+    raise fail(f"{what}: not reached in {timeout:g}s" + (f" (last error: {str(last)[:200]})" if last else ""))
+
+
+def _wait(what: str, check: Callable[[], T], timeout: float, logs: Path, every: float = 0.1) -> T:
+    """`poll`, failing with a ClusterError that names the components' logs."""
+    return poll(f"real Kubernetes: {what}", check, timeout, every,
+                fail=lambda message: ClusterError(f"{message}; the components' logs are in {logs}"))
 
 
 def admin_client(state: Path) -> Any:
@@ -113,7 +122,8 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
     logs.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     certs = components.write(state / "real", c, {v.name: NodeDirs(Path(v.state)).own("/") for v in views})
-    made = [images.pause_image(bin_dir / "pause", state / "images"), images.echo_image(state / "images")]
+    made = [images.pause_image(bin_dir / "pause", state / "images"), images.echo_image(state / "images"),
+            *([images.busybox_image(state / "images")] if images.BUSYBOX.is_file() else [])]
     report(f"netns: real Kubernetes: certificates, configs and images made ({time.monotonic() - began:.1f}s)")
     by_name = {v.name: v for v in views}
     cp = by_name[c.control_plane.name]

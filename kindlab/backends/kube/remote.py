@@ -1,0 +1,154 @@
+"""RemoteCluster: any Kubernetes cluster through a kubeconfig, as far as doctor needs one.
+
+Nodes, pods (every namespace) and events come from the API server; `exec` on a node runs in a node
+debug pod (debug.py: the node's own root and network namespace). Nothing else is made, and the debug
+pods go on `close` (the class is a context manager). Copying files and curl are not offered: kindlab
+sends no traffic to a cluster it did not make.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from ... import objects
+from ...capabilities import Capabilities
+from ...cluster import Cluster, HttpResponse, node_summary
+from ...errors import ClusterError, ExecError, KindlabError
+from ...topology import Networking, Node, Topology
+from .client import KubeApi
+from .debug import IMAGE, NAMESPACE, DebugPods
+from .errors import kubernetes_error
+from .shapes import to_json
+
+
+def api_client(kubeconfig: str | Path | dict[str, Any], context: str | None = None) -> Any:
+    """An ApiClient for `kubeconfig` (a file, or its parsed YAML) and `context`, verifying the server as it says."""
+    from kubernetes import config
+
+    where = "the kubeconfig" if isinstance(kubeconfig, dict) else f"kubeconfig {kubeconfig}"
+    try:
+        if isinstance(kubeconfig, dict):
+            return config.new_client_from_config_dict(kubeconfig, context=context, persist_config=False)
+        path = Path(kubeconfig).expanduser()
+        if not path.is_file():
+            raise ClusterError(f"--kubeconfig {kubeconfig}: no such file; give the kubeconfig of the cluster to "
+                               "check (e.g. `kind get kubeconfig --name kind > kubeconfig`)")
+        return config.new_client_from_config(config_file=str(path), context=context, persist_config=False)
+    except KindlabError:
+        raise
+    except Exception as exc:
+        mapped = kubernetes_error(exc, where)
+        raise (mapped or ClusterError(f"{where} cannot be used: {exc}")) from None
+
+
+def connect(kubeconfig: str | Path | dict[str, Any], context: str | None = None, *, name: str | None = None,
+            image: str = IMAGE, namespace: str = NAMESPACE, nodes: list[str] | None = None,
+            topology: Topology | None = None) -> RemoteCluster:
+    """The cluster of `kubeconfig` (a file or its parsed YAML), for doctor: `with connect(...) as cluster:`."""
+    return RemoteCluster(api_client(kubeconfig, context), name=name or context or "cluster", image=image,
+                         namespace=namespace, nodes=nodes, topology=topology)
+
+
+def _api(method):
+    @functools.wraps(method)
+    def wrapper(self: RemoteCluster, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except KindlabError:
+            raise
+        except Exception as exc:
+            mapped = kubernetes_error(exc, f"cluster {self.name!r}")
+            if mapped is None:
+                raise
+            raise mapped from None
+    return wrapper
+
+
+class RemoteCluster(Cluster):
+    """A cluster kindlab did not make, read through its API server; exec through node debug pods."""
+
+    backend = "kubeconfig"
+
+    def __init__(self, api: Any, name: str = "cluster", image: str = IMAGE, namespace: str = NAMESPACE,
+                 nodes: list[str] | None = None, topology: Topology | None = None):
+        self.kube = KubeApi(api)
+        self.debug = DebugPods(self.kube.core, image=image, namespace=namespace)
+        self._nodes = self._read_nodes()
+        wanted = nodes or [n["metadata"]["name"] for n in self._nodes]
+        known = [n["metadata"]["name"] for n in self._nodes]
+        if unknown := [n for n in wanted if n not in known]:
+            raise ClusterError(f"cluster {name!r} has no node {', '.join(unknown)}; nodes are: {', '.join(known)}")
+        if topology is None:
+            rows = {n["metadata"]["name"]: node_summary(n) for n in self._nodes}
+            topology = Topology(name=name, nodes=tuple(Node(name=n, role=rows[n]["role"], index=i,
+                                                            pod_cidr=rows[n]["podCIDR"] or "")
+                                                       for i, n in enumerate(wanted)),
+                                networking=Networking())
+        super().__init__(name, topology)
+
+    def __enter__(self) -> RemoteCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the debug pods this run made."""
+        self.debug.close()
+
+    @_api
+    def _read_nodes(self) -> list[dict[str, Any]]:
+        return self.kube.node_list()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        info = ((self._nodes[0].get("status") or {}).get("nodeInfo") or {}) if self._nodes else {}
+        return Capabilities(backend=self.backend, kubelet="real", kubernetes_version=info.get("kubeletVersion", "?"),
+                            runtime_version=info.get("containerRuntimeVersion", "?"), watches_pods=True,
+                            poll_interval=1.0, immediate_retries=1, pod_timeout=300.0, kubeconfig=True)
+
+    # -- reads -------------------------------------------------------------------------------------
+    @_api
+    def node_list(self) -> list[dict[str, Any]]:
+        wanted = set(self.node_names())
+        return [n for n in self.kube.node_list() if n["metadata"]["name"] in wanted]
+
+    @_api
+    def pod_list(self) -> list[dict[str, Any]]:
+        return [to_json(p) for p in self.kube.core.list_pod_for_all_namespaces().items]
+
+    @_api
+    def event_list(self) -> list[dict[str, Any]]:
+        return [to_json(e) for e in self.kube.core.list_event_for_all_namespaces().items]
+
+    # -- nodes ---------------------------------------------------------------------------------------
+    @_api
+    def exec(self, node: str, cmd: str | list[str], check: bool = True, input: str | bytes | None = None,
+             timeout: float | None = 60) -> str:
+        self.check_node(node)
+        if input is not None:
+            raise ClusterError("exec with input is not offered on a cluster reached through its kubeconfig")
+        argv = ["sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
+        code, out, err = self.debug.exec(node, argv, timeout=timeout or 60)
+        if check and code != 0:
+            raise ExecError(f"{node}: `{' '.join(argv)}` exited with {code}: {(err or out).strip() or '(no output)'}",
+                            returncode=code, stdout=out, stderr=err)
+        return out
+
+    def cp(self, src: str, dest: str) -> None:
+        raise ClusterError("cp is not offered on a cluster reached through its kubeconfig (doctor only reads)")
+
+    def curl(self, url: str, timeout: float = 5.0) -> HttpResponse:
+        raise ClusterError("curl is not offered on a cluster kindlab did not make: kindlab sends it no traffic")
+
+    # -- changes: none ------------------------------------------------------------------------------
+    def apply_object(self, obj: objects.Manifest) -> str:
+        raise ClusterError("kindlab changes nothing on a cluster reached through its kubeconfig but its debug pods")
+
+    def delete_pod(self, name: str, namespace: str = "default", wait: bool = True) -> str:
+        raise ClusterError("kindlab changes nothing on a cluster reached through its kubeconfig but its debug pods")
+
+    def down(self) -> None:
+        raise ClusterError("kindlab deletes only clusters it made")

@@ -1,0 +1,192 @@
+"""`kindlab doctor --kubeconfig`: doctor on any cluster through its API server and node debug pods, tested on
+the lab's real Kubernetes through its printed kubeconfig (as a user points it at their own cluster).
+
+The seed's broken state flags exactly worker2 and worker3; a stale DNAT made by hand and a hostPort conflict
+are found; nothing after the fixes; no debug pod is left after a normal run, after SIGINT, after a timeout;
+--dry-run creates nothing. The manifests and the debug-pod plumbing are also checked without a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kindlab.backends.kube import debug
+
+ROOT = Path(__file__).resolve().parents[1]
+KINDLAB = [sys.executable, "-m", "kindlab.cli"]
+
+
+def test_a_debug_pod_is_kubectl_debug_node_shaped():
+    pod = debug.manifest("kind-worker2", image="example/busybox:1")
+    spec = pod["spec"]
+    assert spec["nodeName"] == "kind-worker2" and spec["hostNetwork"] and spec["hostPID"]
+    assert spec["tolerations"] == [{"operator": "Exists"}] and spec["restartPolicy"] == "Never"
+    assert spec["terminationGracePeriodSeconds"] == 0 and spec["activeDeadlineSeconds"] == debug.LIFETIME
+    container = spec["containers"][0]
+    assert container["securityContext"] == {"privileged": True} and container["image"] == "example/busybox:1"
+    assert container["volumeMounts"] == [{"name": "host", "mountPath": "/host"}]
+    assert spec["volumes"] == [{"name": "host", "hostPath": {"path": "/"}}]
+    assert pod["metadata"]["labels"][debug.LABEL] == debug.LABEL_VALUE
+    assert pod["metadata"]["namespace"] == debug.NAMESPACE and len(pod["metadata"]["name"]) <= 63
+    assert "trap 'exit 0' TERM" in container["command"][-1]   # PID 1 stops at once on delete
+
+
+def test_doctor_without_a_usable_kubeconfig_is_one_line(tmp_path):
+    done = subprocess.run([*KINDLAB, "doctor", "--kubeconfig", str(tmp_path / "nope")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "no such file" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad"
+    bad.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+    done = subprocess.run([*KINDLAB, "doctor", "--kubeconfig", str(bad)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "kubeconfig" in done.stderr
+
+
+# -- on the lab's real Kubernetes ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real_lab(tmp_path_factory):
+    from kindlab.backends.netns.real import binaries
+
+    if os.geteuid() != 0 or binaries.missing():
+        pytest.skip(f"real Kubernetes cannot run here: {'; '.join(binaries.missing()) or 'not root'}")
+    import kindlab
+    from kindlab import walkthrough as wt
+
+    name = f"d{secrets.token_hex(2)}"
+    lab = kindlab.up(wt.private_config(tmp_path_factory.mktemp("kind")), name=name, backend="netns",
+                     kubernetes="real")
+    try:
+        wt.apply_static(lab)
+        wt.ensure_pods(lab)
+        folder = tmp_path_factory.mktemp("kubeconfig")
+        (folder / "kubeconfig").write_text(lab.kubeconfig())
+        yield lab, folder / "kubeconfig"
+    finally:
+        lab.down()
+
+
+def run_doctor(kubeconfig: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*KINDLAB, "doctor", "--kubeconfig", str(kubeconfig), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def findings(done: subprocess.CompletedProcess) -> list[dict]:
+    assert "Traceback" not in done.stderr, done.stderr
+    return json.loads(done.stdout)["findings"]
+
+
+def leftovers(kubeconfig: Path, wait: float = 20) -> list[str]:
+    """The debug pods still there after `wait` seconds at most (a delete with grace 0 takes a moment)."""
+    from kubernetes import client
+
+    from kindlab.backends.kube.remote import api_client
+
+    api = api_client(kubeconfig)
+    try:
+        core = client.CoreV1Api(api)
+        deadline = time.monotonic() + wait
+        while (left := debug.leftovers(core)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return left
+    finally:
+        api.close()
+
+
+def test_doctor_through_the_kubeconfig_flags_the_seeds_two_workers(real_lab):
+    lab, kubeconfig = real_lab
+    worker2, worker3 = f"{lab.name}-worker2", f"{lab.name}-worker3"
+    done = run_doctor(kubeconfig, "-o", "json")
+    assert done.returncode == 1, done.stderr
+    rows = findings(done)
+    bad = [r for r in rows if not r["ok"]]
+    assert {r["node"] for r in bad} == {worker2, worker3}, bad
+    assert {r["check"] for r in bad if r["node"] == worker2} == {"portmap-binary"}
+    assert {"cni-config", "hostport-dnat"} <= {r["check"] for r in bad if r["node"] == worker3}
+    assert all(set(r) >= {"node", "ok", "check", "evidence", "fix"} for r in rows)
+    portmap = next(r for r in bad if r["check"] == "portmap-binary")
+    assert portmap["evidence"].startswith("ls /opt/cni/bin: ") and "portmap" not in portmap["evidence"].split(": ")[1]
+    config = next(r for r in bad if r["check"] == "cni-config")
+    assert "05-kindlab.conf" in config["evidence"]
+    assert {r["node"] for r in rows} == {n for n in lab.node_names()}   # every node, through its debug pod
+    assert leftovers(kubeconfig) == []
+
+
+def test_the_labs_own_doctor_is_the_same_path(real_lab):
+    lab, kubeconfig = real_lab
+    done = subprocess.run([*KINDLAB, "doctor", "--name", lab.name, "--backend", "netns", "-o", "json"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    mine = {(r["node"], r["check"], r["ok"]) for r in findings(done)}
+    theirs = {(r["node"], r["check"], r["ok"]) for r in findings(run_doctor(kubeconfig, "-o", "json"))}
+    assert mine == theirs
+    assert leftovers(kubeconfig) == []
+
+
+def test_dry_run_creates_nothing(real_lab):
+    lab, kubeconfig = real_lab
+    done = run_doctor(kubeconfig, "--dry-run", "--node", f"{lab.name}-worker")
+    assert done.returncode == 0, done.stderr
+    docs = list(yaml.safe_load_all(done.stdout))
+    assert [d["kind"] for d in docs] == ["Namespace", "Pod"] and docs[1]["spec"]["nodeName"] == f"{lab.name}-worker"
+    assert leftovers(kubeconfig, wait=0) == []
+
+
+def test_sigint_and_timeout_leave_no_debug_pod(real_lab):
+    lab, kubeconfig = real_lab
+    proc = subprocess.Popen([*KINDLAB, "doctor", "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    from kubernetes import client
+
+    from kindlab.backends.kube.remote import api_client
+
+    api = api_client(kubeconfig)
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + 60
+    while not debug.leftovers(core) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    api.close()
+    proc.send_signal(signal.SIGINT)   # Ctrl-C while its pods exist
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert leftovers(kubeconfig) == []
+    done = run_doctor(kubeconfig, "--timeout", "1")
+    assert done.returncode != 0 and "did not finish in 1s" in done.stderr and "Traceback" not in done.stderr
+    assert leftovers(kubeconfig) == []
+
+
+def test_a_stale_dnat_and_a_hostport_conflict_are_found_and_the_fixed_cluster_is_clean(real_lab):
+    from kindlab import objects
+    from kindlab import walkthrough as wt
+
+    lab, kubeconfig = real_lab
+    worker = f"{lab.name}-worker"
+    # a portmap chain left behind: its DNAT goes to an address no pod has
+    lab.exec(worker, "iptables -t nat -N CNI-DN-kindlabtest && iptables -t nat -A CNI-DN-kindlabtest -p tcp "
+                     "-m tcp --dport 9999 -j DNAT --to-destination 192.168.1.250:8080 && iptables -t nat "
+                     "-A CNI-HOSTPORT-DNAT -p tcp -m tcp --dport 9999 -j CNI-DN-kindlabtest")
+    twin = objects.loads(Path(ROOT / "manifests/static/echo-kind-worker.yaml").read_text()
+                         .replace("kind-worker", worker).replace("name: echo-" + worker, "name: twin"))[0]
+    lab.apply_object(twin)
+    try:
+        rows = findings(run_doctor(kubeconfig, "-o", "json", "--node", worker))
+        bad = {r["check"]: r for r in rows if not r["ok"]}
+        assert "stale-dnat" in bad and "192.168.1.250:8080" in bad["stale-dnat"]["message"]
+        assert "CNI-DN-kindlabtest" in bad["stale-dnat"]["evidence"]
+        assert "hostport-conflict" in bad, rows
+    finally:
+        lab.delete_pod("twin")
+        lab.exec(worker, "iptables -t nat -D CNI-HOSTPORT-DNAT -p tcp -m tcp --dport 9999 -j CNI-DN-kindlabtest; "
+                         "iptables -t nat -F CNI-DN-kindlabtest; iptables -t nat -X CNI-DN-kindlabtest")
+    wt.fix_all(lab)
+    done = run_doctor(kubeconfig, "-o", "json")
+    assert done.returncode == 0, [r for r in findings(done) if not r["ok"]]
+    assert leftovers(kubeconfig) == []
