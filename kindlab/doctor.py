@@ -18,6 +18,9 @@ Per node, through ``lab.exec`` only (so every backend works the same), these che
     Do two pods ask the same hostPort on a node; is a hostPort inside the NodePort range?
 ``iptables-backend``
     Are portmap's and kube-proxy's rules in one iptables backend (legacy or nft)?
+``nft-hostport``
+    Does portmap keep rules in nftables (its ``cni_hostport`` tables, plugins v1.6 and later), which
+    ``iptables-save`` never shows, and do they DNAT to live pods only?
 ``hostport-reach``
     From inside the node, does a TCP connect to each hostPort on the node IP succeed (and, reported
     alongside, on 127.0.0.1)?
@@ -445,6 +448,46 @@ def check_backends(node: str, rulesets: dict[str, iptables.Ruleset]) -> list[dic
                      "then flush the other backend's nat table.", evidence)]
 
 
+#: portmap's nftables backend (CNI plugins v1.6 and later) keeps its rules in tables of this name, which
+#: `iptables-save` never shows.
+NFT_TABLE = "cni_hostport"
+NFT_SCRIPT = ("if command -v nft >/dev/null; then for family in ip ip6; do "
+              f"nft list table $family {NFT_TABLE} 2>/dev/null; done; else echo '#kindlab no nft'; fi")
+
+
+def nft_hostport(lab: Cluster, node: str) -> str | None:
+    """portmap's nftables tables on the node, as `nft list table` prints them; None where nft is not installed."""
+    try:
+        text = lab.exec(node, ["sh", "-c", NFT_SCRIPT], check=False)
+    except ExecError:
+        return None
+    return None if text.startswith("#kindlab no nft") else text
+
+
+def check_nft(node: str, text: str | None, live_ips: set[str]) -> dict[str, Any]:
+    """portmap's nftables rules: reported where they exist (iptables-save does not show them), their DNATs
+    checked against the node's live pods as stale-dnat checks portmap's iptables chains."""
+    if text is None:
+        return _finding(node, "nft-hostport", True, "nft is not installed: portmap uses iptables here.",
+                        evidence="command -v nft: not found")
+    if NFT_TABLE not in text:
+        return _finding(node, "nft-hostport", True, f"No nftables table {NFT_TABLE}: portmap's rules, if any, are "
+                        "in iptables (see hostport-dnat).", evidence=f"nft list table ip {NFT_TABLE}: none")
+    dnat = [line.strip() for line in text.splitlines() if " dnat " in f" {line.strip()} "]
+    stale = [rule for rule in dnat if not any(f"{ip}:" in rule or f"{ip} " in f"{rule} " for ip in live_ips)]
+    evidence = "; ".join(dnat) or f"table {NFT_TABLE} with no dnat rule"
+    if stale:
+        return _finding(node, "nft-hostport", False,
+                        f"portmap's nftables table {NFT_TABLE} DNATs to no live pod's IP ({len(stale)} rule(s)): a "
+                        "sandbox whose CNI DEL never ran left them (iptables-save does not show them).",
+                        f"Remove the rules on {node} (nft -a list table ip {NFT_TABLE}, then nft delete rule ... "
+                        "handle N).", evidence)
+    return _finding(node, "nft-hostport", True,
+                    f"portmap keeps its rules in nftables table {NFT_TABLE} ({len(dnat)} dnat rule(s)), every one to "
+                    "a live pod: read them with `nft list table ip cni_hostport`, not iptables-save.",
+                    evidence=evidence)
+
+
 def _connects(lab: Cluster, node: str, ip: str, port: int) -> bool:
     """A TCP connect from inside the node's network namespace to ip:port (bash's /dev/tcp), within 2 s."""
     try:
@@ -488,6 +531,7 @@ def doctor(lab: Cluster, reach: bool = True) -> pd.DataFrame:
         rows.extend(check_stale_dnat(state, _live_ips(pods, state.name)))
         rows.extend(check_hostport_use(state.name, ports[state.name]))
         rows.extend(check_backends(state.name, iptables_backends(lab, state.name)))
+        rows.append(check_nft(state.name, nft_hostport(lab, state.name), _live_ips(pods, state.name)))
     frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
     frame["ok"] = frame["ok"].astype(bool)
     return frame

@@ -77,10 +77,12 @@ def make_lab(netns_ready, tmp_path_factory) -> Iterator[Callable[..., object]]:
 
 @pytest.fixture
 def host_network() -> Callable[[], dict[str, str]]:
-    """snapshot() -> the host namespace's `ip -d link`, `ip route`, `iptables-save` (comments, counters stripped)."""
+    """snapshot() -> the host namespace's `ip -d link`, `ip route`, `ip -6 route`, `iptables-save` (comments,
+    counters stripped)."""
     def snapshot() -> dict[str, str]:
         def run(*argv: str) -> str:
             out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
             return "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in out.splitlines() if not line.startswith("#"))
-        return {"link": run("ip", "-d", "link"), "route": run("ip", "route"), "iptables": run("iptables-save")}
+        return {"link": run("ip", "-d", "link"), "route": run("ip", "route"), "route6": run("ip", "-6", "route"),
+                "iptables": run("iptables-save")}
     return snapshot

@@ -228,9 +228,9 @@ def test_half_fixed_cluster_still_needs_worker3_recreated():
 def test_fixed_cluster_flags_nothing():
     findings = doctor.doctor(fixed())
     assert findings["ok"].all(), findings
-    # per node: portmap-binary, cni-config, stale-dnat, iptables-backend; per node with hostPorts, one
-    # hostport-conflict; per running hostPort pod, one hostport-dnat and one hostport-reach
-    assert len(findings) == 4 * 4 + 3 + 3 + 3
+    # per node: portmap-binary, cni-config, stale-dnat, iptables-backend, nft-hostport; per node with hostPorts,
+    # one hostport-conflict; per running hostPort pod, one hostport-dnat and one hostport-reach
+    assert len(findings) == 4 * 5 + 3 + 3 + 3
 
 
 # -- finer points ---------------------------------------------------------------------------

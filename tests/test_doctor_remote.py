@@ -190,3 +190,63 @@ def test_a_stale_dnat_and_a_hostport_conflict_are_found_and_the_fixed_cluster_is
     done = run_doctor(kubeconfig, "-o", "json")
     assert done.returncode == 0, [r for r in findings(done) if not r["ok"]]
     assert leftovers(kubeconfig) == []
+
+
+def test_portmaps_nftables_rules_are_read_and_checked():
+    from kindlab import doctor
+
+    table = ("table ip cni_hostport {\n\tchain hostports {\n"
+             "\t\tip daddr 172.18.0.3 tcp dport 80 dnat ip to 192.168.1.2:8080\n"
+             "\t\tip daddr 172.18.0.3 tcp dport 81 dnat ip to 192.168.1.9:8080\n\t}\n}\n")
+    ok = doctor.check_nft("n", table.replace("192.168.1.9", "192.168.1.2"), {"192.168.1.2"})
+    assert ok["ok"] and "nftables" in ok["message"] and "dnat ip to 192.168.1.2:8080" in ok["evidence"]
+    stale = doctor.check_nft("n", table, {"192.168.1.2"})
+    assert not stale["ok"] and "1 rule(s)" in stale["message"] and "nft delete rule" in stale["fix"]
+    assert doctor.check_nft("n", None, set())["ok"] and doctor.check_nft("n", "", set())["ok"]
+
+
+def test_the_api_half_on_kinds_recorded_objects(monkeypatch):
+    """RemoteCluster's reads, and what doctor takes from the API, on the kind fixtures (tests/data/kind)."""
+    from kubernetes import client
+
+    from kindlab import doctor
+    from kindlab.backends.kube import client as kube_client
+    from kindlab.backends.kube import remote
+    from kindlab.errors import ClusterError
+
+    data = ROOT / "tests" / "data" / "kind"
+    api = client.ApiClient()
+
+    def load(name: str, kind: str):
+        return api.deserialize((data / name).read_text(), kind, "application/json")
+
+    class Core:
+        def list_node(self):
+            return load("nodes.json", "V1NodeList")
+
+        def list_pod_for_all_namespaces(self):
+            return load("pods.json", "V1PodList")
+
+        def list_event_for_all_namespaces(self):
+            return load("events.json", "CoreV1EventList")
+
+    monkeypatch.setattr(kube_client.KubeApi, "core", property(lambda self: Core()))
+    cluster = remote.RemoteCluster(api, name="kind")
+    assert cluster.node_names() == ["kind-control-plane", "kind-worker", "kind-worker2", "kind-worker3"]
+    assert cluster.topology.node("kind-control-plane").role == "control-plane"
+    assert cluster.capabilities.kubelet == "real" and cluster.capabilities.kubeconfig
+    assert cluster.capabilities.kubernetes_version.startswith("v1.")
+    pods, events = cluster.pod_list(), cluster.event_list()
+    ports = doctor.host_ports(pods, "kind-worker2")
+    assert [(p.host_port, p.container_port, p.running) for p in ports] == [(80, 8080, False)]
+    stuck = doctor._stuck(pods, events, "kind-worker2")
+    assert 'failed to find plugin "portmap"' in stuck and "Pending" in stuck
+    assert cluster.node_ip("kind-worker3").startswith("172.18.0.")   # kind gives addresses in its own order
+    only = remote.RemoteCluster(api, name="kind", nodes=["kind-worker2"])
+    assert only.node_names() == ["kind-worker2"]
+    assert [n["metadata"]["name"] for n in only.node_list()] == ["kind-worker2"]
+    with pytest.raises(ClusterError, match="has no node kind-worker9"):
+        remote.RemoteCluster(api, name="kind", nodes=["kind-worker9"])
+    for change in (lambda: cluster.cp("a", "b"), lambda: cluster.curl("http://172.18.0.3/"), cluster.down):
+        with pytest.raises(ClusterError):
+            change()

@@ -157,6 +157,11 @@ def test_the_seed_walkthrough_on_real_kubernetes(real_config, lab_name, tmp_path
     assert counts.get("FailedCreatePodSandBox") == 1 and counts.get("SandboxChanged", 0) >= 2, counts
     changed = events[events["reason"] == "SandboxChanged"]
     assert len(changed) == 1 and changed["firstTimestamp"].iloc[0] != changed["lastTimestamp"].iloc[0]
+    # containerd's own record: the failed RunPodSandbox, then each retry's failed kill of that sandbox
+    recorded = lab.runtime_times(lab.pod(pod2))
+    assert recorded is not None and recorded.running_at is None and len(recorded.attempts) >= 3
+    gaps = [b - a for a, b in zip(recorded.attempts, recorded.attempts[1:], strict=False)]
+    assert gaps[0] < 1.0 and all(9.9 <= g <= 15.5 for g in gaps[1:]), gaps
     result = heal.measure(lab, pod2, lambda: scenario.fix_worker2(lab), timeout=60)
     window = KUBELET_BACKOFF * (1 + KUBELET_JITTER) + lab.capabilities.heal_slack
     print(f"worker2 healed: Running {result.running_after:.1f}s, curl {result.curl_after}s after the fix")

@@ -73,6 +73,7 @@ class RemoteCluster(Cluster):
 
     def __init__(self, api: Any, name: str = "cluster", image: str = IMAGE, namespace: str = NAMESPACE,
                  nodes: list[str] | None = None, topology: Topology | None = None):
+        self.name = name   # (set again by Cluster.__init__ below) for the errors of the first read
         self.kube = KubeApi(api)
         self.debug = DebugPods(self.kube.core, image=image, namespace=namespace)
         self._nodes = self._read_nodes()

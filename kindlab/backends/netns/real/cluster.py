@@ -18,6 +18,7 @@ from ...kube.client import KubeApi
 from ...kube.errors import kubernetes_error
 from ..lab import NetnsCluster
 from . import lab as real_lab
+from . import runtime_log
 
 F = TypeVar("F", bound=Callable[..., Any])
 POLL_SECONDS = 0.2
@@ -71,10 +72,15 @@ class RealLab(NetnsCluster):
             runtime_version=self.real["runtime"], watches_pods=True, poll_interval=POLL_SECONDS,
             immediate_retries=1, kubeconfig=True,
             pod_timeout=120.0, heal_slack=HEAL_SLACK, portmap_source=str(portmap) if portmap.exists() else None,
-            runtime_timestamps=False, node_plugins=("bridge", "host-local", "loopback", "portmap"))
+            runtime_timestamps=True, node_plugins=("bridge", "host-local", "loopback", "portmap"))
 
     def runtime_times(self, pod: dict[str, Any]) -> RuntimeTimes | None:
-        return None
+        """containerd's own record of the pod (its node's log): failed sandbox attempts, the container's start."""
+        node = ((pod or {}).get("spec") or {}).get("nodeName")
+        uid = ((pod or {}).get("metadata") or {}).get("uid")
+        if not node or not uid:
+            return None
+        return runtime_log.times(self.state_dir / "logs" / f"{node}.containerd.log", uid)
 
     # -- the components in place of the agent -------------------------------------------------------
     def agent_running(self) -> bool:
