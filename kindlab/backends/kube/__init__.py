@@ -3,4 +3,6 @@
   shapes   client models as the API server's JSON, manifests, kubectl-like apply
   client   KubeApi: list, watch, apply and delete pods, read nodes and events
   errors   the Kubernetes client's exceptions as kindlab errors
+  debug    node debug pods, as `kubectl debug node/NAME` makes them (doctor's way into a node)
+  remote   RemoteCluster: any cluster through its kubeconfig, as far as doctor needs one
 """

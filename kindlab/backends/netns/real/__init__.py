@@ -1,4 +1,4 @@
-"""The real Kubernetes components for the netns backend (issue 14's groundwork; not yet wired into `up`).
+"""Real Kubernetes in the netns lab's nodes: `kindlab create cluster --kubernetes real` (the default where built).
 
 Module map:
   binaries    where set-up keeps the built v1.20 binaries; what this machine lacks to run them
@@ -6,10 +6,13 @@ Module map:
   kubeconfig  kubeconfig files with the CA and client certificate embedded
   components  configs and command lines: etcd, kube-apiserver, controller-manager, scheduler,
               containerd, kubelet, kube-proxy; `write` lays out every node's own files
-  images      the pause and echo-server images, made on the machine as OCI layouts and archives
+  images      the pause, echo-server and busybox images, made on the machine as OCI layouts and archives
   registry    a read-only registry serving those layouts (pulls of untagged images never leave the lab)
   forward     sockets inside a network namespace from the host's; the loopback port to the API server
   teardown    processes found by namespace (shims and containers carry no marker), their cgroups
+  lab         the components started in a lab's own nodes (lifecycle.create calls it), restarted when dead
+  cluster     RealLab: the lab's Cluster, its Kubernetes half through KubeApi and the admin kubeconfig
+  runtime_log a pod's failed attempts and start, from its node's containerd log (RealLab.runtime_times)
   testbed     minimal node namespaces for the smoke test (the lab uses nodes.py)
   bringup     a cluster brought up on a testbed step by step (the smoke test and tests/data/real/record.py)
 """
