@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ...errors import ClusterError, KindlabError, NotFound
 
 API_HINT = "is the cluster running? (`kindlab get clusters`, `kind get clusters`)"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def kubernetes_error(exc: Exception, where: str, config_hint: str = "") -> KindlabError | None:
@@ -36,3 +39,20 @@ def api_message(exc: Any) -> str:
         return str(json.loads(exc.body)["message"])
     except (TypeError, ValueError, KeyError):
         return str(exc.reason or exc.status)
+
+
+def api_errors(method: F) -> F:
+    """A Cluster method whose Kubernetes client and transport exceptions become kindlab errors naming the
+    cluster (`self.name`); kindlab errors and programming errors pass unchanged."""
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except KindlabError:
+            raise
+        except Exception as exc:
+            mapped = kubernetes_error(exc, f"cluster {self.name!r}")
+            if mapped is None:
+                raise
+            raise mapped from None
+    return wrapper  # type: ignore[return-value]

@@ -8,7 +8,6 @@ sends no traffic to a cluster it did not make.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from ...errors import ClusterError, ExecError, KindlabError
 from ...topology import Networking, Node, Topology
 from .client import KubeApi
 from .debug import IMAGE, NAMESPACE, DebugPods
-from .errors import kubernetes_error
+from .errors import api_errors, kubernetes_error
 from .shapes import to_json
 
 
@@ -49,21 +48,6 @@ def connect(kubeconfig: str | Path | dict[str, Any], context: str | None = None,
     """The cluster of `kubeconfig` (a file or its parsed YAML), for doctor: `with connect(...) as cluster:`."""
     return RemoteCluster(api_client(kubeconfig, context), name=name or context or "cluster", image=image,
                          namespace=namespace, nodes=nodes, topology=topology)
-
-
-def _api(method):
-    @functools.wraps(method)
-    def wrapper(self: RemoteCluster, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except KindlabError:
-            raise
-        except Exception as exc:
-            mapped = kubernetes_error(exc, f"cluster {self.name!r}")
-            if mapped is None:
-                raise
-            raise mapped from None
-    return wrapper
 
 
 class RemoteCluster(Cluster):
@@ -99,7 +83,7 @@ class RemoteCluster(Cluster):
         """Delete the debug pods this run made."""
         self.debug.close()
 
-    @_api
+    @api_errors
     def _read_nodes(self) -> list[dict[str, Any]]:
         return self.kube.node_list()
 
@@ -111,21 +95,21 @@ class RemoteCluster(Cluster):
                             poll_interval=1.0, immediate_retries=1, pod_timeout=300.0, kubeconfig=True)
 
     # -- reads -------------------------------------------------------------------------------------
-    @_api
+    @api_errors
     def node_list(self) -> list[dict[str, Any]]:
         wanted = set(self.node_names())
         return [n for n in self.kube.node_list() if n["metadata"]["name"] in wanted]
 
-    @_api
+    @api_errors
     def pod_list(self) -> list[dict[str, Any]]:
         return [to_json(p) for p in self.kube.core.list_pod_for_all_namespaces().items]
 
-    @_api
+    @api_errors
     def event_list(self) -> list[dict[str, Any]]:
         return [to_json(e) for e in self.kube.core.list_event_for_all_namespaces().items]
 
     # -- nodes ---------------------------------------------------------------------------------------
-    @_api
+    @api_errors
     def exec(self, node: str, cmd: str | list[str], check: bool = True, input: str | bytes | None = None,
              timeout: float | None = 60) -> str:
         self.check_node(node)

@@ -7,43 +7,25 @@ the client the kind backend uses too, through the admin kubeconfig of the lab (l
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 from .... import objects
 from ....capabilities import Capabilities, RuntimeTimes
 from ....errors import ClusterError, KindlabError
 from ....model import cni as cni_rules
 from ...kube.client import KubeApi
-from ...kube.errors import kubernetes_error
+from ...kube.errors import api_errors, kubernetes_error
 from ..lab import NetnsCluster
 from . import lab as real_lab
 from . import runtime_log
 
-F = TypeVar("F", bound=Callable[..., Any])
 POLL_SECONDS = 0.2
 #: Measured on v1.20.2 + containerd 1.6.20 in the lab: Running 14-16 s after a fix that came just after a
 #: failure, a retry due 10-15 s later, then the 1 s sync tick, the sandbox, CNI ADD and the pull of an
 #: untagged image (Always).
 HEAL_SLACK = 4.0
 DELETE_TIMEOUT = 60.0
-
-
-def _api(method: F) -> F:
-    """Turn the Kubernetes client's exceptions into kindlab errors naming the lab."""
-    @functools.wraps(method)
-    def wrapper(self: RealLab, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except KindlabError:
-            raise
-        except Exception as exc:
-            mapped = kubernetes_error(exc, f"cluster {self.name!r}",
-                                      f"is the lab up? kindlab create cluster --name {self.name}")
-            if mapped is None:
-                raise
-            raise mapped from None
-    return wrapper  # type: ignore[return-value]
 
 
 class RealLab(NetnsCluster):
@@ -100,25 +82,25 @@ class RealLab(NetnsCluster):
             self.record = record
 
     # -- Kubernetes objects -----------------------------------------------------------------------
-    @_api
+    @api_errors
     def node_list(self) -> list[dict[str, Any]]:
         return self.kube.node_list()
 
-    @_api
+    @api_errors
     def pod_list(self) -> list[dict[str, Any]]:
         return self.kube.pod_list()
 
-    @_api
+    @api_errors
     def event_list(self) -> list[dict[str, Any]]:
         return self.kube.event_list()
 
-    @_api
+    @api_errors
     def apply_object(self, obj: objects.Manifest) -> str:
         if isinstance(obj, objects.PodSpec):
             self._pod_doc(obj)   # the lab's own checks of a pod (its nodeName, its image), as on the model
         return self.kube.apply_object(obj)
 
-    @_api
+    @api_errors
     def delete_pod(self, name: str, namespace: str = "default", wait: bool = True,
                    timeout: float = DELETE_TIMEOUT) -> str:
         return self.kube.delete_pod(name, namespace, wait=wait, timeout=timeout)
