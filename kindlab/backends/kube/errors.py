@@ -48,11 +48,17 @@ def api_errors(method: F) -> F:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except KindlabError:
-            raise
         except Exception as exc:
-            mapped = kubernetes_error(exc, f"cluster {self.name!r}")
-            if mapped is None:
-                raise
-            raise mapped from None
+            raise_as_kindlab(exc, f"cluster {self.name!r}")
+            raise
     return wrapper  # type: ignore[return-value]
+
+
+def raise_as_kindlab(exc: Exception, where: str) -> None:
+    """Raise the kindlab error for a Kubernetes client or transport exception; return for any other one
+    (a kindlab error, a programming error), which the caller re-raises unchanged."""
+    if isinstance(exc, KindlabError):
+        return
+    mapped = kubernetes_error(exc, where)
+    if mapped is not None:
+        raise mapped from None

@@ -12,10 +12,10 @@ from typing import Any
 
 from .... import objects
 from ....capabilities import Capabilities, RuntimeTimes
-from ....errors import ClusterError, KindlabError
+from ....errors import ClusterError
 from ....model import cni as cni_rules
 from ...kube.client import KubeApi
-from ...kube.errors import api_errors, kubernetes_error
+from ...kube.errors import api_errors, raise_as_kindlab
 from ..lab import NetnsCluster
 from . import lab as real_lab
 from . import runtime_log
@@ -109,13 +109,9 @@ class RealLab(NetnsCluster):
         """Pod changes as (time.monotonic(), ADDED|MODIFIED|DELETED, v1 Pod dict) until `timeout` seconds."""
         try:
             yield from self.kube.watch("list_namespaced_pod", timeout, namespace)
-        except KindlabError:
-            raise
         except Exception as exc:
-            mapped = kubernetes_error(exc, f"cluster {self.name!r}")
-            if mapped is None:
-                raise
-            raise mapped from None
+            raise_as_kindlab(exc, f"cluster {self.name!r}")
+            raise
 
     def cni_check(self, name: str, namespace: str = "default") -> str:
         raise ClusterError("cni_check reads the model's sandboxes; on real Kubernetes the runtime owns them "
