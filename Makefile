@@ -15,8 +15,11 @@ setup:
 setup-test:
 	@bash scripts/setup.sh chromium docker.io busybox-static
 
+# On failure, the failing cells' tracebacks (jupyter-book's reports) are printed last, where a log's tail shows them.
 book: setup
-	$(BIN)/jupyter-book build . --all --builder html --warningiserror --keep-going
+	$(BIN)/jupyter-book build . --all --builder html --warningiserror --keep-going || { \
+	  for f in $$(find _build/html/reports -name '*.log' 2>/dev/null); do echo "== $$f"; tail -n 25 "$$f"; done; \
+	  exit 1; }
 	@echo "The book: $(abspath _build/html/index.html)"
 
 test: setup-test book

@@ -6,6 +6,8 @@ asking which backend it runs on.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +20,42 @@ class RuntimeTimes:
 
     running_at: float | None
     attempts: list[float]
+    #: The runtime's id of the container whose start is `running_at`, where it names one.
+    container_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerStart:
+    """A container's start as the runtime pushed it: when the event reached kindlab, and the runtime's stamp."""
+
+    arrived_at: float
+    runtime_at: float
+
+
+class ContainerStarts:
+    """Containers' starts as a runtime pushes them, by container id; a backend's follower of its runtime's events
+    records them (`seen`). This base, for a backend without such events, never sees one."""
+
+    #: Whether anything records starts into this object (else `start_of` does not wait).
+    pushed = False
+
+    def __init__(self) -> None:
+        self.starts: dict[str, ContainerStart] = {}
+        self.changed = threading.Condition()
+
+    def seen(self, container_id: str, start: ContainerStart) -> None:
+        """Record a container's start (its first one counts)."""
+        with self.changed:
+            self.starts.setdefault(container_id, start)
+            self.changed.notify_all()
+
+    def start_of(self, container_id: str, timeout: float = 1.0) -> ContainerStart | None:
+        """The container's start once its event has arrived (waiting up to `timeout` s), else None."""
+        deadline = time.monotonic() + (timeout if self.pushed else 0.0)
+        with self.changed:
+            while container_id not in self.starts and (left := deadline - time.monotonic()) > 0:
+                self.changed.wait(left)
+            return self.starts.get(container_id)
 
 
 @dataclass(frozen=True)
@@ -48,6 +86,8 @@ class Capabilities:
     portmap_source: str | None = None
     #: The runtime records its own times of sandbox attempts and Running (`Cluster.runtime_times`).
     runtime_timestamps: bool = False
+    #: The runtime pushes its containers' starts as they happen (`Cluster.container_starts`).
+    runtime_events: bool = False
     #: The cluster has a Kubernetes API server and gives its kubeconfig (`Cluster.kubeconfig()`), so that any
     #: Kubernetes tool, and doctor's API path, works against it.
     kubeconfig: bool = False

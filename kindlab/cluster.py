@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from . import objects
-from .capabilities import Capabilities, RuntimeTimes
+from .capabilities import Capabilities, ContainerStarts, RuntimeTimes
 from .errors import ClusterError, NotFound, WaitTimeout
 from .model import pods as pod_rules
 from .topology import Topology
@@ -124,6 +125,11 @@ class Cluster(ABC):
     def runtime_times(self, pod: dict[str, Any]) -> RuntimeTimes | None:
         """The runtime's own record of the pod's failed attempts and Running; None where it keeps none."""
         return None
+
+    def container_starts(self, node: str) -> AbstractContextManager[ContainerStarts]:
+        """The starts of `node`'s containers that the runtime pushes while the block runs (none by default:
+        `capabilities.runtime_events` says whether a backend has them)."""
+        return nullcontext(ContainerStarts())
 
     def kubeconfig(self) -> str:
         """A kubeconfig for the cluster's API server, as `kind get kubeconfig` prints it."""

@@ -7,7 +7,10 @@
 Changes are seen through the backend's pod watch (pushed, or polled at `capabilities.poll_interval`),
 never by sleeping. A polled transition is placed midway between the last read that missed it and the
 first that saw it; where the runtime keeps its own times (`Cluster.runtime_times`) they check the
-estimate (`agent_running_after`, `accuracy(df)`). Breaking and fixing the nodes is `kindlab.scenario`'s.
+estimate (`agent_running_after`, `accuracy(df)`). Where the runtime also pushes its containers' starts
+(`capabilities.runtime_events`: containerd's task-start events), the healed container's start is timed by
+that push (`started_after`), a clock of milliseconds beside the API server's whole seconds. Breaking and
+fixing the nodes is `kindlab.scenario`'s.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ __all__ = ["BackoffModel", "HealResult", "KUBELET_BACKOFF", "KUBELET_JITTER", "a
 
 CURL_POLL = 0.05
 EXPERIMENT_COLUMNS = ["run", "delay", "running_after", "curl_after", "attempts_before", "attempts_after",
-                      "backoff", "agent_running_after", "error"]
+                      "backoff", "agent_running_after", "started_after", "error"]
 
 
 # -- results -----------------------------------------------------------------------------
@@ -59,13 +62,17 @@ class HealResult:
     attempt_times: list[float] = field(default_factory=list, repr=False)
     #: Failed attempts whose times no record shows (folded into an event's count, without a runtime record).
     attempts_unseen: int = 0
+    #: When the healed container's start reached kindlab, pushed by the runtime (s after the fix), where it pushes.
+    started_after: float | None = None
 
     @property
     def error(self) -> float | None:
-        """agent_running_after - running_after (s), where both are known."""
-        if self.agent_running_after is None or self.running_after is None:
+        """The runtime's own time less kindlab's (s): agent_running_after - started_after where the runtime
+        pushes starts, else agent_running_after - running_after; None unless both are known."""
+        measured = self.started_after if self.started_after is not None else self.running_after
+        if self.agent_running_after is None or measured is None:
             return None
-        return self.agent_running_after - self.running_after
+        return self.agent_running_after - measured
 
     def to_dict(self) -> dict[str, Any]:
         """The scalar fields (and error) as a dict; events as a list of records."""
@@ -200,21 +207,24 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
     current = lab.pod(pod)
     uid, created = pod_rules.uid(current), pod_rules.epoch((current.get("metadata") or {}).get("creationTimestamp"))
     before = failed_attempts(lab, pod, uid, created, current)
-    fix_at = time.time()
-    fix()
-    curl = CurlWatch(lab, url, deadline=fix_at + timeout)
-    curl.start()
-    try:
-        running_at, running = wait_running(lab, pod, since=fix_at, timeout=timeout)
-    finally:
-        curl_at = curl.result(min(fix_at + timeout - time.time(), curl_grace))
-    recorded = lab.runtime_times(running)
+    with lab.container_starts(pod_rules.node_name(current) or "") as starts:
+        fix_at = time.time()
+        fix()
+        curl = CurlWatch(lab, url, deadline=fix_at + timeout)
+        curl.start()
+        try:
+            running_at, running = wait_running(lab, pod, since=fix_at, timeout=timeout)
+        finally:
+            curl_at = curl.result(min(fix_at + timeout - time.time(), curl_grace))
+        recorded = lab.runtime_times(running)
+        pushed = starts.start_of(recorded.container_id) if recorded and recorded.container_id else None
     agent_at = recorded.running_at if recorded is not None else None
     return HealResult(
         pod=pod, fix_at=fix_at, running_after=running_at - fix_at,
         curl_after=None if curl_at is None else curl_at - fix_at,
         attempts_before=before, attempts_after=failed_attempts(lab, pod, uid, created, running) - before,
         agent_running_after=None if agent_at is None else agent_at - fix_at,
+        started_after=None if pushed is None else pushed.arrived_at - fix_at,
         events=pod_events(lab, pod), attempt_times=attempt_times(lab, running),
         attempts_unseen=unseen_attempts(lab, running),
     )
@@ -265,14 +275,21 @@ def recreate(lab: Cluster, spec: objects.PodSpec, between: Callable[[], Any] | N
 
 def wait_failure(lab: Cluster, pod: str, *, since: float, at_least: int = 1,
                  timeout: float = 30.0) -> tuple[float, dict[str, Any]]:
-    """Wait for the pod's `at_least`-th failed sandbox attempt; (epoch of that failure, the pod)."""
+    """Wait for the pod's `at_least`-th failed sandbox attempt; (epoch of that failure, the pod).
+
+    The runtime's own record counts where the backend keeps one (an attempt is there once it has failed);
+    otherwise the events, whose RFC 3339 timestamps are whole seconds: then the time it was seen.
+    """
     def seen() -> tuple[float, dict[str, Any]] | None:
         current = scenario.find_pod(lab, pod)
-        if current is None or failed_attempts(lab, pod, pod_rules.uid(current), since, current) < at_least:
+        if current is None:
             return None
         recorded = lab.runtime_times(current)
-        # Events' RFC 3339 timestamps are whole seconds: without the runtime's record, the time it was seen.
-        return (max(recorded.attempts) if recorded and recorded.attempts else time.time()), current
+        if recorded is not None:
+            return (recorded.attempts[at_least - 1], current) if len(recorded.attempts) >= at_least else None
+        if failed_attempts(lab, pod, pod_rules.uid(current), since, current) < at_least:
+            return None
+        return time.time(), current
     return lab.wait_for(seen, timeout=timeout, interval=lab.capabilities.poll_interval,
                         what=f"a failed sandbox attempt of {pod}")
 
@@ -318,9 +335,9 @@ def _one_run(lab: Cluster, spec: objects.PodSpec, node: str, delay: float, break
     # keeps it Terminating until the plugin is back; the old sandbox's DEL must find its plugins
     fix(lab, node)
     applied = recreate(lab, spec, between=lambda: break_(lab, node))
-    immediate = lab.capabilities.immediate_retries   # the real kubelet's retry at once: the back-off comes after
-    failed_at, _ = wait_failure(lab, spec.name, since=applied, at_least=1 + immediate, timeout=timeout)
-    if immediate:
+    immediate = lab.capabilities.immediate_retries   # the kubelet's retry at once: the back-off comes after
+    failed_at, current = wait_failure(lab, spec.name, since=applied, at_least=1 + immediate, timeout=timeout)
+    if immediate and lab.runtime_times(current) is None:   # events show the retry as it starts, not as it fails
         delay = max(delay, IMMEDIATE_RETRY_SETTLE)
     _sleep_until(failed_at + delay)
     result = measure(lab, spec.name, lambda: fix(lab, node), timeout=timeout)
@@ -330,7 +347,7 @@ def _one_run(lab: Cluster, spec: objects.PodSpec, node: str, delay: float, break
 def experiment_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows of an experiment as its DataFrame, columns in EXPERIMENT_COLUMNS order."""
     frame = pd.DataFrame(rows, columns=EXPERIMENT_COLUMNS)
-    for col in ("delay", "running_after", "curl_after", "backoff", "agent_running_after", "error"):
+    for col in ("delay", "running_after", "curl_after", "backoff", "agent_running_after", "started_after", "error"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     for col in ("run", "attempts_before", "attempts_after"):
         frame[col] = frame[col].astype(int)

@@ -120,6 +120,45 @@ def plot_heal_distribution(df: pd.DataFrame, backoff: float | None = None, jitte
     return fig
 
 
+def plot_heal_by_kubelet(df: pd.DataFrame) -> Figure:
+    """The real kubelet's and the model's heals side by side: time to Running against the fix's delay, and
+    their distributions of the wait past the back-off's earliest retry.
+
+    ``df`` holds experiment frames of both, with a ``kubelet`` column ("real", "model"), as chapter 07 writes
+    them to its CSV. Both should have run at the same back-off; each kubelet gets its own colour.
+    """
+    colours = {"real": FAIL, "model": FIX}
+    fig = _BookFigure(figsize=(9.5, 3.9), layout="constrained")
+    scatter, cdf = fig.subplots(1, 2)
+    for kubelet, runs in df.groupby("kubelet", sort=False):
+        colour = colours.get(str(kubelet), MODEL)
+        label = "the real kubelet" if kubelet == "real" else "kindlab's model" if kubelet == "model" else kubelet
+        runs = runs.dropna(subset=["running_after"])
+        scatter.scatter(runs["delay"], runs["running_after"], color=colour, s=30, alpha=0.8, zorder=3,
+                        label=f"{label} ({len(runs)})")
+        past = np.sort((runs["running_after"] + runs["delay"] - runs["backoff"]).to_numpy(dtype=float))
+        if len(past):
+            cdf.step(np.concatenate([[0.0], past]), np.arange(len(past) + 1) / len(past), where="post",
+                     color=colour, lw=2, label=label)
+    b = _backoff_of(df, None)
+    delays = np.linspace(0, max(float(df["delay"].max()), 0.0), 30)
+    scatter.fill_between(delays, b - delays, b * (1 + KUBELET_JITTER) - delays, color=MODEL, alpha=0.15, lw=0,
+                         label=f"retry window {b:g}–{b * (1 + KUBELET_JITTER):g} s after the failure")
+    scatter.set_xlabel("fix applied this long after the last failed attempt (s)")
+    scatter.set_ylabel("fix → pod Running (s)")
+    scatter.set_ylim(bottom=0)
+    scatter.grid(alpha=0.3)
+    scatter.legend(fontsize=8, loc="upper right")
+    cdf.set_xlabel(f"failure → Running, less the back-off's {b:g} s (s)")
+    cdf.set_ylabel("fraction of runs")
+    cdf.set_xlim(left=0)
+    cdf.set_ylim(0, 1.02)
+    cdf.grid(alpha=0.3)
+    cdf.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"The real kubelet and kindlab's model on the same experiment (back-off {b:g} s)")
+    return fig
+
+
 # -- the attempts timeline --------------------------------------------------------------
 def _seconds(value: Any) -> float:
     """A time as seconds since the epoch: floats pass through; timestamps, datetimes and ISO strings convert."""

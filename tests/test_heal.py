@@ -99,6 +99,9 @@ def test_result_to_dict_and_error():
     assert d["error"] == pytest.approx(0.004)
     assert d["events"] == [{"reason": "Started"}]
     assert HealResult("p", 0, 1.0, None, 0, 0).error is None
+    # where the runtime pushes the container's start, that push is what the runtime's own time checks
+    pushed = HealResult("p", 100.0, 1.5, 1.6, 3, 0, 1.004, started_after=1.010)
+    assert pushed.error == pytest.approx(-0.006)
 
 
 def test_accuracy_in_milliseconds():

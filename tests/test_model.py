@@ -523,6 +523,27 @@ def test_the_window_in_words_and_on_capabilities():
     assert "sandbox retry back-off 0.5 s" in caps.describe() and caps.to_dict()["sandbox_backoff"] == 0.5
 
 
+def test_the_kubelets_clocks_tick_and_scale_with_the_backoff():
+    # retries start on the sync loop's tick at or after they fall due; the model's short back-off shortens it
+    assert kubelet.next_tick(12.3, origin=0.5, period=1.0) == 12.5
+    assert kubelet.next_tick(12.5, origin=0.5, period=1.0) == 12.5   # a due time on a tick is that tick
+    assert kubelet.next_tick(0.2, origin=0.5, period=1.0) == 0.5     # nothing before the clock started
+    assert kubelet.scaled(kubelet.SYNC_PERIOD) == 1.0 and kubelet.scaled(kubelet.RELIST_PERIOD, 0.5) == 0.05
+    rng = random.Random(3)
+    gaps = [kubelet.next_tick(t + kubelet.retry_delay(rng=rng), 0.0, 1.0) - t
+            for t in (rng.uniform(0, 100) for _ in range(2000))]
+    assert 10.0 <= min(gaps) < 10.2 and 15.8 < max(gaps) <= 16.0   # 10-16 s, as measured on the real kubelet
+
+
+def test_pull_policy_defaults_as_the_api_server_does():
+    assert pod_rules.pull_policy({"image": "inanimate/echo-server"}) == "Always"   # untagged
+    assert pod_rules.pull_policy({"image": "localhost:5000/echo:latest"}) == "Always"
+    assert pod_rules.pull_policy({"image": "localhost:5000/echo"}) == "Always"      # a port is not a tag
+    assert pod_rules.pull_policy({"image": "busybox:1.36"}) == "IfNotPresent"
+    assert pod_rules.pull_policy({"image": "busybox@sha256:" + "0" * 64}) == "IfNotPresent"
+    assert pod_rules.pull_policy({"image": "busybox", "imagePullPolicy": "Never"}) == "Never"
+
+
 def test_one_backoff_model():
     m = backoff.backoff_model(0.5, 0.5)
     assert (m.low, m.high) == kubelet.window(0.5, 0.5)

@@ -135,8 +135,7 @@ def test_hostport_conflict_is_rejected(make_lab, tmp_path):
     lab.apply_object(pod("second", worker))
     rejected = lab.wait_for_pod("second", phase="Failed", timeout=10)
     assert rejected["status"]["reason"] == "NodePorts"
-    assert rejected["status"]["message"] == ("Pod was rejected: Predicate NodePorts failed: node(s) didn't have free "
-                                             "ports for the requested pod ports")
+    assert rejected["status"]["message"] == "Pod Predicate NodePorts failed"   # the v1.20 kubelet's words
     assert any(e["reason"] == "NodePorts" and e["involvedObject"]["name"] == "second" for e in lab.event_list())
     assert lab.pods().set_index("name").loc["second", "reason"] == "NodePorts"
     lab.apply_object(pod("third", worker, host_port=81))        # another port is fine

@@ -134,3 +134,34 @@ def netns_names() -> list[str]:
 def marked_processes(lab: str) -> list[int]:
     from kindlab.backends.netns import processes
     return [pid for pid, owner in processes.marked().items() if owner == lab]
+
+
+def test_the_models_kubelet_retries_as_the_real_one(make_lab, tmp_path):
+    """Measured on the real kubelet (benchmarks/bench_fidelity.py): one FailedCreatePodSandBox, a retry at once
+    (the kept sandbox found by the relist), then SandboxChanged on the back-off and the sync tick; a pod whose
+    failed sandbox cannot be torn down stays Terminating until portmap is back."""
+    config = wt.private_config(tmp_path / "kind")
+    name = f"kubelet{os.getpid() % 10000}"
+    lab = make_lab(config, name=name, backoff=BACKOFF)
+    pod = f"echo-{name}-worker2"
+    wt.apply_pod(lab, pod)
+    times = lab.wait_for(lambda: (t := lab.runtime_times(lab.pod(pod))) and len(t.attempts) >= 4 and t.attempts,
+                         timeout=BACKOFF * 1.6 * 4 + 5, what="four failed attempts")
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    relist = sync = BACKOFF / 10
+    assert gaps[0] < relist + 0.1, gaps                                         # the immediate retry
+    assert all(BACKOFF <= g < BACKOFF * 1.5 + sync + 0.15 for g in gaps[1:]), gaps   # back-off, then the tick
+    mine = [e for e in lab.event_list() if e["involvedObject"]["name"] == pod]
+    counts = {e["reason"]: e["count"] for e in mine}
+    assert counts["FailedCreatePodSandBox"] == 1 and counts["SandboxChanged"] >= 3, counts
+    changed = next(e for e in mine if e["reason"] == "SandboxChanged")
+    assert changed["type"] == "Normal"
+    assert changed["message"] == "Pod sandbox changed, it will be killed and re-created."
+
+    # its kept sandbox needs portmap's DEL: deleting the pod leaves it Terminating, until portmap is back
+    lab.delete_pod(pod, wait=False)
+    time.sleep(BACKOFF * 2)
+    assert lab.pod(pod)["metadata"].get("deletionTimestamp")
+    assert any(e["reason"] == "FailedKillPod" for e in lab.event_list() if e["involvedObject"]["name"] == pod)
+    shutil.copy2("/usr/lib/cni/portmap", tmp_path / "kind" / "empty" / "bin" / "portmap")
+    lab.wait_for(lambda: scenario.find_pod(lab, pod) is None, timeout=BACKOFF * 1.6 + 3, what="the pod gone")

@@ -319,3 +319,15 @@ def test_rejected_and_waiting_statuses_have_kubernetes_shape():
     assert st.stage == agent.Stage.NEW
     st.stage, st.phase, st.reason, st.message = agent.Stage.REJECTED, "Failed", "NodePorts", "Pod was rejected: x"
     assert agent.v1_status(st, None)["reason"] == "NodePorts"
+
+
+def test_the_models_container_starts_are_pushed_as_they_are_written(tmp_path):
+    from kindlab.backends.netns import runtime_events
+
+    runtime_events.append(tmp_path, "kindlab://1", 100.0)   # before the follower: not its business
+    with runtime_events.ContainerFollower(tmp_path) as starts:
+        assert starts.start_of("kindlab://1", timeout=0.05) is None
+        runtime_events.append(tmp_path, "kindlab://2", 200.5)
+        seen = starts.start_of("kindlab://2", timeout=2.0)
+        assert seen is not None and seen.runtime_at == 200.5 and seen.arrived_at > 0
+        assert starts.start_of("kindlab://3", timeout=0.05) is None

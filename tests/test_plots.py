@@ -155,3 +155,17 @@ def test_cni_chain():
 def test_figures_show_themselves_in_jupyter_without_pyplot():
     fig = plots.plot_heal_vs_delay(experiment_frame())
     assert fig._repr_png_().startswith(b"\x89PNG")
+
+
+def test_the_real_kubelet_and_the_model_side_by_side():
+    real = experiment_frame(1).assign(kubelet="real")
+    model = experiment_frame(2).assign(kubelet="model")
+    fig = plots.plot_heal_by_kubelet(pd.concat([real, model], ignore_index=True))
+    rendered(fig)
+    words = texts(fig)
+    assert f"the real kubelet ({len(real)})" in words and f"kindlab's model ({len(model)})" in words
+    assert "back-off 2 s" in words and "retry window 2–3 s after the failure" in words
+    scatter, cdf = fig.axes
+    assert len(scatter.collections) == 3            # each kubelet's points, and the window
+    (real_line, model_line) = cdf.get_lines()
+    assert real_line.get_ydata()[-1] == model_line.get_ydata()[-1] == 1.0   # every run is in its distribution

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kindlab.backends.netns.real import runtime_log
+from kindlab.backends.netns.real import runtime_log, task_events
 
 LOG = Path(__file__).parent / "data" / "real" / "containerd-worker2.log"
 HEALED = "9604dbda-146f-4869-9bcc-bbfcdf4e9e07"   # failed, retried five times, healed when portmap came back
@@ -25,6 +25,7 @@ def test_the_first_failure_and_each_failed_retry_are_attempts():
     assert all(10.0 <= g <= 15.0 for g in gaps[1:]), gaps  # then the kubelet's back-off, 10 s + up to 50 %
     assert abs(times.running_at - at("2026-12-01T12:41:39.183658")) < 1e-5   # StartContainer returns successfully
     assert times.running_at > times.attempts[-1]
+    assert times.container_id == "db33357b47ad32acc8b772035c2b5755dff414e72e3bb893647bcb4bd10ac363"   # that start's
 
 
 def test_a_pod_the_log_never_saw_has_no_record(tmp_path):
@@ -35,3 +36,29 @@ def test_a_pod_the_log_never_saw_has_no_record(tmp_path):
 def test_stamps_keep_microseconds():
     assert runtime_log.epoch("2026-12-01T12:40:34.404639739Z") == at("2026-12-01T12:40:34.404639")
     assert runtime_log.epoch("2026-12-01T12:40:34Z") == at("2026-12-01T12:40:34")
+
+
+def test_task_start_events_as_ctr_events_prints_them():
+    start = task_events.parse('2026-12-01 12:41:39.179912345 +0000 UTC k8s.io /tasks/start '
+                              '{"container_id":"db33357b","pid":4242}\n')
+    assert start == ("db33357b", at("2026-12-01T12:41:39.179912"))
+    assert task_events.parse('2026-12-01 12:41:39.2 +0000 UTC k8s.io /tasks/exit {"container_id":"db33357b"}') is None
+    assert task_events.parse("2026-12-01 12:41:39 +0000 UTC k8s.io /tasks/start {not json}") is None
+    assert task_events.parse("") is None
+
+
+def test_task_starts_follow_ctr_events_while_open(tmp_path):
+    """TaskStarts runs `ctr events` in the node (here a stand-in `ctr` that prints two events and waits)."""
+    ctr = tmp_path / "ctr"
+    ctr.write_text("#!/bin/sh\n[ \"$1\" = events ] || exit 2\n"
+                   "echo '2026-12-01 12:41:39.179912345 +0000 UTC k8s.io /tasks/create {\"container_id\":\"a\"}'\n"
+                   "echo '2026-12-01 12:41:39.179912345 +0000 UTC k8s.io /tasks/start {\"container_id\":\"a\"}'\n"
+                   "exec sleep 30\n")
+    ctr.chmod(0o755)
+    with task_events.TaskStarts(["env", f"PATH={tmp_path}:/usr/bin:/bin"]) as starts:
+        start = starts.start_of("a", timeout=5)
+        assert start is not None and start.runtime_at == at("2026-12-01T12:41:39.179912")
+        assert start.arrived_at >= start.runtime_at
+        assert starts.start_of("b", timeout=0.1) is None
+        process = starts.process
+    assert process is not None and process.poll() is not None   # `ctr events` ends with the block

@@ -1,24 +1,43 @@
-"""The kubelet's sandbox retry back-off, stated once (stdlib only: the model's agent imports it).
+"""The kubelet's sandbox retry, stated once (stdlib only: the model's agent imports it).
 
 When a pod's sandbox fails, the kubelet's pod worker tries again after a constant back-off (10 s) plus up
-to 50 % jitter, without growing: each attempt is U[backoff, backoff·(1+jitter)] after the previous failure.
-The distribution of the time to heal that this implies is `kindlab.model.backoff`.
+to 50 % jitter, without growing; the retry then waits for the sync loop's next 1 s tick (the pod worker's
+queue is read on that tick), so each attempt lands 10-16 s after the previous failure. The distribution of the
+time to heal that the back-off alone implies is `kindlab.model.backoff`.
 
-The real kubelet (v1.20.2 + containerd 1.6.20, measured in the lab) also retries once at once after a
-pod's first failed sandbox (0-0.4 s later, with a SandboxChanged event: the dead sandbox's PLEG event
-wakes the pod worker); the back-off governs every retry after that one. kindlab's model does not do
-that immediate retry (yet): a backend says which it runs (`Capabilities.immediate_retries`).
+The real kubelet (v1.20.2 + containerd 1.6.20, measured in the lab: benchmarks/bench_fidelity.py) also retries
+once at once after a pod's first failed sandbox: containerd keeps the failed sandbox (its CNI DEL fails too),
+PLEG's 1 s relist finds it and wakes the pod worker, 0-1 s after the failure (at once when the relist ran
+while the sandbox was being made). The back-off governs every retry after that one. kindlab's model does the
+same, on the same two clocks, scaled by its back-off (`scaled`): a backend says so in
+`Capabilities.immediate_retries`.
 """
 
 from __future__ import annotations
 
+import math
 import random
 
 KUBELET_BACKOFF = 10.0
 KUBELET_JITTER = 0.5
+#: The kubelet's sync loop tick and PLEG's relist period at the 10 s back-off (s).
+SYNC_PERIOD = 1.0
+RELIST_PERIOD = 1.0
+#: A relist's own time, as a fraction of its period at most (the next relist waits a period after it ends).
+RELIST_TIME = 0.05
 #: Time allowed for the real kubelet's immediate retry to fail after its SandboxChanged event is seen (measured
-#: at most 0.4 s): a fix applied before then races that retry instead of waiting for the back-off.
+#: at most 0.6 s), where only events show the attempts: a fix applied before then races that retry.
 IMMEDIATE_RETRY_SETTLE = 1.0
+
+
+def scaled(period: float, backoff: float = KUBELET_BACKOFF) -> float:
+    """A kubelet period for a lab whose back-off is `backoff` (the model's short back-off shortens all of them)."""
+    return period * backoff / KUBELET_BACKOFF
+
+
+def next_tick(t: float, origin: float, period: float) -> float:
+    """The first tick of a clock (ticks at origin + k·period) at or after `t`."""
+    return origin + max(0, math.ceil((t - origin) / period - 1e-9)) * period
 
 
 def retry_delay(backoff: float = KUBELET_BACKOFF, jitter: float = KUBELET_JITTER,

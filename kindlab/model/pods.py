@@ -78,6 +78,17 @@ def pod_ip(pod: Pod | None) -> str | None:
     return ((pod or {}).get("status") or {}).get("podIP")
 
 
+def pull_policy(container: dict[str, Any]) -> str:
+    """imagePullPolicy as the API server defaults it: Always for an untagged or `:latest` image, else IfNotPresent."""
+    if container.get("imagePullPolicy"):
+        return str(container["imagePullPolicy"])
+    image = str(container.get("image") or "")
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    return "Always" if (last.split(":", 1)[1] if ":" in last else "latest") == "latest" else "IfNotPresent"
+
+
 # -- hostPorts ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class HostPort:

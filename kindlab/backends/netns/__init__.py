@@ -16,7 +16,9 @@ Module map:
   workloads    what a container runs (the echo server), kubelet-style env, hosts and resolv.conf
   events       events aggregated as Kubernetes' event correlator does
   processes    process identity, liveness, the ledger of each lab's processes
-  agent        the node agent: one per lab, the kubelet's reconcile loop
+  agent        the node agent: one per lab, the kubelet's reconcile loop (its clocks: model/kubelet.py)
+  records      the agent's record of a pod's attempts and start, as annotations (the runtime's times)
+  runtime_events  container starts pushed by the agent as they happen (as containerd's task events)
   controllers  deployments and scheduling for pods without a node
   lifecycle    making and removing whole labs
   files, curl  docker cp and curl for the lab

@@ -5,9 +5,12 @@ the store's agent.lock for its life and outlives the process that started it. It
 store's generation counter every 20 ms and re-reads everything at least once a second
 (level-triggered). For each desired pod it:
   admits it (hostPort conflicts on the node -> Failed/NodePorts, as the kubelet rejects),
-  makes a sandbox, runs CNI ADD, starts the workload, and reports Running once it listens;
-  on a sandbox failure records FailedCreatePodSandBox and retries after the kubelet's back-off
-  (constant `backoff` plus up to 50 % jitter), keeping each failed attempt's time;
+  makes a sandbox, runs CNI ADD, starts the workload, pushes its start once it listens (runtime_events),
+  and reports Running at PLEG's next relist after that;
+  on a sandbox failure records FailedCreatePodSandBox and keeps the sandbox when its CNI DEL fails too
+  (as containerd does), retries once at PLEG's next relist, then after the kubelet's back-off (constant
+  `backoff` plus up to 50 % jitter, on the sync loop's tick: model.kubelet), each retry a SandboxChanged
+  that must first tear the kept sandbox down; it keeps each failed attempt's time;
   on deletion stops the workload, runs CNI DEL and removes the sandbox.
 Statuses are written the moment a transition happens. A new agent adopts the pods of a dead one:
 their pause and workload processes are found again by pid and start time.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
+import random
 import shutil
 import signal
 import sys
@@ -31,8 +35,8 @@ from typing import Any
 
 from ...model import kubelet
 from ...model.kubelet import KUBELET_BACKOFF
-from ...model.pods import SANDBOX_FAILED
-from . import controllers, processes, records, sandbox, workloads
+from ...model.pods import SANDBOX_CHANGED, SANDBOX_FAILED, pull_policy
+from . import controllers, processes, records, runtime_events, sandbox, workloads
 from .cni import CniError, PodNetwork, Runtime, pod_ip, port_mappings
 from .events import EventRecorder
 from .names import state_dir
@@ -45,9 +49,11 @@ POLL = 0.02
 RESYNC = 1.0
 LIVENESS = 0.25
 NODE_PORTS_REASON = "NodePorts"
-NODE_PORTS_MESSAGE = "Predicate NodePorts failed: node(s) didn't have free ports for the requested pod ports"
+#: The kubelet's (v1.20) admission failure for a hostPort taken on the node: the event's and the status's words.
+NODE_PORTS_MESSAGE = "Predicate NodePorts failed"
 RPC = "rpc error: code = Unknown desc = "
 CNI_PER_NODE = 3
+SANDBOX_CHANGED_MESSAGE = "Pod sandbox changed, it will be killed and re-created."
 
 
 class Stage(StrEnum):
@@ -166,6 +172,33 @@ class Agent:
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pod")
         self.dirty = threading.Event()
         self.stopping = False
+        # the kubelet's two clocks: the sync loop's ticker (due retries start on it) and PLEG's relist, which
+        # runs a period after the previous relist finished, so it drifts against the ticker
+        self.sync_origin = time.time()
+        self.last_relist = self.sync_origin
+        self.relist_at = self.sync_origin + random.random() * self.relist_period
+
+    @property
+    def sync_period(self) -> float:
+        return kubelet.scaled(kubelet.SYNC_PERIOD, self.backoff)
+
+    @property
+    def relist_period(self) -> float:
+        return kubelet.scaled(kubelet.RELIST_PERIOD, self.backoff)
+
+    def next_retry(self) -> float:
+        """When a failed pod is tried again: after the back-off, on the sync loop's next tick."""
+        return kubelet.next_tick(time.time() + self.retry_delay(), self.sync_origin, self.sync_period)
+
+    def next_relist(self, after: float) -> float:
+        """PLEG's first relist at or after `after` (a time not in the future): the last one, or the next."""
+        return self.last_relist if after <= self.last_relist else self.relist_at
+
+    def relist(self, now: float) -> None:
+        """Advance PLEG's clock: each relist a period after the previous one, plus the relist's own time."""
+        while now >= self.relist_at:
+            self.last_relist = self.relist_at
+            self.relist_at += self.relist_period * (1 + kubelet.RELIST_TIME * random.random())
 
     @property
     def backoff(self) -> float:
@@ -272,7 +305,7 @@ class Agent:
         if mine and any(o is not pod and o.node == pod.node and o.stage not in (Stage.REJECTED, Stage.UNSCHEDULABLE)
                         and ports_conflict(mine, o.host_ports()) for o in self.pods.values()):
             pod.stage, pod.phase, pod.reason = Stage.REJECTED, "Failed", NODE_PORTS_REASON
-            pod.message = f"Pod was rejected: {NODE_PORTS_MESSAGE}"
+            pod.message = f"Pod {NODE_PORTS_MESSAGE}"
             self.events.record(pod.meta, pod.node, "Warning", NODE_PORTS_REASON, NODE_PORTS_MESSAGE)
             self.write(pod)
             return
@@ -284,6 +317,7 @@ class Agent:
         """Retries that are due; workloads that started listening or ended."""
         now = time.time()
         with self.lock:
+            self.relist(now)
             for pod in list(self.pods.values()):
                 if pod.busy or pod.deleting:
                     continue
@@ -292,8 +326,10 @@ class Agent:
                     self.submit(pod, self.create_pod if pod.stage == Stage.SANDBOX else self.start_container)
                 elif pod.stage == Stage.STARTING and pod.workload:
                     pid, start = pod.workload
-                    if workloads.listening(pid, pod.port):
-                        self.became_ready(pod)
+                    if pod.running_at is None and workloads.listening(pid, pod.port):
+                        self.container_started(pod)
+                    elif pod.running_at is not None and now >= self.next_relist(pod.running_at):
+                        self.became_ready(pod)   # the kubelet sees the start at PLEG's next relist
                     elif not processes.alive(pid, start):
                         self.container_exited(pod)
 
@@ -312,7 +348,9 @@ class Agent:
 
     # -- pod work (on pool threads) ---------------------------------------------------------------
     def create_pod(self, pod: PodState) -> None:
-        """RunPodSandbox (sandbox + CNI ADD), then start the container."""
+        """RunPodSandbox (sandbox + CNI ADD), then start the container; first, kill a failed sandbox kept."""
+        if pod.sandbox is not None and not self.kill_failed_sandbox(pod):
+            return
         view = self.views[pod.node]
         hosts, resolv = self.pod_files(pod)
         began = time.monotonic()
@@ -321,7 +359,7 @@ class Agent:
         except SandboxError as exc:
             self.sandbox_failed(pod, str(exc))
             return
-        made = time.monotonic()
+        made, made_at = time.monotonic(), time.time()
         net = self.pod_network(pod, sb)
         try:
             with self.node_locks[pod.node]:
@@ -330,13 +368,18 @@ class Agent:
                 log.info("pod %s: sandbox %.0f ms, CNI ADD %.0f ms (waited %.0f ms for the node)", pod.label,
                          (made - began) * 1000, (time.monotonic() - locked) * 1000, (locked - made) * 1000)
         except CniError as exc:
-            try:   # containerd tears the half-made network down; its failure is only logged
+            try:   # containerd tears the half-made network down; when that fails too, it keeps the sandbox
                 with self.node_locks[pod.node]:
                     self.runtimes[pod.node].teardown(net)
+                kept = None
             except CniError as cleanup:
-                log.info("pod %s: %s", pod.label, cleanup)
-            sandbox.destroy(sb)
-            self.sandbox_failed(pod, str(exc))
+                log.info("pod %s: %s; the sandbox is kept", pod.label, cleanup)
+                kept = sb
+            if kept is None:
+                sandbox.destroy(sb)
+            with self.lock:
+                pod.sandbox = kept
+            self.sandbox_failed(pod, str(exc), relisted=made_at if kept else None)
             return
         with self.lock:
             pod.sandbox, pod.pod_ip = sb, pod_ip(result)
@@ -344,19 +387,45 @@ class Agent:
         self.pod_files(pod)
         self.start_container(pod)
 
+    def kill_failed_sandbox(self, pod: PodState) -> bool:
+        """The kubelet's retry of a pod whose failed sandbox was kept: SandboxChanged, then StopPodSandbox (its
+        CNI DEL). False when that fails (an attempt failed: the kubelet logs it, writes no event, backs off)."""
+        self.events.record(pod.meta, pod.node, "Normal", SANDBOX_CHANGED, SANDBOX_CHANGED_MESSAGE)
+        try:
+            with self.node_locks[pod.node]:
+                self.runtimes[pod.node].teardown(self.pod_network(pod, pod.sandbox))
+        except CniError as exc:
+            log.info("pod %s: StopPodSandbox failed: %s", pod.label, exc)
+            with self.lock:
+                pod.attempts.append(time.time())
+                pod.next_try = self.next_retry()
+                self.write(pod)
+            return False
+        sandbox.destroy(pod.sandbox)
+        with self.lock:
+            pod.sandbox = None
+        return True
+
     def start_container(self, pod: PodState) -> None:
         """Pull (check) the image and start the workload in the sandbox."""
         image = pod.container["image"]
+        resolving = time.perf_counter()
         if not workloads.supported(image):
             with self.lock:
                 pod.stage, pod.waiting_reason = Stage.IMAGE, "ErrImagePull"
                 pod.waiting_message = workloads.unsupported_message(image)
-                pod.next_try = time.time() + self.retry_delay()
+                pod.next_try = self.next_retry()
                 self.events.record(pod.meta, pod.node, "Warning", "Failed", pod.waiting_message)
                 self.write(pod)
             return
-        self.events.record(pod.meta, pod.node, "Normal", "Pulled",
-                           f'Container image "{image}" already present on machine')
+        if pull_policy(pod.container) == "Always":
+            self.events.record(pod.meta, pod.node, "Normal", "Pulling", f'Pulling image "{image}"')
+            self.events.record(pod.meta, pod.node, "Normal", "Pulled",
+                               f'Successfully pulled image "{image}" in '
+                               f'{workloads.go_duration(time.perf_counter() - resolving)}')
+        else:
+            self.events.record(pod.meta, pod.node, "Normal", "Pulled",
+                               f'Container image "{image}" already present on machine')
         env = workloads.environment(pod.name, pod.container, self.record["service_subnet"])
         self.events.record(pod.meta, pod.node, "Normal", "Created", f"Created container {pod.container['name']}")
         log_file = self.pod_dir(pod) / "container.log"
@@ -416,19 +485,26 @@ class Agent:
         return True
 
     # -- transitions --------------------------------------------------------------------------------
-    def sandbox_failed(self, pod: PodState, error: str) -> None:
+    def sandbox_failed(self, pod: PodState, error: str, relisted: float | None = None) -> None:
+        """A failed RunPodSandbox. With `relisted` (when the kept sandbox was made), PLEG's next relist after
+        it wakes the pod worker at once; otherwise the back-off."""
         with self.lock:
-            pod.attempts.append(time.time())
+            now = time.time()
+            pod.attempts.append(now)
             pod.stage, pod.phase, pod.waiting_reason = Stage.SANDBOX, "Pending", "ContainerCreating"
-            pod.next_try = time.time() + self.retry_delay()
+            pod.next_try = max(now, self.next_relist(relisted)) if relisted is not None else self.next_retry()
             self.events.record(pod.meta, pod.node, "Warning", SANDBOX_FAILED,
                                f"Failed to create pod sandbox: {RPC}{error}")
             self.write(pod)
 
+    def container_started(self, pod: PodState) -> None:
+        """The runtime's moment: the container runs (and listens); pushed at once, as containerd's task start."""
+        pod.running_at = time.time()
+        runtime_events.append(self.store.root, container_id(pod), pod.running_at)
+
     def became_ready(self, pod: PodState) -> None:
         pod.stage, pod.phase = Stage.RUNNING, "Running"
-        pod.running_at = time.time()
-        pod.ready_since = timestamp(pod.running_at)
+        pod.ready_since = timestamp()
         self.write(pod)
 
     def container_exited(self, pod: PodState) -> None:
@@ -436,7 +512,7 @@ class Agent:
         pod.stage, pod.waiting_reason, pod.ready_since, pod.running_at = Stage.CRASH, "CrashLoopBackOff", None, None
         pod.waiting_message = f"back-off restarting failed container {pod.container['name']} in pod {pod.label}"
         pod.workload = None
-        pod.next_try = time.time() + self.retry_delay()
+        pod.next_try = self.next_retry()
         self.events.record(pod.meta, pod.node, "Warning", "BackOff",
                            f"Back-off restarting failed container {pod.container['name']} in pod {pod.label}")
         self.write(pod)
@@ -522,9 +598,15 @@ class Agent:
             self.store.put_status(pod.key, doc)
 
 
+def container_id(pod: PodState) -> str | None:
+    """The id of the pod's container (its workload's pid), as its status names it."""
+    return f"kindlab://{pod.workload[0]}" if pod.workload else None
+
+
 def annotations(pod: PodState) -> dict[str, str]:
     """The agent's record of the pod, as annotations on its status (records.py)."""
-    return records.annotations(pod.attempts, pod.running_at, pod.sandbox.id if pod.sandbox else None)
+    return records.annotations(pod.attempts, pod.running_at, pod.sandbox.id if pod.sandbox else None,
+                               container_id(pod) if pod.running_at is not None else None)
 
 
 def v1_status(pod: PodState, host_ip: str | None) -> dict[str, Any]:
@@ -559,7 +641,7 @@ def v1_status(pod: PodState, host_ip: str | None) -> dict[str, Any]:
         "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": ready,
                                "restartCount": pod.restarts, "started": pod.stage in (Stage.RUNNING, Stage.STARTING),
                                "state": state,
-                               **({"containerID": f"kindlab://{pod.workload[0]}"} if pod.workload else {})}],
+                               **({"containerID": container_id(pod)} if pod.workload else {})}],
     }
     if host_ip:
         status["hostIPs"] = [{"ip": host_ip}]

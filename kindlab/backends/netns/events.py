@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from typing import Any
@@ -64,7 +63,7 @@ class EventRecorder:
                 existing["message"] = message
                 event = existing
             else:
-                event.update({"metadata": {"name": f"{obj['name']}.{secrets.token_hex(8)}",
+                event.update({"metadata": {"name": f"{obj['name']}.{time.time_ns():x}",   # the kubelet's names
                                            "namespace": obj["namespace"], "creationTimestamp": stamp},
                               "count": 1, "firstTimestamp": stamp, "lastTimestamp": stamp})
                 self.events.append(event)

@@ -18,6 +18,7 @@ from ...capabilities import Capabilities
 from ...cluster import Cluster, HttpResponse, RuntimeTimes
 from ...errors import ClusterError, ConfigError, ExecError, NotFound, WaitTimeout
 from ...model import cni as cni_rules
+from ...model import kubelet
 from ...topology import Networking, Node, Topology, from_dict
 from . import commands, files, processes
 from .curl import curl as curl_from_host
@@ -26,6 +27,7 @@ from .names import STD_PATH, host_netns, marker, pod_key, state_dir
 from .nodes import NodeView
 from .podspec import deployment_template, pod_doc
 from .records import agent_times
+from .runtime_events import ContainerFollower
 from .state.store import Store, timestamp
 
 POLL_SECONDS = 0.01  # reading the lab's store costs well under 1 ms
@@ -67,13 +69,19 @@ class NetnsCluster(Cluster):
         return Capabilities(
             backend=self.backend, kubelet="model", kubernetes_version="none (kindlab's model)",
             runtime_version="none (kindlab's sandboxes)", watches_pods=False, poll_interval=POLL_SECONDS,
-            sandbox_backoff=self.backoff, pod_timeout=60.0, heal_slack=0.6 + 0.1 * self.backoff,
-            portmap_source=str(portmap) if portmap.exists() else None, runtime_timestamps=True,
+            sandbox_backoff=self.backoff, immediate_retries=1, pod_timeout=60.0,
+            heal_slack=0.6 + 0.1 * self.backoff + kubelet.scaled(kubelet.SYNC_PERIOD + kubelet.RELIST_PERIOD,
+                                                                 self.backoff),
+            portmap_source=str(portmap) if portmap.exists() else None, runtime_timestamps=True, runtime_events=True,
             node_plugins=("bridge", "host-local", "loopback", "portmap"))
 
     def runtime_times(self, pod: dict[str, Any]) -> RuntimeTimes | None:
         """The agent's own record of the pod: its failed sandbox attempts and Running, to the microsecond."""
         return agent_times(pod)
+
+    def container_starts(self, node: str) -> ContainerFollower:
+        """The agent's pushed container starts (every node's) while the block runs."""
+        return ContainerFollower(self.store.root)
 
     def view(self, node: str) -> NodeView:
         """How to reach `node`; NotFound naming the known nodes otherwise."""

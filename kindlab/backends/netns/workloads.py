@@ -57,6 +57,15 @@ def unsupported_message(image: str) -> str:
             f"it runs only {ECHO_IMAGE} (use the kind backend for other images)")
 
 
+def go_duration(seconds: float) -> str:
+    """A duration as Go's time.Duration prints it (the kubelet's "pulled ... in 47.626648ms")."""
+    ns = max(0, round(seconds * 1e9))
+    for unit, size in (("s", 10**9), ("ms", 10**6), ("µs", 10**3)):
+        if ns >= size:
+            return f"{ns / size:.9f}".rstrip("0").rstrip(".") + unit
+    return f"{ns}ns"
+
+
 def service_env(service_subnet: str) -> dict[str, str]:
     """The kubelet's variables for the `kubernetes` service (the subnet's first address)."""
     ip = str(next(ipaddress.ip_network(service_subnet, strict=False).hosts()))

@@ -13,6 +13,7 @@ Module map:
   lab         the components started in a lab's own nodes (lifecycle.create calls it), restarted when dead
   cluster     RealLab: the lab's Cluster, its Kubernetes half through KubeApi and the admin kubeconfig
   runtime_log a pod's failed attempts and start, from its node's containerd log (RealLab.runtime_times)
+  task_events containerd's task-start events as they arrive (`ctr events`: RealLab.container_starts)
   testbed     minimal node namespaces for the smoke test (the lab uses nodes.py)
   bringup     a cluster brought up on a testbed step by step (the smoke test and tests/data/real/record.py)
 """

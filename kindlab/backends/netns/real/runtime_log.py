@@ -16,7 +16,7 @@ as with portmap missing from a chained config, the retry ends there, and the log
     time="…Z" level=error msg="StopPodSandbox for \\"S\\" failed" error="failed to destroy network for sandbox …"
 
 `times(log, uid)` gives RuntimeTimes: the failed attempts (the RunPodSandbox that failed, then every failed
-kill of its sandbox: the kubelet's retries), and when the pod's container last started.
+kill of its sandbox: the kubelet's retries), and when the pod's container last started, and its id.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def times(log: Path, uid: str) -> RuntimeTimes | None:
     failed: set[str] = set()
     containers: set[str] = set()
     running_at: float | None = None
+    started: str | None = None
     seen = False
     for line in text.splitlines():
         m = LINE.match(line)
@@ -77,5 +78,5 @@ def times(log: Path, uid: str) -> RuntimeTimes | None:
         if (c := CONTAINER.search(msg)) and c.group(1) in sandboxes:
             containers.add(c.group(2))
         elif (st := STARTED.search(msg)) and st.group(1) in containers:
-            running_at = epoch(stamp)
-    return RuntimeTimes(running_at=running_at, attempts=sorted(attempts)) if seen else None
+            running_at, started = epoch(stamp), st.group(1)
+    return RuntimeTimes(running_at=running_at, attempts=sorted(attempts), container_id=started) if seen else None

@@ -1,0 +1,332 @@
+"""Fidelity: the seed's scenario on the lab's real Kubernetes and on kindlab's model of the kubelet, side by side.
+
+Run as root: .venv/bin/python benchmarks/bench_fidelity.py [--runs 10] [--attempts 4] [--csv PATH]
+[--only real|model|model-fast]. Each variant brings kind/config's four nodes up (a copy of kind/, cluster
+`klfidelity`) and repeats the seed's run `--runs` times:
+
+  worker2 (no portmap) and worker3 (no chained conflist) get their pods at once; worker2's pod is left to fail
+  `--attempts` sandbox attempts, then portmap is put back and the heal is timed (`kindlab.heal.measure`);
+  worker3's conflist is put back and its pod recreated. Once per variant, a pod asking for worker's hostPort
+  80 again shows the conflict.
+
+Variants: `real` (the real kubelet: its back-off is the fixed 10 s), `model` (the model at the same 10 s), and
+`model-fast` (the model's short back-off, its times scaled to 10 s). One table is printed, real | model |
+model-fast, and the raw samples go to the CSV (variant, run, metric, value) that chapter 07 can read.
+The exit status is 1 when an event text differs after normalisation, or when the model's distributions miss
+the goals of the issue "Fidelity, measured": medians within 0.5 s of real's, real's min-max inside the
+model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kindlab import backends, heal, scenario  # noqa: E402
+from kindlab.backends.netns.real import binaries  # noqa: E402
+from kindlab.cluster import Cluster  # noqa: E402
+from kindlab.model import pods as pod_rules  # noqa: E402
+from kindlab.model.cni import NET_D  # noqa: E402
+
+NAME = "klfidelity"
+FAST_BACKOFF = 1.0
+#: The distributions whose medians and ranges are held to the goals (model at 10 s against real).
+HELD = ("first retry gap", "back-off gap", "fix -> Running", "fix -> curl 200")
+MEDIAN_SLACK = 0.5
+#: Incidental to a run, not to the scenario: the kubelet's volume set-up racing the secret cache.
+INCIDENTAL = ("FailedMount",)
+NORMALISE = [
+    (re.compile(r"\b[0-9a-f]{64}\b"), "<id>"),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "<uid>"),
+    (re.compile(r"default-token-[0-9a-z]{5}"), "default-token-<x>"),
+    (re.compile(r"/var/run/netns/cni-[0-9a-f-]+"), "<netns>"),
+    (re.compile(r"\bin [0-9.]+(ns|µs|us|ms|s)\b"), "in <duration>"),
+    (re.compile(r"\b(10\.244|172\.18)\.\d+\.\d+\b"), "<ip>"),
+]
+
+
+def normalise(text: str, lab: str) -> str:
+    """An event message with ids, uids, paths, durations, addresses and the cluster's name made generic."""
+    text = pod_rules.message({"message": text}).replace(lab, "kind")
+    for pattern, repl in NORMALISE:
+        text = pattern.sub(repl, text)
+    return text
+
+
+@dataclass
+class Variant:
+    """One way of running the scenario, and what it gave."""
+
+    label: str
+    kubernetes: str
+    backoff: float | None
+    scale: float = 1.0   # times are multiplied by this to compare with the 10 s back-off
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    texts: dict[str, set[str]] = field(default_factory=dict)
+    facts: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, metric: str, value: float | None, scaled: bool = True) -> None:
+        if value is not None and np.isfinite(value):
+            self.samples.setdefault(metric, []).append(float(value) * (self.scale if scaled else 1.0))
+
+    def fact(self, key: str, value: Any) -> None:
+        self.facts.setdefault(key, set()).add(str(value))
+
+
+# -- one run ---------------------------------------------------------------------------------
+def pod_events(lab: Cluster, pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod's events in the order they were first written (the kubelet names them by time)."""
+    name = pod["metadata"]["name"]
+    mine = [e for e in lab.event_list() if pod_rules.about(e, name, pod_rules.uid(pod))]
+    return sorted(mine, key=lambda e: (pod_rules.epoch(e.get("firstTimestamp")) or 0.0,
+                                       (e.get("metadata") or {}).get("name", "")))
+
+
+def reasons(events: list[dict[str, Any]]) -> str:
+    """The event reasons in order, a folded event once (`×` for its count), incidental ones left out."""
+    return ", ".join(e["reason"] + (" ×n" if pod_rules.count(e) > 1 else "")
+                     for e in events if e.get("reason") not in INCIDENTAL)
+
+
+def status_facts(pod: dict[str, Any]) -> str:
+    """What the book reads of a Running pod's status, values that vary replaced by their kind."""
+    st = pod.get("status") or {}
+    cs = (st.get("containerStatuses") or [{}])[0]
+    conditions = ",".join(f"{c.get('type')}={c.get('status')}" for c in sorted(st.get("conditions") or [],
+                                                                             key=lambda c: c.get("type", "")))
+    return (f"phase={st.get('phase')} reason={st.get('reason')} ready={cs.get('ready')} "
+            f"startTime={'set' if st.get('startTime') else 'unset'} restarts={cs.get('restartCount')} "
+            f"state={','.join(cs.get('state') or {})} conditions={conditions}")
+
+
+def wait_attempts(lab: Cluster, pod: str, n: int, timeout: float) -> list[float]:
+    """The pod's failed attempts (the runtime's record) once there are `n`."""
+    def seen() -> list[float] | None:
+        current = scenario.find_pod(lab, pod)
+        times = lab.runtime_times(current) if current else None
+        return list(times.attempts) if times and len(times.attempts) >= n else None
+    return lab.wait_for(seen, timeout=timeout, interval=0.05, what=f"{n} failed attempts of {pod}")
+
+
+def reset(lab: Cluster, source: str, pods: list[str]) -> None:
+    """Every pod gone (portmap in place, so that their CNI DEL works), then worker2 and worker3 broken again."""
+    w2, w3 = scenario.node(lab, "worker2"), scenario.node(lab, "worker3")
+    scenario.install_portmap(lab, w2, source)
+    for pod in pods:
+        if scenario.find_pod(lab, pod) is not None:
+            lab.delete_pod(pod, wait=True)
+    scenario.break_portmap(lab, w2)
+    for name in scenario.chained_conflists(lab, w3):
+        lab.exec(w3, ["rm", "-f", f"{NET_D}/{name}"])
+
+
+def one_run(lab: Cluster, v: Variant, source: str, attempts: int, timeout: float) -> None:
+    """The seed's run once; its figures and texts go into `v`."""
+    specs = scenario.static_pods(lab)
+    p2, p3 = scenario.pod_name(lab, "worker2"), scenario.pod_name(lab, "worker3")
+    w2 = scenario.node(lab, "worker2")
+    reset(lab, source, [p2, p3])
+    # a start at any moment of the kubelet's clocks: otherwise the runs lock onto the relist that made the last
+    # pod Running
+    time.sleep(random.uniform(0, lab.capabilities.sandbox_backoff / 10))
+    applied = time.time()
+    lab.apply_object(specs[p2])
+    lab.apply_object(specs[p3])
+    lab.wait_for_pod(p3, "Running", timeout=timeout)
+    v.add("worker3: apply -> Running", time.time() - applied, scaled=False)
+    failed = wait_attempts(lab, p2, attempts, timeout)
+    v.add("apply -> first failed attempt", failed[0] - applied, scaled=False)
+    v.add("first retry gap", failed[1] - failed[0])
+    for gap in np.diff(failed[1:]):
+        v.add("back-off gap", gap)
+    result = heal.measure(lab, p2, lambda: scenario.install_portmap(lab, w2, source), timeout=timeout)
+    v.add("fix -> Running", result.running_after)
+    v.add("fix -> curl 200", result.curl_after)
+    if result.running_after is not None and result.agent_running_after is not None:
+        v.add("container start -> API Running", result.running_after - result.agent_running_after, scaled=False)
+    v.add("Running: |measured - runtime's start| (ms)",
+          None if result.error is None else abs(result.error) * 1000, scaled=False)
+    healed = lab.pod(p2)
+    v.fact("worker2: events", reasons(pod_events(lab, healed)))
+    v.fact("worker2: status", status_facts(healed))
+    for e in pod_events(lab, healed):
+        v.texts.setdefault(e["reason"], set()).add(normalise(str(e.get("message")), lab.name))
+    running3 = lab.pod(p3)
+    v.fact("worker3: events", reasons(pod_events(lab, running3)))
+    v.fact("worker3: status", status_facts(running3))
+    scenario.fix_worker3(lab)
+    deleted = time.time()
+    lab.delete_pod(p3, wait=True)
+    v.add("worker3: delete -> gone", time.time() - deleted, scaled=False)
+    applied = time.time()
+    lab.apply_object(specs[p3])
+    lab.wait_for_pod(p3, "Running", timeout=timeout)
+    v.add("worker3: recreated, apply -> Running", time.time() - applied, scaled=False)
+
+
+def conflict(lab: Cluster, v: Variant, timeout: float) -> None:
+    """A second pod asking for worker's hostPort 80: what the kubelet says of it."""
+    specs = scenario.static_pods(lab)
+    p1 = scenario.pod_name(lab, "worker")
+    lab.apply_object(specs[p1])
+    lab.wait_for_pod(p1, "Running", timeout=timeout)
+    clash = dataclasses.replace(specs[p1], name="clash")
+    lab.apply_object(clash)
+    pod = lab.wait_for(lambda: (p := scenario.find_pod(lab, "clash")) and pod_rules.phase(p) == "Failed" and p,
+                       timeout=timeout, interval=0.1, what="the clashing pod to fail")
+    st = pod.get("status") or {}
+    v.fact("hostPort conflict", f"phase={st.get('phase')} reason={st.get('reason')} "
+                                f"message={normalise(str(st.get('message')), lab.name)}")
+    for e in pod_events(lab, pod):
+        v.texts.setdefault(e["reason"], set()).add(normalise(str(e.get("message")), lab.name))
+    for name in ("clash", p1):
+        lab.delete_pod(name, wait=True)
+
+
+def run_variant(v: Variant, config: Path, runs: int, attempts: int, report: Callable[[str], None]) -> None:
+    lab = backends.up(config, name=NAME, backend="netns", backoff=v.backoff, kubernetes=v.kubernetes)
+    try:
+        caps = lab.capabilities
+        timeout = (attempts + 2) * caps.sandbox_backoff * (1 + caps.backoff_jitter) + caps.pod_timeout
+        with scenario.healthy_portmap(lab, scenario.node(lab, "worker2")) as source:
+            for i in range(runs):
+                one_run(lab, v, source, attempts, timeout)
+                report(f"{v.label} run {i + 1}/{runs}: " + ", ".join(
+                    f"{k} {vals[-1]:.2f}" for k, vals in v.samples.items() if vals))
+            conflict(lab, v, timeout)
+            scenario.install_portmap(lab, scenario.node(lab, "worker2"), source)
+    finally:
+        lab.down()
+
+
+# -- the table ---------------------------------------------------------------------------------
+def describe(values: list[float]) -> str:
+    if not values:
+        return "-"
+    a = np.asarray(values)
+    return (f"{a.min():.2f} / {np.percentile(a, 50):.2f} / {np.percentile(a, 95):.2f} / {a.max():.2f}"
+            f" (n={len(a)})")
+
+
+def goal_misses(real: Variant, model: Variant) -> list[str]:
+    """The held distributions where the model misses: median off by more than 0.5 s, or a narrower range."""
+    out = []
+    for metric in HELD:
+        r, m = real.samples.get(metric, []), model.samples.get(metric, [])
+        if not r or not m:
+            out.append(f"{metric}: no samples")
+            continue
+        if abs(np.median(r) - np.median(m)) > MEDIAN_SLACK:
+            out.append(f"{metric}: medians {np.median(r):.2f} (real) and {np.median(m):.2f} (model)")
+        if min(r) < min(m) or max(r) > max(m):
+            out.append(f"{metric}: real's range {min(r):.2f}-{max(r):.2f} not inside the model's "
+                       f"{min(m):.2f}-{max(m):.2f}")
+    return out
+
+
+def text_misses(real: Variant, model: Variant) -> list[str]:
+    """Event reasons whose normalised messages differ between real and the model, and differing facts."""
+    out = []
+    for reason in sorted(set(real.texts) | set(model.texts)):
+        if reason in INCIDENTAL:
+            continue
+        r, m = real.texts.get(reason, set()), model.texts.get(reason, set())
+        if r != m:
+            out.append(f"event {reason}: real {sorted(r) or '-'} | model {sorted(m) or '-'}")
+    for key in sorted(set(real.facts) | set(model.facts)):
+        if real.facts.get(key) != model.facts.get(key):
+            out.append(f"{key}: real {sorted(real.facts.get(key, []))} | model {sorted(model.facts.get(key, []))}")
+    return out
+
+
+def print_table(variants: list[Variant]) -> None:
+    labels = [v.label for v in variants]
+    print("\ndistributions (s unless said): min / p50 / p95 / max; model-fast's back-off times scaled to 10 s")
+    metrics = list(dict.fromkeys(m for v in variants for m in v.samples))
+    width = max(len(m) for m in metrics) if metrics else 10
+    print(f"  {'':{width}s}  " + "  ".join(f"{label:38s}" for label in labels))
+    for metric in metrics:
+        print(f"  {metric:{width}s}  " + "  ".join(f"{describe(v.samples.get(metric, [])):38s}" for v in variants))
+    print("\nfacts (every value seen in the runs)")
+    for key in dict.fromkeys(k for v in variants for k in v.facts):
+        print(f"  {key}")
+        for v in variants:
+            for value in sorted(v.facts.get(key, [])):
+                print(f"    {v.label:10s} {value}")
+    print("\nevent messages, normalised")
+    for reason in sorted({r for v in variants for r in v.texts}):
+        same = len({frozenset(v.texts.get(reason, set())) for v in variants}) == 1
+        print(f"  {reason}: {'identical' if same else 'DIFFERENT'}")
+        for v in variants:
+            for text in sorted(v.texts.get(reason, [])) or ["-"]:
+                print(f"    {v.label:10s} {text}")
+
+
+def write_csv(path: Path, variants: list[Variant]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["variant", "kubernetes", "backoff", "sample", "metric", "value"])
+        for v in variants:
+            for metric, values in v.samples.items():
+                for i, value in enumerate(values):
+                    out.writerow([v.label, v.kubernetes, v.backoff or 10.0, i, metric, f"{value:.6f}"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--attempts", type=int, default=4, help="failed attempts of worker2's pod before the fix")
+    parser.add_argument("--csv", type=Path, default=ROOT / "_build" / "benchmarks" / "fidelity.csv")
+    parser.add_argument("--only", action="append", choices=["real", "model", "model-fast"])
+    args = parser.parse_args()
+    if args.attempts < 3:
+        parser.error("--attempts must be at least 3: the first failure, the first retry, one back-off")
+    variants = [Variant("real", "real", None), Variant("model", "model", 10.0),
+                Variant("model-fast", "model", FAST_BACKOFF, scale=10.0 / FAST_BACKOFF)]
+    variants = [v for v in variants if not args.only or v.label in args.only]
+    if any(v.kubernetes == "real" for v in variants) and binaries.missing():
+        print(f"skipped: real Kubernetes cannot run here: missing {'; '.join(binaries.missing())}")
+        return 0
+    backends.delete(NAME, backend="netns")
+    with tempfile.TemporaryDirectory(prefix="kindlab-fidelity-") as tmp:
+        kind = Path(tmp) / "kind"
+        shutil.copytree(ROOT / "kind", kind, ignore=shutil.ignore_patterns("empty"))
+        try:
+            for v in variants:
+                shutil.rmtree(kind / "empty", ignore_errors=True)
+                run_variant(v, kind / "config", args.runs, args.attempts, lambda line: print(line, flush=True))
+        finally:
+            backends.delete(NAME, backend="netns")
+    print_table(variants)
+    write_csv(args.csv, variants)
+    print(f"\nsamples: {args.csv}")
+    by = {v.label: v for v in variants}
+    if "real" not in by or "model" not in by:
+        return 0
+    misses = text_misses(by["real"], by["model"]) + goal_misses(by["real"], by["model"])
+    print("\nreal against the model at 10 s: " + ("every text identical, every distribution within the goals"
+                                                  if not misses else f"{len(misses)} differences"))
+    for miss in misses:
+        print(f"  - {miss}")
+    return 1 if misses else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
