@@ -30,7 +30,8 @@ lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@failed=""; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
+	  [ -z "$$failed" ] || { echo "missed their goals:$$failed"; exit 1; }
 
 sweep: setup
 	$(BIN)/kindlab delete clusters --all

@@ -25,6 +25,7 @@ import yaml
 
 from kindlab.backends.netns.real import binaries
 from kindlab.backends.netns.real.bringup import conflist, leftovers, wait
+from kindlab.backends.netns.real.lab import service_account_ready
 
 pytestmark = pytest.mark.netns
 
@@ -113,7 +114,7 @@ def test_real_cluster_serves_a_hostport_pod_and_leaves_nothing(host_network, tmp
         wait("every node Ready", all_ready, 90, every=0.2)
         figures["nodes Ready (s)"] = round(time.monotonic() - t0, 2)
 
-        wait("the default service account", lambda: core.read_namespaced_service_account("default", "default"), 60)
+        wait("the default service account and its token", lambda: service_account_ready(core), 60)
         t1 = time.monotonic()   # the seed's own manifests, unchanged (nodeName set, hostPort 80 -> 8080)
         for name in ("echo-kind-worker", "echo-kind-worker2"):
             core.create_namespaced_pod("default", yaml.safe_load((ROOT / f"manifests/static/{name}.yaml").read_text()))

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from kindlab.backends.netns.real import binaries, bringup, components, forward, images, registry, teardown, testbed
+from kindlab.backends.netns.real import lab as real_lab
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -119,7 +120,7 @@ def run_scenario(bed: testbed.Testbed, cluster: components.Cluster, certs: dict,
     bringup.wait("the API server", core.list_namespace, 60)
     figures["pod CIDRs"] = configure_cni(bed, core, state / "cluster")
     bringup.wait("every worker Ready", lambda: bringup.ready_nodes(core) == set(CHAINED), 90, every=0.2)
-    bringup.wait("the default service account", lambda: core.read_namespaced_service_account("default", "default"), 60)
+    bringup.wait("the default service account and its token", lambda: real_lab.service_account_ready(core), 60)
     figures["bring-up (s)"] = round(time.monotonic() - t0, 1)
     for pod in PODS:
         core.create_namespaced_pod("default", yaml.safe_load((ROOT / f"manifests/static/{pod}.yaml").read_text()))

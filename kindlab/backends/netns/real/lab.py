@@ -101,6 +101,12 @@ def _wait(what: str, check: Callable[[], T], timeout: float, logs: Path, every: 
                 fail=lambda message: ClusterError(f"{message}; the components' logs are in {logs}"))
 
 
+def service_account_ready(core: Any) -> bool:
+    """True once namespace default's service account has its token secret: before, v1.20's admission refuses
+    every pod ("No API token found for service account", 500). (Errors propagate: `poll` counts them as not yet.)"""
+    return bool(core.read_namespaced_service_account("default", "default").secrets)
+
+
 def admin_client(state: Path) -> Any:
     """An ApiClient for the lab's admin kubeconfig (https://127.0.0.1:<port>, verifying the server)."""
     from kubernetes import config
@@ -182,8 +188,7 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
         report(f"netns: real Kubernetes: all {len(views)} nodes Ready ({time.monotonic() - began:.1f}s)")
         labels = {key: "" for key in components.CONTROL_PLANE_LABELS}   # kubeadm's mark-control-plane
         core.patch_node(cp.name, {"metadata": {"labels": labels}})
-        _wait("the default service account", lambda: core.read_namespaced_service_account("default", "default"),
-              60, logs)
+        _wait("the default service account and its token", lambda: service_account_ready(core), 60, logs)
         info = core.read_node(cp.name).status.node_info
         versions = {"kubernetes": info.kubelet_version, "runtime": info.container_runtime_version}
     finally:
