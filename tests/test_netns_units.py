@@ -190,6 +190,22 @@ def test_events_count_like_kubernetes(tmp_path):
     assert events.EventRecorder(store).events == store.events()   # a new agent carries on
 
 
+def test_events_are_journaled_and_compacted(tmp_path, monkeypatch):
+    monkeypatch.setattr(events, "COMPACT_MIN", 2)
+    store = Store(tmp_path)
+    store.create()
+    rec = events.EventRecorder(store)
+    meta = {"name": "p", "namespace": "default", "uid": "u"}
+    rec.record(meta, "n", "Normal", "Pulled", "once")
+    for _ in range(7):
+        rec.record(meta, "n", "Warning", "FailedCreatePodSandBox", "again")
+        assert len(store.events_file.read_text().splitlines()) <= events.COMPACT_AT * 2 + 1   # never grows unbounded
+    assert [(e["reason"], e["count"]) for e in store.events()] == [("Pulled", 1), ("FailedCreatePodSandBox", 7)]
+    with open(store.events_file, "a") as f:
+        f.write('{"half a line')                                   # a reader meets an append in progress
+    assert [e["count"] for e in store.events()] == [1, 7]
+
+
 @dataclass
 class FakePod:
     node: str | None

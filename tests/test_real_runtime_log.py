@@ -33,6 +33,20 @@ def test_a_pod_the_log_never_saw_has_no_record(tmp_path):
     assert runtime_log.times(tmp_path / "missing.log", HEALED) is None
 
 
+def test_a_growing_log_is_read_as_it_grows(tmp_path):
+    lines = LOG.read_bytes().splitlines(keepends=True)
+    log = tmp_path / "containerd.log"
+    cut = next(i for i, line in enumerate(lines) if b"StartContainer for" in line)
+    log.write_bytes(b"".join(lines[:cut]) + lines[cut][:40])          # the start's line half written
+    early = runtime_log.times(log, HEALED)
+    assert early is not None and early.running_at is None and len(early.attempts) == 6
+    with open(log, "ab") as f:
+        f.write(lines[cut][40:] + b"".join(lines[cut + 1:]))
+    assert runtime_log.times(log, HEALED) == runtime_log.times(LOG, HEALED)   # the appended part counted once
+    log.write_bytes(b"".join(lines[:3]))                             # a new, shorter log: read again from its start
+    assert runtime_log.times(log, HEALED) is None
+
+
 def test_stamps_keep_microseconds():
     assert runtime_log.epoch("2026-12-01T12:40:34.404639739Z") == at("2026-12-01T12:40:34.404639")
     assert runtime_log.epoch("2026-12-01T12:40:34Z") == at("2026-12-01T12:40:34")

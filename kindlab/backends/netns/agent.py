@@ -234,7 +234,9 @@ class Agent:
                 self.liveness()
                 processes.reap()
             self.dirty.wait(POLL)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        # work already running finishes (and records what it started) before the agent exits; teardown
+        # waits for that before it kills what the ledger names
+        self.pool.shutdown(wait=True, cancel_futures=True)
         return 0
 
     def submit(self, pod: PodState, work) -> None:

@@ -16,9 +16,12 @@ from typing import Any
 from ...model.pods import COMBINED, SIMILAR_LIMIT, SIMILAR_WINDOW
 from .state.store import Store, timestamp
 
+COMPACT_AT = 4      # the journal is rewritten when it holds this many lines per event
+COMPACT_MIN = 256   # (and at least this many times as many)
+
 
 class EventRecorder:
-    """The agent's event sink: keeps every event in memory and in the store's events.json."""
+    """The agent's event sink: keeps every event in memory and journals each change in the store."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -26,6 +29,7 @@ class EventRecorder:
         self.by_key = {self._key(e): e for e in self.events}
         self.similar: dict[tuple, tuple[float, set[str]]] = {}
         self.lock = threading.Lock()
+        self.journaled = len(self.events)   # lines in the journal since it was last compacted
 
     @staticmethod
     def _key(e: dict[str, Any]) -> tuple:
@@ -68,5 +72,9 @@ class EventRecorder:
                               "count": 1, "firstTimestamp": stamp, "lastTimestamp": stamp})
                 self.events.append(event)
                 self.by_key[key] = event
-            self.store.put_events(self.events)
+            self.store.append_event(event)
+            self.journaled += 1
+            if self.journaled > COMPACT_AT * max(len(self.events), COMPACT_MIN):
+                self.store.put_events(self.events)
+                self.journaled = len(self.events)
             return event

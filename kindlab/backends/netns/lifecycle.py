@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ DEFAULT_BACKOFF = 10.0   # the kubelet's pod worker back-off: 10 s, plus up to 5
 LOCK = STATE_ROOT / "lifecycle.lock"
 MACHINE_FILES = ("hostpaths.json", "hostpaths.lock")
 KILL_ROUNDS = 5          # a process started while the sweep ran is found by the next round
+AGENT_STOP = 5.0         # how long the agent may take to finish the work it has begun (then SIGKILL)
 
 
 @contextlib.contextmanager
@@ -158,6 +160,7 @@ def teardown(lab: str) -> bool:
     """Remove every process, mount, namespace, host path and file of `lab`; False if nothing was there."""
     root = state_dir(lab)
     found = root.is_dir()
+    _stop_agent(lab)
     found |= _kill_recorded(lab)
     # what the ledger cannot name: containerd's shims and the containers (real Kubernetes), found by namespace
     found |= bool(real_teardown.sweep([NETNS_DIR / n for n in host.existing(lab)],
@@ -171,6 +174,15 @@ def teardown(lab: str) -> bool:
     hostpaths.release(lab)
     shutil.rmtree(root, ignore_errors=True)
     return found
+
+
+def _stop_agent(lab: str) -> None:
+    """Stop the node agent as systemd stops a kubelet, SIGTERM first: it finishes the pod work it has begun,
+    so every process that work starts is in the ledger before the ledger's processes are killed."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((state_dir(lab) / "agent.pid").read_text())
+        if pid in processes.recorded(lab):
+            processes.kill([pid], signal.SIGTERM, wait=AGENT_STOP)
 
 
 def _kill_recorded(lab: str) -> bool:

@@ -71,6 +71,9 @@ def create(view: NodeView, hostname: str, pod_label: str, hosts: Path, resolv: P
             which("bash"), "-c", script]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=ENV, cwd="/", start_new_session=True)
+    # in the ledger before its namespaces are made: nsenter, unshare and bash exec in turn, so this pid is
+    # the pause process, and a teardown that kills the agent meanwhile still finds it
+    pid = keep(proc, view.lab)
     line = proc.stdout.readline() if proc.stdout else b""
     if line.strip() != b"ready":
         _, err = proc.communicate(timeout=10)
@@ -78,7 +81,7 @@ def create(view: NodeView, hostname: str, pod_label: str, hosts: Path, resolv: P
     for stream in (proc.stdout, proc.stderr):
         if stream:
             stream.close()
-    return Sandbox(id=sandbox_id, pid=keep(proc, view.lab), start=start_time(proc.pid) or 0)
+    return Sandbox(id=sandbox_id, pid=pid, start=start_time(pid) or 0)
 
 
 def destroy(sandbox: Sandbox | None) -> None:

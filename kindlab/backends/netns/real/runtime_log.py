@@ -21,7 +21,9 @@ kill of its sandbox: the kubelet's retries), and when the pod's container last s
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -44,10 +46,41 @@ def epoch(stamp: str) -> float:
     return datetime.fromisoformat(f"{head}.{micros}+00:00").timestamp()
 
 
+KEPT = ("RunPodSandbox for ", "StopPodSandbox for ", "CreateContainer within ", "StartContainer for ")
+
+
+class _Entries:
+    """The log lines `times` reads, kept as the log grows: each call reads only what was appended."""
+
+    def __init__(self) -> None:
+        self.inode: int | None = None
+        self.offset = 0
+        self.lines: list[tuple[str, str, str]] = []   # (stamp, msg, line)
+
+    def update(self, log: Path) -> list[tuple[str, str, str]]:
+        with open(log, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_ino != self.inode or st.st_size < self.offset:   # a new or truncated log: read it again
+                self.inode, self.offset, self.lines = st.st_ino, 0, []
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1                 # a line still being written is read next time
+        self.offset += end
+        for line in data[:end].decode(errors="replace").splitlines():
+            if (m := LINE.match(line)) and m.group(2).startswith(KEPT):
+                self.lines.append((m.group(1), m.group(2), line))
+        return self.lines
+
+
+_LOGS: dict[Path, _Entries] = {}
+_LOGS_LOCK = threading.Lock()
+
+
 def times(log: Path, uid: str) -> RuntimeTimes | None:
     """The failed sandbox attempts of the pod `uid` and its container's last start; None without a log entry."""
     try:
-        text = log.read_text(errors="replace")
+        with _LOGS_LOCK:
+            entries = list(_LOGS.setdefault(log, _Entries()).update(log))
     except OSError:
         return None
     attempts: list[float] = []
@@ -57,11 +90,7 @@ def times(log: Path, uid: str) -> RuntimeTimes | None:
     running_at: float | None = None
     started: str | None = None
     seen = False
-    for line in text.splitlines():
-        m = LINE.match(line)
-        if not m:
-            continue
-        stamp, msg = m.groups()
+    for stamp, msg, line in entries:
         s = SANDBOX.search(msg)
         if s and s.group(1) == uid:
             seen = True

@@ -3,7 +3,8 @@
     lab.json           the lab record (topology, nodes, namespaces, backoff), written by `up`
     desired/<key>.json the pods users asked for (the API server's part), written by the lab client
     status/<key>.json  what the agent made of them (the kubelet's part), written by the agent only
-    events.json        the agent's events
+    events.jsonl       the agent's events, a journal: one JSON line per event written or updated (the last
+                       line of a name wins), compacted by the agent now and then
     generation         a counter the client bumps after each change; the agent polls it
     lock               flock for read-modify-write of desired pods and the generation
     agent.lock         held by the running agent: taking it without blocking means no agent runs
@@ -128,11 +129,38 @@ class Store:
             (self.status / f"{key}.json").unlink()
 
     # -- events ----------------------------------------------------------------------------
+    @property
+    def events_file(self) -> Path:
+        return self.root / "events.jsonl"
+
     def events(self) -> list[dict[str, Any]]:
-        return read_json(self.root / "events.json", [])
+        """Every event, as last written, in the order they were first written."""
+        latest: dict[str, dict[str, Any]] = {}
+        try:
+            lines = self.events_file.read_bytes().splitlines()
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:   # a line being appended as we read
+                continue
+            latest[event["metadata"]["name"]] = event
+        return list(latest.values())
+
+    def append_event(self, event: dict[str, Any]) -> None:
+        """Journal one new or updated event: one O_APPEND write, so an update costs its own size only."""
+        fd = os.open(self.events_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(event, sort_keys=True) + "\n").encode())
+        finally:
+            os.close(fd)
 
     def put_events(self, events: list[dict[str, Any]]) -> None:
-        write_json(self.root / "events.json", events)
+        """Replace the journal with one line per event (atomically)."""
+        tmp = self.events_file.with_name(f".{self.events_file.name}.{os.getpid()}")
+        tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
+        os.replace(tmp, self.events_file)
 
     # -- the agent ----------------------------------------------------------------------
     def agent_running(self) -> bool:
