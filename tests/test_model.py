@@ -499,6 +499,11 @@ def test_failure_times_and_hidden_attempts():
 
 
 # -- (d) the kubelet's back-off -------------------------------------------------------------------
+def test_a_new_pod_waits_for_its_volumes_as_long_as_the_kubelets_poll():
+    assert kubelet.volumes_ready_after() == kubelet.VOLUME_POLL == 0.3    # WaitForAttachAndMount's 300 ms
+    assert kubelet.volumes_ready_after(1.0) == pytest.approx(0.03)        # scaled with the lab's back-off
+
+
 @pytest.mark.parametrize(("base", "jitter"),
                          [(kubelet.KUBELET_BACKOFF, kubelet.KUBELET_JITTER), (0.5, 0.5), (2.0, 0.0)])
 def test_retry_delay_stays_within_the_window(base, jitter):

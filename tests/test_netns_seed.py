@@ -18,6 +18,7 @@ import pytest
 from kindlab import scenario
 from kindlab import walkthrough as wt
 from kindlab.errors import ConnectionRefused
+from kindlab.model import kubelet
 
 pytestmark = pytest.mark.netns
 
@@ -144,9 +145,11 @@ def test_the_models_kubelet_retries_as_the_real_one(make_lab, tmp_path):
     name = f"kubelet{os.getpid() % 10000}"
     lab = make_lab(config, name=name, backoff=BACKOFF)
     pod = f"echo-{name}-worker2"
+    applied = time.time()
     wt.apply_pod(lab, pod)
     times = lab.wait_for(lambda: (t := lab.runtime_times(lab.pod(pod))) and len(t.attempts) >= 4 and t.attempts,
                          timeout=BACKOFF * 1.6 * 4 + 5, what="four failed attempts")
+    assert times[0] - applied >= kubelet.volumes_ready_after(BACKOFF)              # the first waits for volumes
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     relist = sync = BACKOFF / 10
     assert gaps[0] < relist + 0.1, gaps                                         # the immediate retry

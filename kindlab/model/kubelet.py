@@ -11,6 +11,11 @@ PLEG's 1 s relist finds it and wakes the pod worker, 0-1 s after the failure (at
 while the sandbox was being made). The back-off governs every retry after that one. kindlab's model does the
 same, on the same two clocks, scaled by its back-off (`scaled`): a backend says so in
 `Capabilities.immediate_retries`.
+
+A pod's first sandbox attempt waits for its volumes (every v1.20 pod has its service account token's): the
+pod worker's WaitForAttachAndMount looks at once, finds the volume manager (two 100 ms loops) not done yet,
+and looks again 300 ms later (`VOLUME_POLL`). The real kubelet's first failed attempt came 0.39-0.47 s after
+the apply, RunPodSandbox itself taking 0.13 s of it.
 """
 
 from __future__ import annotations
@@ -28,11 +33,18 @@ RELIST_TIME = 0.05
 #: Time allowed for the real kubelet's immediate retry to fail after its SandboxChanged event is seen (measured
 #: at most 0.6 s), where only events show the attempts: a fix applied before then races that retry.
 IMMEDIATE_RETRY_SETTLE = 1.0
+#: WaitForAttachAndMount's poll period: a new pod's first sync waits this long for its volumes (s).
+VOLUME_POLL = 0.3
 
 
 def scaled(period: float, backoff: float = KUBELET_BACKOFF) -> float:
     """A kubelet period for a lab whose back-off is `backoff` (the model's short back-off shortens all of them)."""
     return period * backoff / KUBELET_BACKOFF
+
+
+def volumes_ready_after(backoff: float = KUBELET_BACKOFF) -> float:
+    """How long a new pod's first sync waits for its volumes before its sandbox is made (s)."""
+    return scaled(VOLUME_POLL, backoff)
 
 
 def next_tick(t: float, origin: float, period: float) -> float:

@@ -311,9 +311,9 @@ class Agent:
             self.events.record(pod.meta, pod.node, "Warning", NODE_PORTS_REASON, NODE_PORTS_MESSAGE)
             self.write(pod)
             return
-        pod.stage, pod.next_try = Stage.SANDBOX, 0.0
+        # the first sandbox attempt once the pod's volumes are mounted (tick starts it when due)
+        pod.stage, pod.next_try = Stage.SANDBOX, time.time() + kubelet.volumes_ready_after(self.backoff)
         self.write(pod)
-        self.submit(pod, self.create_pod)
 
     def tick(self) -> None:
         """Retries that are due; workloads that started listening or ended."""
