@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -145,3 +146,12 @@ def test_the_next_command_starts_a_dead_agent_again(make_lab, tmp_path):
     assert lab.agent_running() and int((lab.state_dir / "agent.pid").read_text()) != dead
     time.sleep(0.3)
     assert backends.get(lab.name, backend="netns").pod("echo")["status"]["phase"] == "Running"
+    # `get pods` as well: the agent started again, and the pod it adopts still Running
+    dead = int((lab.state_dir / "agent.pid").read_text())
+    os.kill(dead, signal.SIGKILL)
+    lab.wait_for(lambda: not lab.agent_running(), timeout=5, what="agent gone")
+    result = subprocess.run([sys.executable, "-m", "kindlab.cli", "get", "pods", "--name", lab.name,
+                             "--backend", "netns"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^echo\s+1/1\s+Running\b", result.stdout, re.M), result.stdout
+    assert lab.agent_running() and int((lab.state_dir / "agent.pid").read_text()) != dead

@@ -70,8 +70,6 @@ def folded(count: int, first: str = "2026-12-01T10:00:00Z", last: str = "2026-12
 class EventsOnly(Cluster):
     """A pod failing on kind-worker2, as a real kubelet reports it: events only, no runtime record."""
 
-    backend = "test"
-
     def __init__(self, events: list[dict]):
         super().__init__("kind", topology.load(ROOT / "kind" / "config"))
         self.events = events

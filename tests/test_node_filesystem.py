@@ -85,16 +85,19 @@ def test_writes_into_nodes_leave_the_machine_unchanged(make_lab, tmp_path):
     lab.exec(worker, "echo x > /etc/foo; touch /root/bar /var/lib/baz /tmp/q /var/log/l /run/r /opt/o /etc/hosts")
     apply_static(lab)
 
-    seen = lab.exec(worker, "cat /etc/passwd /root/x /usr/bin/y /etc/foo; ls /root/bar /var/lib/baz /tmp/q /run/r")
+    seen = lab.exec(worker, "cat /etc/passwd /root/x /usr/bin/y /etc/foo; "
+                            "ls /root/bar /var/lib/baz /tmp/q /run/r /var/log/l /opt/o")
     assert seen.splitlines()[:4] == ["written by cp", "written by cp", "written by cp", "x"]
     out = tmp_path / "back"
     lab.cp(f"{worker}:/etc/passwd", str(out))
     assert out.read_text() == "written by cp\n"
     # another node sees the machine's files, not worker's
     assert lab.exec(other, "cat /etc/passwd") == Path("/etc/passwd").read_text()
-    assert lab.exec(other, "for f in /etc/foo /root/x /root/bar /usr/bin/y /var/lib/baz /tmp/q /run/r; "
+    assert lab.exec(other, "for f in /etc/foo /root/x /root/bar /usr/bin/y /var/lib/baz /tmp/q /run/r /var/log/l "
+                           "/opt/o; "
                            "do [ -e $f ] && echo $f; done; true") == ""
-    assert not any(Path(p).exists() for p in ("/etc/foo", "/root/x", "/root/bar", "/usr/bin/y", "/var/lib/baz"))
+    assert not any(Path(p).exists() for p in ("/etc/foo", "/root/x", "/root/bar", "/usr/bin/y", "/var/lib/baz",
+                                              "/var/log/l", "/opt/o"))
     # the node's mount namespace holds no copy of another namespace's file (which would keep it alive)
     init = lab.view(worker).init_pid
     assert " - nsfs " not in Path(f"/proc/{init}/mountinfo").read_text()

@@ -127,6 +127,35 @@ def test_the_books_table_reads_an_invalid_first_file_as_no_network_and_wants_the
     assert not table.loc["kind-worker2", "chains portmap"]
 
 
+def test_a_conflist_flattens_to_one_column_of_plugins():
+    portmap = {"type": "portmap", "capabilities": {"portMappings": True}}
+    conf = {"name": "kindlab", "cniVersion": "0.3.1", "plugins": [{"type": "kindlab-cni"}, portmap]}
+    flat = wt.flat_conflist(conf)
+    assert list(flat) == ["name", "cniVersion", "plugins[0]", "plugins[1]"]
+    assert json.loads(flat["plugins[1]"]) == conf["plugins"][1]
+    assert pd.DataFrame({"a": flat, "b": wt.flat_conflist({**conf, "plugins": conf["plugins"][:1]})})[
+        "b"].isna().tolist() == [False, False, False, True]                  # side by side, the missing plugin shows
+
+
+def test_a_chapter_opens_in_one_call(monkeypatch, capsys):
+    lab, calls = FakeLab(), []
+
+    class Caps:
+        def describe(self) -> str:
+            return "model of the kubelet"
+    monkeypatch.setattr(FakeLab, "capabilities", Caps(), raising=False)
+
+    def ensure(config, **kwargs):
+        calls.append((config, kwargs))
+        return lab
+    monkeypatch.setattr(wt, "ensure_cluster", ensure)
+    prepared = []
+    got = wt.open_chapter("kind/config", "ch", "netns", 0.5, prepare=prepared.append, kubernetes="model")
+    assert got is lab and prepared == [lab]
+    assert calls == [("kind/config", {"name": "ch", "backend": "netns", "backoff": 0.5, "kubernetes": "model"})]
+    assert capsys.readouterr().out.startswith("Outputs produced on the model of the kubelet: cluster 'kind', 4 nodes")
+
+
 def test_echo_hostname():
     body = "Welcome to echo-server!  Here's what I know.\n\n-> My hostname is: echo-kind-worker\n\n-> Requesting IP"
     assert wt.echo_hostname(body) == "echo-kind-worker"

@@ -154,12 +154,12 @@ def ports_conflict(a: list[tuple[str, int, str]], b: list[tuple[str, int, str]])
 class Agent:
     """The reconcile loop of one lab."""
 
-    def __init__(self, lab: str):
-        self.lab_name = lab
-        self.store = Store(state_dir(lab))
+    def __init__(self, lab_name: str):
+        self.lab_name = lab_name
+        self.store = Store(state_dir(lab_name))
         record = self.store.read_lab()
         if record is None:
-            raise SystemExit(f"no lab {lab!r}")
+            raise SystemExit(f"no lab {lab_name!r}")
         self.record = record
         self.views = {n["name"]: NodeView.from_record(n) for n in record["nodes"]}
         self.runtimes = {name: Runtime(v) for name, v in self.views.items()}

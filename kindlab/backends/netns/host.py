@@ -14,11 +14,11 @@ from .commands import ip_batch, nsenter, run
 from .names import BRIDGE, GATEWAY, NETNS_DIR, PREFIX_LEN, host_netns, netns_path, owns_netns
 
 
-def create(lab: str, nodes: list[str]) -> list[str]:
+def create(lab_name: str, nodes: list[str]) -> list[str]:
     """Make the lab host namespace, the node network namespaces and their veths; returns the node netns names."""
-    host = host_netns(lab)
-    node_ns = [f"kindlab-{lab}-{n}" for n in nodes]
-    ip_batch([f"netns add {name}" for name in (host, *node_ns)], f"lab {lab!r}: making network namespaces")
+    host = host_netns(lab_name)
+    node_ns = [f"kindlab-{lab_name}-{n}" for n in nodes]
+    ip_batch([f"netns add {name}" for name in (host, *node_ns)], f"lab {lab_name!r}: making network namespaces")
     lines = [
         "link set lo up",
         f"link add {BRIDGE} type bridge",
@@ -28,19 +28,19 @@ def create(lab: str, nodes: list[str]) -> list[str]:
     for i, ns in enumerate(node_ns):
         lines += [f"link add veth{i} type veth peer name eth0 netns {ns}",
                   f"link set veth{i} master {BRIDGE} up"]
-    ip_batch(lines, f"lab {lab!r}: making the bridge and veths", netns=host)
+    ip_batch(lines, f"lab {lab_name!r}: making the bridge and veths", netns=host)
     run([*nsenter(net=netns_path(host)), "sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"],
-        f"lab {lab!r}: turning forwarding off in the lab host")
+        f"lab {lab_name!r}: turning forwarding off in the lab host")
     return node_ns
 
 
-def existing(lab: str) -> list[str]:
+def existing(lab_name: str) -> list[str]:
     """The lab's network namespaces that exist now."""
     try:
         names = sorted(p.name for p in NETNS_DIR.iterdir())
     except FileNotFoundError:
         return []
-    return [n for n in names if owns_netns(lab, n)]
+    return [n for n in names if owns_netns(lab_name, n)]
 
 
 def destroy(names: list[str]) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from ...model.kubelet import KUBELET_BACKOFF
 from ...progress import Reporter, quiet
 from ...topology import Topology
 from . import host, nodes, preflight, processes, provider
@@ -31,7 +32,6 @@ from .real import teardown as real_teardown
 from .state import hostpaths
 from .state.store import Store, read_json, timestamp
 
-DEFAULT_BACKOFF = 10.0   # the kubelet's pod worker back-off: 10 s, plus up to 50 % jitter
 LOCK = STATE_ROOT / "lifecycle.lock"
 MACHINE_FILES = ("hostpaths.json", "hostpaths.lock")
 KILL_ROUNDS = 5          # a process started while the sweep ran is found by the next round
@@ -76,23 +76,23 @@ def create(topology: Topology, backoff: float | None, kubernetes: str = "model",
     cni_dir = preflight.check()
     preflight.check_overlay()
     preflight.check_layers()
-    lab = topology.name
+    lab_name = topology.name
     real = kubernetes == "real"
-    store = Store(state_dir(lab))
+    store = Store(state_dir(lab_name))
     store.create()
     record: dict[str, Any] = {
-        "name": lab, "backend": "netns", "phase": "creating", "fingerprint": fingerprint(topology),
+        "name": lab_name, "backend": "netns", "phase": "creating", "fingerprint": fingerprint(topology),
         "creator": [os.getpid(), processes.start_time(os.getpid())],
         "config": topology.to_kind_config(), "source": str(topology.source or ""), "created": timestamp(),
-        "backoff": DEFAULT_BACKOFF if backoff is None else float(backoff), "python": sys.executable,
+        "backoff": KUBELET_BACKOFF if backoff is None else float(backoff), "python": sys.executable,
         "cni_dir": str(cni_dir), "pod_subnet": topology.networking.pod_subnet,
         "service_subnet": topology.networking.service_subnet, "nodes": [], "substitutions": [],
         "kubernetes": kubernetes,
     }
     store.write_lab(record)
     ns_dir = store.root / "ns"
-    run(["mount", "--bind", ns_dir, ns_dir], f"lab {lab!r}: binding its namespace folder")
-    run(["mount", "--make-private", ns_dir], f"lab {lab!r}: making its namespace folder private")
+    run(["mount", "--bind", ns_dir, ns_dir], f"lab {lab_name!r}: binding its namespace folder")
+    run(["mount", "--make-private", ns_dir], f"lab {lab_name!r}: making its namespace folder private")
 
     ips = [node_ip(n.index) for n in topology.nodes]
     plans, subs = [], []
@@ -101,15 +101,15 @@ def create(topology: Topology, backoff: float | None, kubernetes: str = "model",
         dirs.make()
         mounts, node_subs = plan(topology, node, dirs, cni_dir, own=real_lab.own_dirs() if real else ())
         subs += node_subs
-        root = prepare(lab, mounts, dirs)
+        root = prepare(lab_name, mounts, dirs)
         provider.install(topology, node, mounts, dirs, cni_dir)
         routes = [(o.pod_cidr, oip) for o, oip in zip(topology.nodes, ips, strict=True) if o.name != node.name]
-        plans.append(NodePlan(lab=lab, name=node.name, role=node.role, index=node.index, ip=ip,
-                              pod_cidr=node.pod_cidr, netns=f"kindlab-{lab}-{node.name}", routes=routes,
+        plans.append(NodePlan(lab_name=lab_name, name=node.name, role=node.role, index=node.index, ip=ip,
+                              pod_cidr=node.pod_cidr, netns=f"kindlab-{lab_name}-{node.name}", routes=routes,
                               mounts=mounts, dirs=dirs, ns_dir=ns_dir, root=root))
     base = topology.source.parent if topology.source else None
     record["substitutions"] = substitution_lines(subs, base)
-    host.create(lab, [n.name for n in topology.nodes])
+    host.create(lab_name, [n.name for n in topology.nodes])
     views = nodes.start(plans)
     record["nodes"] = [v.to_record() for v in views]
     if real:
@@ -134,9 +134,9 @@ def being_made(record: dict[str, Any]) -> bool:
     return record.get("phase") == "creating" and processes.alive(pid, start)
 
 
-def broken(lab: str) -> str | None:
+def broken(lab_name: str) -> str | None:
     """Why the lab `lab` cannot be used, unless it is fine or still being made."""
-    record = read_json(state_dir(lab) / "lab.json", {"name": lab})
+    record = read_json(state_dir(lab_name) / "lab.json", {"name": lab_name})
     issues = problems(record)
     return issues[0] if issues and not being_made(record) else None
 
@@ -156,41 +156,41 @@ def problems(record: dict[str, Any]) -> list[str]:
     return out
 
 
-def teardown(lab: str) -> bool:
+def teardown(lab_name: str) -> bool:
     """Remove every process, mount, namespace, host path and file of `lab`; False if nothing was there."""
-    root = state_dir(lab)
+    root = state_dir(lab_name)
     found = root.is_dir()
-    _stop_agent(lab)
-    found |= _kill_recorded(lab)
+    _stop_agent(lab_name)
+    found |= _kill_recorded(lab_name)
     # what the ledger cannot name: containerd's shims and the containers (real Kubernetes), found by namespace
-    found |= bool(real_teardown.sweep([NETNS_DIR / n for n in host.existing(lab)],
+    found |= bool(real_teardown.sweep([NETNS_DIR / n for n in host.existing(lab_name)],
                                       sorted((root / "ns").glob("*.mnt"))))
     mounted = _mounts_under(root)
     if mounted:
-        run(["umount", "-l", *mounted], f"lab {lab!r}: unmounting its namespaces", check=False)
-    names = host.existing(lab)
+        run(["umount", "-l", *mounted], f"lab {lab_name!r}: unmounting its namespaces", check=False)
+    names = host.existing(lab_name)
     host.destroy(names)
     found |= bool(names)
-    hostpaths.release(lab)
+    hostpaths.release(lab_name)
     shutil.rmtree(root, ignore_errors=True)
     return found
 
 
-def _stop_agent(lab: str) -> None:
+def _stop_agent(lab_name: str) -> None:
     """Stop the node agent as systemd stops a kubelet, SIGTERM first: it finishes the pod work it has begun,
     so every process that work starts is in the ledger before the ledger's processes are killed."""
     with contextlib.suppress(OSError, ValueError):
-        pid = int((state_dir(lab) / "agent.pid").read_text())
-        if pid in processes.recorded(lab):
+        pid = int((state_dir(lab_name) / "agent.pid").read_text())
+        if pid in processes.recorded(lab_name):
             processes.kill([pid], signal.SIGTERM, wait=AGENT_STOP)
 
 
-def _kill_recorded(lab: str) -> bool:
+def _kill_recorded(lab_name: str) -> bool:
     """Kill the processes the lab's ledger names, round after round (the agent may start one while
     it dies); True if there were any."""
     found = False
     for _ in range(KILL_ROUNDS):
-        pids = processes.recorded(lab)
+        pids = processes.recorded(lab_name)
         if not pids:
             break
         found = True

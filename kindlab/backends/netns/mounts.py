@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...model.cni import CNI_BIN, NET_D
 from ...topology import Node, Topology
 from . import rootfs
 from .names import NODE_LINK
@@ -119,8 +120,8 @@ def plan(topology: Topology, node: Node, dirs: NodeDirs, cni_dir: Path,
     """
     mounts = [NodeMount(str(folder), folder, read_only=True, origin="software") for folder in software()]
     mounts += [
-        NodeMount("/opt/cni/bin", cni_dir, kind="overlay"),
-        NodeMount("/etc/cni/net.d", dirs.netd),
+        NodeMount(CNI_BIN, cni_dir, kind="overlay"),
+        NodeMount(NET_D, dirs.netd),
         NodeMount(str(NODE_LINK), dirs.root),
     ]
     mounts += [NodeMount(os.path.normpath(p), dirs.own(p), origin="own") for p in own
@@ -156,12 +157,12 @@ def host_path(mounts: list[NodeMount], path: str, dirs: NodeDirs | None = None) 
     return rootfs.host_path(dirs.rootfs, path)
 
 
-def prepare(lab: str, mounts: list[NodeMount], dirs: NodeDirs) -> list[rootfs.Entry]:
+def prepare(lab_name: str, mounts: list[NodeMount], dirs: NodeDirs) -> list[rootfs.Entry]:
     """Make missing hostPath folders (as Docker does), the node-owned folders and the node's root skeleton,
     before the node's mount namespace is made; returns the root's entries."""
     for m in mounts:
         if m.made_source:
-            hostpaths.ensure(lab, m.source, "tree")
+            hostpaths.ensure(lab_name, m.source, "tree")
         elif m.origin == "own":
             m.source.mkdir(parents=True, exist_ok=True)
     items = rootfs.entries()

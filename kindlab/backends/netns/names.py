@@ -37,14 +37,14 @@ def check_lab_name(name: str) -> str:
     return check_cluster_name(name)
 
 
-def host_netns(lab: str) -> str:
+def host_netns(lab_name: str) -> str:
     """The lab host network namespace: where the bridge lives and curl runs."""
-    return f"kindlab-{lab}-host"
+    return f"kindlab-{lab_name}-host"
 
 
-def node_netns(lab: str, node: str) -> str:
+def node_netns(lab_name: str, node: str) -> str:
     """A node's network namespace."""
-    return f"kindlab-{lab}-{node}"
+    return f"kindlab-{lab_name}-{node}"
 
 
 def netns_path(netns: str) -> Path:
@@ -52,9 +52,9 @@ def netns_path(netns: str) -> Path:
     return NETNS_DIR / netns
 
 
-def owns_netns(lab: str, netns: str) -> bool:
+def owns_netns(lab_name: str, netns: str) -> bool:
     """True when the named network namespace belongs to `lab` (and not to a lab whose name extends it)."""
-    lab_re = re.escape(lab)
+    lab_re = re.escape(lab_name)
     return bool(re.fullmatch(rf"kindlab-{lab_re}-(host|{lab_re}-(control-plane|worker)\d*)", netns))
 
 
@@ -63,9 +63,9 @@ def labs_of_netns(names: list[str]) -> set[str]:
     return {m.group(1) for n in names if (m := re.fullmatch(r"kindlab-(.+)-host", n))}
 
 
-def marker(lab: str) -> str:
+def marker(lab_name: str) -> str:
     """The word in the titles of the lab's processes (`ps` shows whose they are; sweeps use the ledger)."""
-    return f"kindlab-lab={lab}"
+    return f"kindlab-lab={lab_name}"
 
 
 def marked_lab(cmdline_words: list[str]) -> str | None:
@@ -77,14 +77,14 @@ def marked_lab(cmdline_words: list[str]) -> str | None:
     return None
 
 
-def state_dir(lab: str) -> Path:
+def state_dir(lab_name: str) -> Path:
     """The lab's state folder."""
-    return LABS_DIR / lab
+    return LABS_DIR / lab_name
 
 
-def ledger(lab: str) -> Path:
+def ledger(lab_name: str) -> Path:
     """The file listing the lab's long-lived processes, one "pid start-time" a line."""
-    return state_dir(lab) / "processes"
+    return state_dir(lab_name) / "processes"
 
 
 def node_ip(index: int) -> str:

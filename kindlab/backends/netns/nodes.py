@@ -28,7 +28,7 @@ from .processes import alive, keep, start_time
 class NodeView:
     """How to reach one node: its namespaces, its init process, its folders."""
 
-    lab: str
+    lab_name: str
     name: str
     role: str
     index: int
@@ -84,7 +84,7 @@ class NodeView:
 class NodePlan:
     """What to build for one node."""
 
-    lab: str
+    lab_name: str
     name: str
     role: str
     index: int
@@ -103,7 +103,7 @@ class NodePlan:
         # (ICMP unreachable from the node) rather than time out.
         net = ["link set lo up", f"addr add {self.ip}/{PREFIX_LEN} dev eth0", "link set eth0 up"]
         net += [f"route add {cidr} via {via}" for cidr, via in self.routes]
-        title = f"kindlab-node {marker(self.lab)} node={self.name}"
+        title = f"kindlab-node {marker(self.lab_name)} node={self.name}"
         lines = [
             "set -e",
             f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname",
@@ -148,8 +148,9 @@ def start(plans: list[NodePlan], timeout: float = 20) -> list[NodeView]:
             if stream:
                 stream.close()
         mnt, uts = p.files()
-        views.append(NodeView(lab=p.lab, name=p.name, role=p.role, index=p.index, ip=p.ip, pod_cidr=p.pod_cidr,
-                              netns=p.netns, mnt=str(mnt), uts=str(uts), init_pid=keep(proc, p.lab),
+        views.append(NodeView(lab_name=p.lab_name, name=p.name, role=p.role, index=p.index, ip=p.ip,
+                              pod_cidr=p.pod_cidr, netns=p.netns, mnt=str(mnt), uts=str(uts),
+                              init_pid=keep(proc, p.lab_name),
                               init_start=start_time(proc.pid) or 0, state=str(p.dirs.root)))
     if errors:
         raise ClusterError("could not make the node namespaces: " + "; ".join(errors))

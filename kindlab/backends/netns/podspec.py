@@ -15,7 +15,8 @@ DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z
 CREATED_AT = "kindlab.io/created-at"
 
 
-def pod_doc(obj: objects.PodSpec, lab: str, nodes: list[str], owner: dict[str, Any] | None = None) -> dict[str, Any]:
+def pod_doc(obj: objects.PodSpec, lab_name: str, nodes: list[str],
+            owner: dict[str, Any] | None = None) -> dict[str, Any]:
     """The v1 Pod the lab stores for `obj`: a uid, timestamps, defaults; ManifestError for bad names or nodes."""
     where = obj.source or "<manifest>"
     if not DNS_NAME.match(obj.name) or len(obj.name) > 253:
@@ -24,7 +25,7 @@ def pod_doc(obj: objects.PodSpec, lab: str, nodes: list[str], owner: dict[str, A
     if not DNS_NAME.match(obj.namespace):
         raise ManifestError(f"{where}: metadata.namespace: {obj.namespace!r} is not a valid namespace")
     if obj.node_name is not None and obj.node_name not in nodes:
-        raise ManifestError(f"{where}: spec.nodeName: cluster {lab!r} has no node {obj.node_name!r}; "
+        raise ManifestError(f"{where}: spec.nodeName: cluster {lab_name!r} has no node {obj.node_name!r}; "
                             f"nodes are: {', '.join(nodes)}")
     manifest = obj.to_manifest()
     now = time.time()

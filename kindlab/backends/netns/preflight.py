@@ -8,12 +8,13 @@ import os
 from pathlib import Path
 
 from ...errors import EnvironmentProblem
+from ...model.cni import CNI_BIN
 from .commands import which
 from .names import STATE_ROOT
 
 TOOLS = ("ip", "nsenter", "unshare", "mount", "umount", "pivot_root", "bash", "sleep", "iptables", "iptables-save",
          "curl")
-CNI_DIRS = (Path("/usr/lib/cni"), Path("/opt/cni/bin"), Path("/usr/libexec/cni"))
+CNI_DIRS = (Path("/usr/lib/cni"), Path(CNI_BIN), Path("/usr/libexec/cni"))
 PLUGINS = ("bridge", "host-local", "portmap", "loopback")
 
 

@@ -22,7 +22,7 @@ CHILDREN: dict[int, subprocess.Popen] = {}
 _CHILDREN_LOCK = threading.Lock()   # the agent's loop reaps while its pool threads kill
 
 
-def keep(proc: subprocess.Popen, lab: str) -> int:
+def keep(proc: subprocess.Popen, lab_name: str) -> int:
     """Record a long-lived child in `lab`'s ledger and keep its Popen (so it is reaped); returns its pid."""
     with _CHILDREN_LOCK:
         CHILDREN[proc.pid] = proc
@@ -30,19 +30,19 @@ def keep(proc: subprocess.Popen, lab: str) -> int:
     if start is None:
         return proc.pid                     # it has already ended: nothing to sweep
     try:
-        with open(ledger(lab), "a") as f:   # one short O_APPEND write: safe from several threads
+        with open(ledger(lab_name), "a") as f:   # one short O_APPEND write: safe from several threads
             f.write(f"{proc.pid} {start}\n")
     except OSError as exc:                  # an unrecorded process would outlive the lab: stop it now
         kill([proc.pid])
-        raise ClusterError(f"lab {lab!r}: cannot record process {proc.pid} in {ledger(lab)} ({exc.strerror}); "
-                           f"is the lab being deleted? Check with: kindlab get clusters") from None
+        raise ClusterError(f"lab {lab_name!r}: cannot record process {proc.pid} in {ledger(lab_name)} "
+                           f"({exc.strerror}); is the lab being deleted? Check with: kindlab get clusters") from None
     return proc.pid
 
 
-def recorded(lab: str) -> list[int]:
+def recorded(lab_name: str) -> list[int]:
     """The live processes `lab`'s ledger names (same pid and start time), in the order they were started."""
     try:
-        lines = ledger(lab).read_text().splitlines()
+        lines = ledger(lab_name).read_text().splitlines()
     except (FileNotFoundError, NotADirectoryError):
         return []
     out = []

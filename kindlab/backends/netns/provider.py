@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from ...model.cni import CNI_BIN, NET_D
 from ...topology import Node, Topology
 from . import plugin
 from .mounts import NodeDirs, NodeMount, host_path
@@ -36,14 +37,14 @@ def conf() -> dict:
 
 def install(topology: Topology, node: Node, mounts: list[NodeMount], dirs: NodeDirs, cni_dir: Path) -> None:
     """Install the provider's files on one node (before its mount namespace exists, through host paths)."""
-    bin_dir = host_path(mounts, "/opt/cni/bin", dirs)
+    bin_dir = host_path(mounts, CNI_BIN, dirs)
     bin_dir.mkdir(parents=True, exist_ok=True)
     target = bin_dir / PLUGIN
     target.write_text(plugin_script())
     target.chmod(0o755)
     if bin_dir != dirs.upper and not (bin_dir / "loopback").exists():
         shutil.copy2(cni_dir / "loopback", bin_dir / "loopback")
-    netd = host_path(mounts, "/etc/cni/net.d", dirs)
+    netd = host_path(mounts, NET_D, dirs)
     netd.mkdir(parents=True, exist_ok=True)
     (netd / CONF).write_text(json.dumps(conf(), indent=2) + "\n")
     (dirs.root / "subnet.env").write_text(

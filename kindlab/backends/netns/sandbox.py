@@ -62,7 +62,7 @@ def create(view: NodeView, hostname: str, pod_label: str, hosts: Path, resolv: P
     /etc/resolv.conf: rewrite them in place.
     """
     sandbox_id = secrets.token_hex(32)
-    title = f"kindlab-pause {marker(view.lab)} pod={pod_label} sandbox={sandbox_id[:12]}"
+    title = f"kindlab-pause {marker(view.lab_name)} pod={pod_label} sandbox={sandbox_id[:12]}"
     script = (f"set -e; echo {shlex.quote(hostname[:63])} > /proc/sys/kernel/hostname; "
               f"mount --bind {shlex.quote(view.node_path(hosts))} /etc/hosts; "
               f"mount --bind {shlex.quote(view.node_path(resolv))} /etc/resolv.conf; echo ready; "
@@ -73,7 +73,7 @@ def create(view: NodeView, hostname: str, pod_label: str, hosts: Path, resolv: P
                             env=ENV, cwd="/", start_new_session=True)
     # in the ledger before its namespaces are made: nsenter, unshare and bash exec in turn, so this pid is
     # the pause process, and a teardown that kills the agent meanwhile still finds it
-    pid = keep(proc, view.lab)
+    pid = keep(proc, view.lab_name)
     line = proc.stdout.readline() if proc.stdout else b""
     if line.strip() != b"ready":
         _, err = proc.communicate(timeout=10)

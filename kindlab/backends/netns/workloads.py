@@ -108,11 +108,11 @@ def start(view: NodeView, sandbox: Sandbox, env: dict[str, str], log: Path, pod_
     """Start the echo server in the sandbox's namespaces; returns its (pid, start time)."""
     argv = [*nsenter(mnt=sandbox.mnt, uts=sandbox.uts, net=sandbox.netns), sys.executable, "-c",
             BOOT.format(root=str(PROJECT_ROOT), drop="" if "LC_CTYPE" in env else DROP_LC_CTYPE),
-            marker(view.lab), f"pod={pod_label}"]
+            marker(view.lab_name), f"pod={pod_label}"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 cwd="/", start_new_session=True)
-    return keep(proc, view.lab), start_time(proc.pid) or 0
+    return keep(proc, view.lab_name), start_time(proc.pid) or 0
 
 
 def listening(pid: int, port: int) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..commands import run
 from . import components, forward, kubeconfig
 from .images import Image
 from .lab import poll
@@ -80,8 +81,8 @@ def import_images(bed: Testbed, node: BedNode, made: list[Image]) -> list[str]:
     """Wait for the node's containerd, import `made` into its k8s.io namespace; the names it lists."""
     wait(f"{node.name}: containerd", lambda: bed.exec(node, ["ctr", "version"], "ctr version"), 20)
     for image in made:
-        subprocess.run([*node.enter(), "ctr", "-n", "k8s.io", "images", "import", "-"], check=True,
-                       input=image.archive.read_bytes(), capture_output=True, timeout=60)
+        run([*node.enter(), "ctr", "-n", "k8s.io", "images", "import", "-"], f"{node.name}: importing {image.name}",
+            input=image.archive.read_bytes(), timeout=60)
     return bed.exec(node, ["ctr", "-n", "k8s.io", "images", "ls", "-q"], "ctr images ls").split()
 
 
@@ -93,7 +94,7 @@ def ready_nodes(core: Any) -> set[str]:
 
 def leftovers(prefix: str, state: Path) -> list[str]:
     """Any mount, namespace or state file of the run still there (processes are checked by namespace)."""
-    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET,SOURCE"], capture_output=True, text=True).stdout
+    mounts = run(["findmnt", "-rn", "-o", "TARGET,SOURCE"], "listing mounts", check=False).stdout.decode()
     out = [f"mount: {line}" for line in mounts.splitlines() if prefix in line]
     netns = Path("/run/netns")
     out += [f"netns: {n.name}" for n in netns.iterdir() if n.name.startswith(prefix)] if netns.exists() else []

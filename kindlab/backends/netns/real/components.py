@@ -18,15 +18,15 @@ from pathlib import Path
 
 import yaml
 
+from ....model.cni import CNI_BIN, NET_D
 from . import kubeconfig, pki
 from .images import PAUSE_NAME
 
 K8S = "/etc/kubernetes"
 PKI = f"{K8S}/pki"
 CONTAINERD_SOCK = "/run/containerd/containerd.sock"
-OWN_DIRS = ("/etc/kubernetes", "/etc/containerd", "/etc/cni/net.d", "/var/lib/containerd", "/var/lib/kubelet",
+OWN_DIRS = ("/etc/kubernetes", "/etc/containerd", NET_D, "/var/lib/containerd", "/var/lib/kubelet",
             "/var/lib/kube-proxy", "/var/lib/etcd", "/var/lib/cni", "/var/log/pods", "/var/log/containers")
-CNI_BIN, CNI_CONF = "/opt/cni/bin", "/etc/cni/net.d"
 CERTS_D = "/etc/containerd/certs.d"
 REGISTRIES = ("docker.io", "registry.k8s.io", "k8s.gcr.io")
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/master=:NoSchedule"            # kubeadm v1.20's
@@ -206,7 +206,7 @@ def containerd_config(c: Cluster) -> str:
         f"[{cri}.containerd]", '  snapshotter = "overlayfs"', '  default_runtime_name = "runc"',
         f"[{cri}.containerd.runtimes.runc]", '  runtime_type = "io.containerd.runc.v2"',
         f"[{cri}.containerd.runtimes.runc.options]", "  SystemdCgroup = false",
-        f"[{cri}.cni]", f'  bin_dir = "{CNI_BIN}"', f'  conf_dir = "{CNI_CONF}"',
+        f"[{cri}.cni]", f'  bin_dir = "{CNI_BIN}"', f'  conf_dir = "{NET_D}"',
     ]
     if c.registry:   # each registry's hosts.toml names the lab's registry as its only server (registry_hosts)
         lines += [f"[{cri}.registry]", f'  config_path = "{CERTS_D}"']

@@ -18,12 +18,12 @@ import hashlib
 import io
 import json
 import re
-import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .... import echo as echo_module
+from ..commands import run
 
 PAUSE_NAME = "registry.k8s.io/pause:3.2"
 ECHO_NAME = "docker.io/inanimate/echo-server:latest"
@@ -135,7 +135,7 @@ def busybox_image(folder: Path, busybox: Path = BUSYBOX) -> Image:
 
 def shared_libraries(binary: Path) -> list[Path]:
     """The files the dynamic linker loads for `binary`, as `ldd` names them (the interpreter included)."""
-    text = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
+    text = run(["ldd", binary], f"listing the libraries of {binary}").stdout.decode()
     return [Path(m) for m in re.findall(r"(/\S+) \(0x", text)]
 
 
@@ -147,7 +147,7 @@ def stdlib_files(python: Path) -> list[Path]:
              f"spec = importlib.util.spec_from_file_location('echo', {str(Path(echo_module.__file__))!r})\n"
              "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
              "print('\\n'.join(sorted({m.__file__ for m in sys.modules.values() if getattr(m, '__file__', None)})))\n")
-    text = subprocess.run([str(python), "-S", "-I", "-c", probe], capture_output=True, text=True, check=True).stdout
+    text = run([python, "-S", "-I", "-c", probe], "listing the echo server's stdlib files").stdout.decode()
     stdlib = f"/usr/lib/{python.name}/"
     files = []
     for line in text.split():

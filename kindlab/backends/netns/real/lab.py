@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ....errors import ClusterError
+from ....model.cni import NET_D
 from ....progress import Reporter, quiet
 from .. import processes
-from ..commands import ENV, nsenter, run, tail
+from ..commands import ENV, nsenter, run
 from ..mounts import NodeDirs
 from ..names import GATEWAY, STD_PATH, host_netns, marker, netns_path
 from ..nodes import NodeView
@@ -41,7 +42,7 @@ T = TypeVar("T")
 
 def own_dirs() -> tuple[str, ...]:
     """The node folders the real components keep of their own; /etc/cni/net.d stays the lab's (extraMounts)."""
-    return tuple(d for d in components.OWN_DIRS if d != components.CNI_CONF)
+    return tuple(d for d in components.OWN_DIRS if d != NET_D)
 
 
 def spec(record: dict[str, Any], bin_dir: Path) -> components.Cluster:
@@ -54,26 +55,26 @@ def spec(record: dict[str, Any], bin_dir: Path) -> components.Cluster:
                               allocate_node_cidrs=False)           # each node's is the lab's own (set_pod_cidrs)
 
 
-def _python(lab: str, module: str, args: list[str], netns: str | None, log: Path,
+def _python(lab_name: str, module: str, args: list[str], netns: str | None, log: Path,
             stdout: int | None = None) -> subprocess.Popen:
     """A Python helper of the lab (registry, forwarder), detached and in the lab's ledger."""
     argv = [*(nsenter(net=netns_path(netns)) if netns else []), sys.executable, "-m", module, *args,
-            "--marker", marker(lab)]
+            "--marker", marker(lab_name)]
     env = {"PATH": STD_PATH, "LANG": "C.UTF-8", "PYTHONPATH": str(PROJECT_ROOT)}
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout or out, stderr=out, cwd="/", env=env,
                                 start_new_session=True)
-    processes.keep(proc, lab)
+    processes.keep(proc, lab_name)
     return proc
 
 
-def _component(lab: str, view: NodeView, comp: components.Component, logs: Path) -> dict[str, Any]:
+def _component(lab_name: str, view: NodeView, comp: components.Component, logs: Path) -> dict[str, Any]:
     """Start one component inside its node; its record (node, name, argv, pid, start, log)."""
     log = logs / f"{view.name}.{comp.name}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen([*view.enter(), *comp.argv], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 env={**ENV, "HOME": "/root"}, cwd="/", start_new_session=True)
-    pid = processes.keep(proc, lab)
+    pid = processes.keep(proc, lab_name)
     return {"node": view.name, "name": comp.name, "argv": comp.argv, "pid": pid,
             "start": processes.start_time(pid) or 0, "log": str(log)}
 
@@ -122,7 +123,7 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
                            + "; run `make setup` (or use --kubernetes model)")
     bin_dir = binaries.bin_dir()
     assert bin_dir is not None
-    lab = record["name"]
+    lab_name = record["name"]
     c = spec(record, bin_dir)
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -134,10 +135,10 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
     by_name = {v.name: v for v in views}
     cp = by_name[c.control_plane.name]
 
-    _python(lab, "kindlab.backends.netns.real.registry",
-            ["--listen", f"{GATEWAY}:{REGISTRY_PORT}", *(str(i.layout) for i in made)], host_netns(lab),
+    _python(lab_name, "kindlab.backends.netns.real.registry",
+            ["--listen", f"{GATEWAY}:{REGISTRY_PORT}", *(str(i.layout) for i in made)], host_netns(lab_name),
             logs / "registry.log")
-    fwd = _python(lab, "kindlab.backends.netns.real.forward", ["--netns", str(cp.netns_path), "--to",
+    fwd = _python(lab_name, "kindlab.backends.netns.real.forward", ["--netns", str(cp.netns_path), "--to",
                   f"{cp.ip}:{API_PORT}"], None, logs / "forward.log", stdout=subprocess.PIPE)
     assert fwd.stdout is not None
     line = fwd.stdout.readline().strip()
@@ -146,11 +147,11 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
         raise ClusterError(f"real Kubernetes: the loopback forwarder did not start; see {logs / 'forward.log'}")
     port = int(line)
     kubeconfig.write(state / KUBECONFIG, f"https://127.0.0.1:{port}", certs["ca"], certs["admin"],
-                     f"kind-{lab}", f"kind-{lab}")
+                     f"kind-{lab_name}", f"kind-{lab_name}")
 
-    started = [_component(lab, cp, comp, logs) for comp in components.control_plane(c)]
+    started = [_component(lab_name, cp, comp, logs) for comp in components.control_plane(c)]
     for node in c.nodes:
-        started += [_component(lab, by_name[node.name], comp, logs) for comp in components.node_agents(c, node)]
+        started += [_component(lab_name, by_name[node.name], comp, logs) for comp in components.node_agents(c, node)]
     report(f"netns: real Kubernetes: {len(started)} processes started on {len(views)} nodes "
            f"({time.monotonic() - began:.1f}s)")
 
@@ -158,10 +159,8 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
         _wait(f"{view.name}: containerd", lambda: run([*view.enter(), "ctr", "version"], "ctr version", timeout=5),
               30, logs)
         for image in made:
-            done = subprocess.run([*view.enter(), "ctr", "-n", "k8s.io", "images", "import", "-"],
-                                  input=image.archive.read_bytes(), capture_output=True, timeout=60)
-            if done.returncode:
-                raise ClusterError(f"{view.name}: ctr images import {image.name}: {tail(done.stderr)}")
+            run([*view.enter(), "ctr", "-n", "k8s.io", "images", "import", "-"],
+                f"{view.name}: importing image {image.name}", input=image.archive.read_bytes(), timeout=60)
     with ThreadPoolExecutor(len(views)) as pool:
         list(pool.map(load, views))
     report(f"netns: real Kubernetes: images imported into every containerd ({time.monotonic() - began:.1f}s)")
@@ -201,7 +200,7 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
 _restart_lock = threading.Lock()
 
 
-def restart_dead(lab: str, real: dict[str, Any], views: dict[str, NodeView]) -> list[str]:
+def restart_dead(lab_name: str, real: dict[str, Any], views: dict[str, NodeView]) -> list[str]:
     """Start again each component whose process died, as systemd restarts a kubelet; the names restarted."""
     out = []
     with _restart_lock:
@@ -211,7 +210,7 @@ def restart_dead(lab: str, real: dict[str, Any], views: dict[str, NodeView]) -> 
             view = views[comp["node"]]
             if view.problems():
                 continue
-            new = _component(lab, view, components.Component(comp["name"], comp["argv"]), Path(comp["log"]).parent)
+            new = _component(lab_name, view, components.Component(comp["name"], comp["argv"]), Path(comp["log"]).parent)
             comp.update(pid=new["pid"], start=new["start"])
             out.append(f"{comp['node']}/{comp['name']}")
     return out

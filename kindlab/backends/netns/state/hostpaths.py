@@ -31,7 +31,7 @@ def _registry() -> Iterator[dict[str, dict]]:
         write_json(REGISTRY, entries)
 
 
-def ensure(lab: str, path: Path, kind: str) -> None:
+def ensure(lab_name: str, path: Path, kind: str) -> None:
     """Make `path` (kind 'dir', 'file' or 'tree') if missing, recording each part made for `lab`.
 
     'tree' is a hostPath folder: removed with its contents when no lab uses it any more.
@@ -48,24 +48,24 @@ def ensure(lab: str, path: Path, kind: str) -> None:
                 part.touch()
             else:
                 part.mkdir()
-            entries[str(part)] = {"kind": kind if last else "dir", "labs": [lab]}
-        if str(path) in entries and lab not in entries[str(path)]["labs"]:
-            entries[str(path)]["labs"].append(lab)
+            entries[str(part)] = {"kind": kind if last else "dir", "labs": [lab_name]}
+        if str(path) in entries and lab_name not in entries[str(path)]["labs"]:
+            entries[str(path)]["labs"].append(lab_name)
         # parents made for another lab are used by this one too
         for parent in path.parents:
             entry = entries.get(str(parent))
-            if entry and lab not in entry["labs"]:
-                entry["labs"].append(lab)
+            if entry and lab_name not in entry["labs"]:
+                entry["labs"].append(lab_name)
 
 
-def release(lab: str) -> list[str]:
+def release(lab_name: str) -> list[str]:
     """Forget `lab`; remove what no lab uses any more (deepest first). Returns the paths removed."""
     removed = []
     with _registry() as entries:
         for key in sorted(entries, key=lambda k: k.count("/"), reverse=True):
             entry = entries[key]
-            if lab in entry["labs"]:
-                entry["labs"].remove(lab)
+            if lab_name in entry["labs"]:
+                entry["labs"].remove(lab_name)
             if entry["labs"]:
                 continue
             path = Path(key)
