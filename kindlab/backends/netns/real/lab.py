@@ -128,16 +128,38 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
+
+    def say(what: str) -> None:
+        report(f"netns: real Kubernetes: {what} ({time.monotonic() - began:.1f}s)")
+
     certs = components.write(state / "real", c, {v.name: NodeDirs(Path(v.state)).own("/") for v in views})
     made = [images.pause_image(bin_dir / "pause", state / "images"), images.echo_image(state / "images"),
             *([images.busybox_image(state / "images")] if images.BUSYBOX.is_file() else [])]
-    report(f"netns: real Kubernetes: certificates, configs and images made ({time.monotonic() - began:.1f}s)")
+    say("certificates, configs and images made")
     by_name = {v.name: v for v in views}
     cp = by_name[c.control_plane.name]
 
     _python(lab_name, "kindlab.backends.netns.real.registry",
             ["--listen", f"{GATEWAY}:{REGISTRY_PORT}", *(str(i.layout) for i in made)], host_netns(lab_name),
             logs / "registry.log")
+    port = _forwarder(lab_name, cp, logs)
+    kubeconfig.write(state / KUBECONFIG, f"https://127.0.0.1:{port}", certs["ca"], certs["admin"],
+                     f"kind-{lab_name}", f"kind-{lab_name}")
+
+    started = [_component(lab_name, cp, comp, logs) for comp in components.control_plane(c)]
+    for node in c.nodes:
+        started += [_component(lab_name, by_name[node.name], comp, logs) for comp in components.node_agents(c, node)]
+    say(f"{len(started)} processes started on {len(views)} nodes")
+    _import_images(views, made, logs)
+    say("images imported into every containerd")
+    versions = _wait_ready(record, views, cp, state, say)
+    report(f"netns: real Kubernetes {versions['kubernetes']} with {versions['runtime']}: "
+           f"ready for pods in {time.monotonic() - began:.1f}s (its default service account made)")
+    return {"api_port": port, "server": c.server, "bin_dir": str(bin_dir), "components": started, **versions}
+
+
+def _forwarder(lab_name: str, cp: NodeView, logs: Path) -> int:
+    """Start the loopback forwarder to the control plane's API server; the machine's port it listens on."""
     fwd = _python(lab_name, "kindlab.backends.netns.real.forward", ["--netns", str(cp.netns_path), "--to",
                   f"{cp.ip}:{API_PORT}"], None, logs / "forward.log", stdout=subprocess.PIPE)
     assert fwd.stdout is not None
@@ -145,16 +167,11 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
     fwd.stdout.close()
     if not line.isdigit():
         raise ClusterError(f"real Kubernetes: the loopback forwarder did not start; see {logs / 'forward.log'}")
-    port = int(line)
-    kubeconfig.write(state / KUBECONFIG, f"https://127.0.0.1:{port}", certs["ca"], certs["admin"],
-                     f"kind-{lab_name}", f"kind-{lab_name}")
+    return int(line)
 
-    started = [_component(lab_name, cp, comp, logs) for comp in components.control_plane(c)]
-    for node in c.nodes:
-        started += [_component(lab_name, by_name[node.name], comp, logs) for comp in components.node_agents(c, node)]
-    report(f"netns: real Kubernetes: {len(started)} processes started on {len(views)} nodes "
-           f"({time.monotonic() - began:.1f}s)")
 
+def _import_images(views: list[NodeView], made: list[images.Image], logs: Path) -> None:
+    """Every node's containerd, once it answers, gets the lab's images (nothing is pulled from outside)."""
     def load(view: NodeView) -> None:
         _wait(f"{view.name}: containerd", lambda: run([*view.enter(), "ctr", "version"], "ctr version", timeout=5),
               30, logs)
@@ -163,16 +180,20 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
                 f"{view.name}: importing image {image.name}", input=image.archive.read_bytes(), timeout=60)
     with ThreadPoolExecutor(len(views)) as pool:
         list(pool.map(load, views))
-    report(f"netns: real Kubernetes: images imported into every containerd ({time.monotonic() - began:.1f}s)")
 
+
+def _wait_ready(record: dict[str, Any], views: list[NodeView], cp: NodeView, state: Path,
+                say: Callable[[str], None]) -> dict[str, str]:
+    """Wait for the API server, every node Ready (each given its pod subnet) and the default service account's
+    token; label the control plane as kubeadm does. The versions its kubelet reports."""
     from kubernetes.client import CoreV1Api
 
+    logs = state / "logs"
     api = admin_client(state)
     try:
         core = CoreV1Api(api)
         _wait("the API server", core.list_namespace, 60, logs)
-        report(f"netns: real Kubernetes: the API server answers ({time.monotonic() - began:.1f}s)")
-
+        say("the API server answers")
         cidrs = {n["name"]: n["pod_cidr"] for n in record["nodes"]}
 
         def ready() -> bool:
@@ -184,17 +205,14 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
             return len(nodes) == len(views) and all(
                 any(x.type == "Ready" and x.status == "True" for x in n.status.conditions or []) for n in nodes)
         _wait(f"all {len(views)} nodes Ready", ready, READY_TIMEOUT, logs, every=0.1)
-        report(f"netns: real Kubernetes: all {len(views)} nodes Ready ({time.monotonic() - began:.1f}s)")
+        say(f"all {len(views)} nodes Ready")
         labels = {key: "" for key in components.CONTROL_PLANE_LABELS}   # kubeadm's mark-control-plane
         core.patch_node(cp.name, {"metadata": {"labels": labels}})
         _wait("the default service account and its token", lambda: service_account_ready(core), 60, logs)
         info = core.read_node(cp.name).status.node_info
-        versions = {"kubernetes": info.kubelet_version, "runtime": info.container_runtime_version}
+        return {"kubernetes": info.kubelet_version, "runtime": info.container_runtime_version}
     finally:
         api.close()
-    report(f"netns: real Kubernetes {versions['kubernetes']} with {versions['runtime']}: "
-           f"ready for pods in {time.monotonic() - began:.1f}s (its default service account made)")
-    return {"api_port": port, "server": c.server, "bin_dir": str(bin_dir), "components": started, **versions}
 
 
 _restart_lock = threading.Lock()
