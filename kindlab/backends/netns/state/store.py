@@ -29,11 +29,16 @@ def timestamp(t: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Replace `path` atomically (write a sibling, then rename)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Replace `path` with `data` as JSON, atomically."""
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def read_json(path: Path, default: Any = None) -> Any:
@@ -158,9 +163,7 @@ class Store:
 
     def put_events(self, events: list[dict[str, Any]]) -> None:
         """Replace the journal with one line per event (atomically)."""
-        tmp = self.events_file.with_name(f".{self.events_file.name}.{os.getpid()}")
-        tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
-        os.replace(tmp, self.events_file)
+        write_atomic(self.events_file, "".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
 
     # -- the agent ----------------------------------------------------------------------
     def agent_running(self) -> bool:
