@@ -232,8 +232,12 @@ def one_run(lab: Cluster, v: Variant, source: str, attempts: int, pods: int, tim
         if record is not None:
             add_attempts(v, [t for t in record.attempts if t < result.fix_at], applied[spec.name])
             if record.running_at is not None:
-                v.add("container start -> API Running",
-                      healed_after[spec.name][0] - (record.running_at - result.fix_at), scaled=False)
+                started = record.running_at - result.fix_at
+                running, answered = healed_after[spec.name]
+                v.add("fix -> container start", started)
+                v.add("container start -> API Running", running - started, scaled=False)
+                if answered is not None:
+                    v.add("container start -> curl 200", answered - started, scaled=False)
         v.fact("worker2: events", reasons(pod_events(lab, healed)))
         v.fact("worker2: status", status_facts(healed))
         for e in pod_events(lab, healed):

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from kindlab.cluster import Cluster, HttpResponse
+from kindlab.errors import ConnectionRefused
+
 ROOT = Path(__file__).resolve().parents[1]
 KIND_CONFIG = ROOT / "kind" / "config"
 os.environ.setdefault("KINDLAB_KUBERNETES", "model")   # inherited by the notebooks' kernels and the CLI's runs
@@ -86,3 +89,14 @@ def host_network() -> Callable[[], dict[str, str]]:
         return {"link": run("ip", "-d", "link"), "route": run("ip", "route"), "route6": run("ip", "-6", "route"),
                 "iptables": run("iptables-save")}
     return snapshot
+
+
+def curl_answer(lab: Cluster, url: str, timeout: float = 10.0) -> HttpResponse:
+    """curl `url` until its server answers: a pod is Running from its container's start, as on containerd,
+    a moment before its server listens. A refused connection is tried again, any other failure raised."""
+    def attempt() -> HttpResponse | None:
+        try:
+            return lab.curl(url, timeout=2.0)
+        except ConnectionRefused:
+            return None
+    return lab.wait_for(attempt, timeout=timeout, interval=0.05, what=f"an answer from {url}")

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, small_config
+from conftest import ROOT, curl_answer, small_config
 
 from kindlab import backends, objects
 from kindlab.errors import (
@@ -73,7 +73,7 @@ def test_agent_killed_pods_keep_serving_and_are_adopted(make_lab, tmp_path):
     agent_pid = int((lab.state_dir / "agent.pid").read_text())
     os.kill(agent_pid, signal.SIGKILL)
     lab.wait_for(lambda: not lab.agent_running(), timeout=5, what="agent gone")
-    assert lab.curl("http://172.18.0.3/").status == 200            # pods keep serving
+    assert curl_answer(lab, "http://172.18.0.3/").status == 200      # pods keep serving
     assert lab.node_list()[1]["status"]["conditions"][0]["status"] == "Unknown"
     again = backends.up(small_config(tmp_path), name=lab.name, backend="netns", backoff=0.5)
     again.wait_for(again.agent_running, timeout=5, what="agent back")
@@ -111,7 +111,7 @@ def test_a_new_agent_removes_what_no_pod_owns(make_lab, tmp_path):
               if owner == lab.name and processes.cmdline(p)[0].startswith("kindlab-pause")]
     assert len(pauses) == 1
     assert lab.exec(worker, "iptables-save").count("DNAT --to-destination") == 1
-    assert lab.curl("http://172.18.0.3/").status == 200
+    assert curl_answer(lab, "http://172.18.0.3/").status == 200
 
 
 def test_two_labs_side_by_side(make_lab, tmp_path):
@@ -120,7 +120,7 @@ def test_two_labs_side_by_side(make_lab, tmp_path):
         lab.apply_object(pod("echo", f"{lab.name}-worker"))
     for lab in (one, two):
         lab.wait_for_pod("echo", timeout=15)
-        assert lab.curl("http://172.18.0.3/").status == 200
+        assert curl_answer(lab, "http://172.18.0.3/").status == 200
     assert one.exec(f"{one.name}-worker", "iptables-save") .count("DNAT --to-destination") == 1
     one.down()
     assert two.curl("http://172.18.0.3/").status == 200

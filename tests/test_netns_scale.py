@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import small_config
+from conftest import curl_answer, small_config
 
 from kindlab import objects
 from kindlab.errors import ConnectionRefused
@@ -39,7 +39,7 @@ def test_fifty_pods_with_distinct_hostports(make_lab, tmp_path):
     rules = lab.exec(worker, "iptables-save")
     for i in range(COUNT):
         try:
-            reply = lab.curl(f"http://172.18.0.3:{FIRST_PORT + i}/")
+            reply = curl_answer(lab, f"http://172.18.0.3:{FIRST_PORT + i}/")
         except ConnectionRefused as exc:
             raise AssertionError(f"echo-{i}: {exc}\n{lab.pod(f'echo-{i}')}\n{rules}") from None
         assert reply.status == 200 and f"-> My hostname is: echo-{i}\n" in reply.body

@@ -14,6 +14,7 @@ import shutil
 import time
 
 import pytest
+from conftest import curl_answer
 
 from kindlab import scenario
 from kindlab import walkthrough as wt
@@ -61,7 +62,7 @@ def test_seed_walkthrough(make_lab, host_network, tmp_path):
     # worker: the hostPort answers, through portmap's DNAT to the pod.
     pod = lab.wait_for_pod(f"echo-{w}", timeout=20)
     assert pod["status"]["hostIP"] == lab.node_ip(w) == "172.18.0.3"
-    reply = lab.curl("http://172.18.0.3/")
+    reply = curl_answer(lab, "http://172.18.0.3/")
     assert reply.status == 200
     assert f"-> My hostname is: echo-{w}\n" in reply.body
     assert "-> Requesting IP: 172.18.0.1:" in reply.body
@@ -91,7 +92,7 @@ def test_seed_walkthrough(make_lab, host_network, tmp_path):
     assert len([t for t in recorded.attempts if t > fixed_at]) <= 1   # at most an attempt already under way
     assert recorded.running_at - fixed_at < BACKOFF * 1.5 + 2.0       # the next retry (plus slack for a busy machine)
     assert "portmap" in ls(lab, w2, "/opt/cni/bin")
-    reply = lab.curl("http://172.18.0.4/")
+    reply = curl_answer(lab, "http://172.18.0.4/")
     assert reply.status == 200 and f"-> My hostname is: echo-{w2}\n" in reply.body
 
     # worker3: Running, but nothing maps its hostPort.
@@ -110,7 +111,7 @@ def test_seed_walkthrough(make_lab, host_network, tmp_path):
     assert lab.delete_pod(f"echo-{w3}") == f'pod "echo-{w3}" deleted'
     assert wt.apply_pod(lab, f"echo-{w3}") == f"pod/echo-{w3} created"
     lab.wait_for_pod(f"echo-{w3}", timeout=10)
-    reply = lab.curl("http://172.18.0.5/")
+    reply = curl_answer(lab, "http://172.18.0.5/")
     assert reply.status == 200 and f"-> My hostname is: echo-{w3}\n" in reply.body
     assert any("CNI-HOSTPORT-DNAT" in line for line in hostport_lines(lab, w3))
 

@@ -337,6 +337,25 @@ def test_rejected_and_waiting_statuses_have_kubernetes_shape():
     assert agent.v1_status(st, None)["reason"] == "NodePorts"
 
 
+def test_a_started_container_shows_only_after_the_relist_that_sees_it():
+    """containerd's start is the process's; the kubelet's status changes at PLEG's next relist, with Running and
+    Ready together (no readiness probe): until then it is the status from before the start."""
+    st = agent.PodState(key="default_p", uid="u", meta={"name": "p", "creationTimestamp": "t0"},
+                        spec={"containers": [{"name": "echo", "image": "inanimate/echo-server"}]}, node="n")
+    st.start_time, st.workload, st.running_at, st.started_at = "t1", (4242, 1), 100.0, "t2"
+    for before, stage in (("ContainerCreating", agent.Stage.STARTING), ("CrashLoopBackOff", agent.Stage.STARTING)):
+        st.stage, st.waiting_reason, st.phase = stage, before, "Pending" if before == "ContainerCreating" else "Running"
+        status = agent.v1_status(st, "172.18.0.3")
+        container = status["containerStatuses"][0]
+        assert container["state"] == {"waiting": {"reason": before}} and not container["started"]
+        assert "containerID" not in container and not container["ready"]
+        assert status["phase"] == st.phase   # a restarting pod stays Running, a new one Pending
+    st.stage, st.phase, st.waiting_reason = agent.Stage.RUNNING, "Running", None
+    container = agent.v1_status(st, "172.18.0.3")["containerStatuses"][0]
+    assert container["state"] == {"running": {"startedAt": "t2"}} and container["started"] and container["ready"]
+    assert container["containerID"] == "kindlab://4242"
+
+
 def test_the_models_container_starts_are_pushed_as_they_are_written(tmp_path):
     from kindlab.backends.netns import runtime_events
 

@@ -14,6 +14,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+from conftest import curl_answer
+
 from kindlab import scenario, walkthrough
 from kindlab.backends.netns.names import state_dir
 from kindlab.model.pods import is_ready
@@ -142,7 +144,7 @@ def test_node_sandboxes_and_workloads_see_the_node_s_files(make_lab):
     apply_static(lab)
     lab.wait_for(lambda: is_ready(scenario.find_pod(lab, f"echo-{lab.name}-worker")), timeout=30,
                  interval=0.05, what="echo pod ready")
-    assert f"echo-{lab.name}-worker" in lab.curl(f"http://{lab.view(worker).ip}/").body
+    assert f"echo-{lab.name}-worker" in curl_answer(lab, f"http://{lab.view(worker).ip}/").body
     pause = next(int(p) for p in subprocess.run(["pgrep", "-f", f"kindlab-pause kindlab-lab={lab.name} "
                                                  f"pod=default/echo-{lab.name}-worker "],
                                                 capture_output=True, text=True).stdout.split())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -66,7 +67,8 @@ def check_layout(image: images.Image) -> tuple[dict, list[str]]:
     assert config["rootfs"] == {"type": "layers", "diff_ids": [layer["digest"]]}   # uncompressed: digest == diff_id
     with tarfile.open(fileobj=__import__("io").BytesIO(layer_bytes)) as tar:
         members = tar.getmembers()
-    assert all(m.uid == 0 and m.gid == 0 and m.mtime == 0 for m in members)
+    assert all(m.uid == 0 and m.gid == 0 for m in members)
+    assert all(m.mtime == 0 for m in members if m.isdir())
     names = [m.name for m in members]
     assert names == sorted(names) and len(names) == len(set(names))
     with tarfile.open(image.archive) as archive:   # the archive is the layout, file for file
@@ -94,6 +96,26 @@ def test_echo_image_is_a_small_valid_layout(made):
     assert not [n for n in names if "_ssl" in n or "lzma" in n]   # optional modules left out
     assert image.size < 25 * 2**20
     assert Path(image.layout / "blobs").exists()
+
+
+@pytest.mark.skipif(PYTHON_MISSING, reason=f"{images.PYTHON} (Debian's python3.11) is not installed")
+def test_the_echo_image_s_cached_bytecode_is_valid_for_its_sources(made):
+    """Python uses a .pyc only while its header's source mtime and size are the source's: a stale one is
+    compiled again at every start (and -B keeps the result from being written)."""
+    layout = made["echo"].layout
+    manifest = json.loads(blob(layout, made["echo"].manifest_digest))
+    with tarfile.open(layout / "blobs" / "sha256" / manifest["layers"][0]["digest"][7:]) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        checked = 0
+        for name, member in members.items():
+            source = re.sub(r"__pycache__/(\w+)\.cpython-\d+\.pyc$", r"\1.py", name)
+            if source == name or source not in members:
+                continue
+            header = tar.extractfile(member).read(16)
+            flags, mtime, size = (int.from_bytes(header[i:i + 4], "little") for i in (4, 8, 12))
+            assert (flags, mtime, size) == (0, members[source].mtime & 0xFFFFFFFF, members[source].size), name
+            checked += 1
+    assert checked >= 20   # http.server, socketserver, email, ... all have their bytecode
 
 
 def test_images_are_reproducible(made, tmp_path):

@@ -5,8 +5,8 @@ the store's agent.lock for its life and outlives the process that started it. It
 store's generation counter every 20 ms and re-reads everything at least once a second
 (level-triggered). For each desired pod it:
   admits it (hostPort conflicts on the node -> Failed/NodePorts, as the kubelet rejects),
-  makes a sandbox, runs CNI ADD, starts the workload, pushes its start once it listens (runtime_events),
-  and reports Running at PLEG's next relist after that;
+  makes a sandbox, runs CNI ADD, starts the workload and pushes its start at once (runtime_events), and
+  reports Running at PLEG's next relist after that (the server may listen a moment later, as on containerd);
   on a sandbox failure records FailedCreatePodSandBox and keeps the sandbox when its CNI DEL fails too
   (as containerd does), retries once at PLEG's next relist, then after the kubelet's back-off (constant
   `backoff` plus up to 50 % jitter, on the sync loop's tick: model.kubelet), each retry a SandboxChanged
@@ -64,7 +64,7 @@ class Stage(StrEnum):
     REJECTED = "rejected"            # admission refused it: NodePorts
     SANDBOX = "sandbox"              # making its sandbox (and retrying after failures)
     IMAGE = "image"                  # the image cannot be had
-    STARTING = "starting"            # the container runs, not yet listening
+    STARTING = "starting"            # the container runs; the kubelet sees it at PLEG's next relist
     RUNNING = "running"              # Running and Ready
     CRASH = "crash"                  # the container exited: CrashLoopBackOff
     DELETING = "deleting"            # stopping it
@@ -117,14 +117,6 @@ class PodState:
     @property
     def container(self) -> dict[str, Any]:
         return self.spec["containers"][0]
-
-    @property
-    def port(self) -> int:
-        env = {e["name"]: e.get("value") for e in self.container.get("env", []) or []}
-        try:
-            return int(env.get("PORT") or workloads.ECHO_ENV["PORT"])
-        except ValueError:
-            return int(workloads.ECHO_ENV["PORT"])
 
     def host_ports(self) -> list[tuple[str, int, str]]:
         return [(m["protocol"], m["hostPort"], m.get("hostIP", "")) for m in port_mappings(self.spec)]
@@ -316,7 +308,7 @@ class Agent:
         self.write(pod)
 
     def tick(self) -> None:
-        """Retries that are due; workloads that started listening or ended."""
+        """Retries that are due; started workloads the relist sees, or that ended."""
         now = time.time()
         with self.lock:
             self.relist(now)
@@ -327,13 +319,10 @@ class Agent:
                     pod.next_try = 0.0
                     self.submit(pod, self.create_pod if pod.stage == Stage.SANDBOX else self.start_container)
                 elif pod.stage == Stage.STARTING and pod.workload:
-                    pid, start = pod.workload
-                    if pod.running_at is None and workloads.listening(pid, pod.port):
-                        self.container_started(pod)
-                    elif pod.running_at is not None and now >= self.next_relist(pod.running_at):
-                        self.became_ready(pod)   # the kubelet sees the start at PLEG's next relist
-                    elif not processes.alive(pid, start):
+                    if not processes.alive(*pod.workload):
                         self.container_exited(pod)
+                    elif now >= self.next_relist(pod.running_at or now):
+                        self.became_ready(pod)   # the kubelet sees the start at PLEG's next relist
 
     def liveness(self) -> None:
         """Sandboxes and workloads of running pods that died."""
@@ -432,11 +421,11 @@ class Agent:
         self.events.record(pod.meta, pod.node, "Normal", "Created", f"Created container {pod.container['name']}")
         log_file = self.pod_dir(pod) / "container.log"
         workload = workloads.start(self.views[pod.node], pod.sandbox, env, log_file, pod.label)
-        self.events.record(pod.meta, pod.node, "Normal", "Started", f"Started container {pod.container['name']}")
         with self.lock:
             pod.workload, pod.stage, pod.started_at = workload, Stage.STARTING, timestamp()
-            pod.waiting_reason = pod.waiting_message = None
-            pod.phase = "Running"
+            self.container_started(pod)
+        self.events.record(pod.meta, pod.node, "Normal", "Started", f"Started container {pod.container['name']}")
+        with self.lock:
             self.write(pod)
 
     def recreate_sandbox(self, pod: PodState) -> None:
@@ -500,12 +489,15 @@ class Agent:
             self.write(pod)
 
     def container_started(self, pod: PodState) -> None:
-        """The runtime's moment: the container runs (and listens); pushed at once, as containerd's task start."""
+        """The runtime's moment: the container's process runs (it listens a little later, as on containerd);
+        pushed at once, as containerd's task start."""
         pod.running_at = time.time()
         runtime_events.append(self.store.root, container_id(pod), pod.running_at)
 
     def became_ready(self, pod: PodState) -> None:
+        """PLEG's relist saw the start: Running, and Ready (the pod has no readiness probe)."""
         pod.stage, pod.phase = Stage.RUNNING, "Running"
+        pod.waiting_reason = pod.waiting_message = None
         pod.ready_since = timestamp()
         self.write(pod)
 
@@ -623,7 +615,8 @@ def v1_status(pod: PodState, host_ip: str | None) -> dict[str, Any]:
                 "startTime": pod.start_time}
     ready = pod.stage == Stage.RUNNING
     c = pod.container
-    if pod.stage in (Stage.RUNNING, Stage.STARTING):
+    # until PLEG's relist sees a new container the kubelet's status is the one before it started
+    if pod.stage == Stage.RUNNING:
         state: dict[str, Any] = {"running": {"startedAt": pod.started_at}}
     else:
         state = {"waiting": {"reason": pod.waiting_reason or "ContainerCreating",
@@ -641,9 +634,9 @@ def v1_status(pod: PodState, host_ip: str | None) -> dict[str, Any]:
         ],
         "hostIP": host_ip, "startTime": pod.start_time, "qosClass": "BestEffort",
         "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": ready,
-                               "restartCount": pod.restarts, "started": pod.stage in (Stage.RUNNING, Stage.STARTING),
+                               "restartCount": pod.restarts, "started": pod.stage == Stage.RUNNING,
                                "state": state,
-                               **({"containerID": container_id(pod)} if pod.workload else {})}],
+                               **({"containerID": container_id(pod)} if pod.stage == Stage.RUNNING else {})}],
     }
     if host_ip:
         status["hostIPs"] = [{"ip": host_ip}]

@@ -1,7 +1,7 @@
 """The model's container starts as its runtime pushes them, the counterpart of containerd's task-start events.
 
 The agent appends one JSON line per container start to the lab's `runtime-events.jsonl` the moment the
-container starts (listens); `ContainerFollower` reads the lines written while it is open, as `ctr events`
+container's process starts; `ContainerFollower` reads the lines written while it is open, as `ctr events`
 follows containerd, and keeps when each reached kindlab.
 """
 

@@ -113,17 +113,3 @@ def start(view: NodeView, sandbox: Sandbox, env: dict[str, str], log: Path, pod_
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 cwd="/", start_new_session=True)
     return keep(proc, view.lab_name), start_time(proc.pid) or 0
-
-
-def listening(pid: int, port: int) -> bool:
-    """True when the process's network namespace has a TCP socket listening on `port`."""
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                return True
-    return False
