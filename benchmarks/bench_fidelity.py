@@ -364,6 +364,39 @@ def print_goals(real: Variant, model: Variant) -> None:
                   f"({'nested' if nested(r, m) else 'not nested'}; held as {lo:.2f}-{hi:.2f}); n={len(r)} | {len(m)}")
 
 
+def tick_counts(gaps: list[float], ticks: range) -> np.ndarray:
+    """Back-off gaps counted by the sync tick they land on: a retry starts on a whole tick after the failure's
+    tick, so a gap is a whole number of seconds give or take the two attempts' own times."""
+    rounded = np.rint(np.asarray(gaps)).astype(int)
+    return np.array([(rounded == t).sum() for t in ticks])
+
+
+def same_shape_p(real: list[float], model: list[float], ticks: range, rounds: int = 5000) -> float:
+    """How often two samples drawn from one pool (real's and the model's gaps together) differ in their tick
+    counts as much as these do (chi-square distance): a permutation test, so no table is assumed."""
+    def distance(a: np.ndarray, b: np.ndarray) -> float:
+        ca, cb = tick_counts(a, ticks), tick_counts(b, ticks)
+        expected = (ca + cb) / 2
+        keep = expected > 0
+        return float((((ca - expected) ** 2 + (cb - expected) ** 2)[keep] / expected[keep]).sum())
+    pool, n = np.asarray(real + model), len(real)
+    seen = distance(np.asarray(real), np.asarray(model))
+    rng = np.random.default_rng(0)
+    hits = sum(distance(p[:n], p[n:]) >= seen for p in (rng.permutation(pool) for _ in range(rounds)))
+    return (hits + 1) / (rounds + 1)
+
+
+def print_tick_shape(real: Variant, model: Variant) -> None:
+    """The back-off gaps by sync tick, real | model, and whether their shapes differ beyond chance."""
+    r, m = real.samples.get("back-off gap", []), model.samples.get("back-off gap", [])
+    if not r or not m:
+        return
+    ticks = range(10, 17)
+    print("\nback-off gaps by the sync tick they land on (s: real | model): " + ", ".join(
+        f"{t}: {a} | {b}" for t, a, b in zip(ticks, tick_counts(r, ticks), tick_counts(m, ticks), strict=True)))
+    print(f"  the same shape? permutation test of the chi-square distance: p = {same_shape_p(r, m, ticks):.2f}")
+
+
 def text_misses(real: Variant, model: Variant) -> list[str]:
     """Event reasons whose normalised messages differ between real and the model, and differing facts."""
     out = []
@@ -449,6 +482,7 @@ def main() -> int:
     if "real" not in by or "model" not in by:
         return 0
     print_goals(by["real"], by["model"])
+    print_tick_shape(by["real"], by["model"])
     misses = text_misses(by["real"], by["model"]) + goal_misses(by["real"], by["model"])
     print("\nreal against the model at 10 s: " + ("every text identical, every distribution within the goals"
                                                   if not misses else f"{len(misses)} differences"))
