@@ -230,7 +230,9 @@ def one_run(lab: Cluster, v: Variant, source: str, attempts: int, pods: int, tim
         healed = lab.pod(spec.name)
         record = lab.runtime_times(healed)
         if record is not None:
-            add_attempts(v, [t for t in record.attempts if t < result.fix_at], applied[spec.name])
+            before = [t for t in record.attempts if t < result.fix_at]
+            add_attempts(v, before, applied[spec.name])
+            v.add("last failure -> fix", result.fix_at - before[-1])   # where the fix lands in the pod's back-off
             if record.running_at is not None:
                 started = record.running_at - result.fix_at
                 running, answered = healed_after[spec.name]
