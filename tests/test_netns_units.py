@@ -343,8 +343,8 @@ def test_a_started_container_shows_only_after_the_relist_that_sees_it():
     st = agent.PodState(key="default_p", uid="u", meta={"name": "p", "creationTimestamp": "t0"},
                         spec={"containers": [{"name": "echo", "image": "inanimate/echo-server"}]}, node="n")
     st.start_time, st.workload, st.running_at, st.started_at = "t1", (4242, 1), 100.0, "t2"
-    for before, stage in (("ContainerCreating", agent.Stage.STARTING), ("CrashLoopBackOff", agent.Stage.STARTING)):
-        st.stage, st.waiting_reason, st.phase = stage, before, "Pending" if before == "ContainerCreating" else "Running"
+    for before, phase in (("ContainerCreating", "Pending"), ("CrashLoopBackOff", "Running")):
+        st.stage, st.waiting_reason, st.phase = agent.Stage.STARTING, before, phase
         status = agent.v1_status(st, "172.18.0.3")
         container = status["containerStatuses"][0]
         assert container["state"] == {"waiting": {"reason": before}} and not container["started"]

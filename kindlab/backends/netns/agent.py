@@ -424,9 +424,8 @@ class Agent:
         with self.lock:
             pod.workload, pod.stage, pod.started_at = workload, Stage.STARTING, timestamp()
             self.container_started(pod)
-        self.events.record(pod.meta, pod.node, "Normal", "Started", f"Started container {pod.container['name']}")
-        with self.lock:
             self.write(pod)
+        self.events.record(pod.meta, pod.node, "Normal", "Started", f"Started container {pod.container['name']}")
 
     def recreate_sandbox(self, pod: PodState) -> None:
         """The sandbox died: stop what is left, CNI DEL, and make the pod again."""

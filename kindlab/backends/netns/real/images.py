@@ -95,11 +95,13 @@ def layer_tar(files: dict[str, Path | bytes], executables: set[str] = frozenset(
                 info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "/tmp" else 0o755
                 tar.addfile(info)
                 continue
-            data = source if isinstance(source, bytes) else source.read_bytes()
-            executable = name in executables or (isinstance(source, Path) and source.stat().st_mode & 0o111)
-            info.size, info.mode = len(data), 0o755 if executable else 0o644
+            executable = name in executables
             if isinstance(source, Path):
-                info.mtime = int(source.stat().st_mtime)
+                st = source.stat()
+                data, info.mtime, executable = source.read_bytes(), int(st.st_mtime), executable or st.st_mode & 0o111
+            else:
+                data = source
+            info.size, info.mode = len(data), 0o755 if executable else 0o644
             tar.addfile(info, io.BytesIO(data))
     return out.getvalue()
 
