@@ -160,8 +160,9 @@ def watch_attempts(lab: Cluster, pod: str, count: int = 3, timeout: float | None
 def ensure_pods(lab: Cluster, timeout: float | None = None) -> pd.DataFrame:
     """Apply the static pods that are missing and wait until each shows its node's state.
 
-    A pod on a node with ``portmap`` must be Running; on a node without, it must have failed once.
-    Returns :meth:`Cluster.pods`.
+    A pod on a node with ``portmap`` must be Running, and answer curl if portmap mapped its hostPort
+    (a container is Running from its process's start, a moment before its server listens); on a node
+    without ``portmap``, it must have failed once. Returns :meth:`Cluster.pods`.
     """
     pods = static_pods(lab)
     for name in pods:
@@ -173,6 +174,8 @@ def ensure_pods(lab: Cluster, timeout: float | None = None) -> pd.DataFrame:
                 wait_for_failure(lab, name, timeout=timeout)
         else:
             lab.wait_for_pod(name, "Running", timeout=wait_time(lab, timeout))
+            if spec.node_name and not pod_dnat(lab, name).empty:
+                wait_for_curl(lab, spec.node_name, timeout=timeout)
     return lab.pods()
 
 
