@@ -37,8 +37,8 @@ __all__ = ["BackoffModel", "HealResult", "KUBELET_BACKOFF", "KUBELET_JITTER", "a
            "estimate_setup", "experiment", "measure", "wait_running"]
 
 CURL_POLL = 0.05
-EXPERIMENT_COLUMNS = ["run", "delay", "running_after", "curl_after", "attempts_before", "attempts_after",
-                      "backoff", "agent_running_after", "started_after", "error"]
+EXPERIMENT_COLUMNS = ["run", "delay", "late_by", "running_after", "curl_after", "attempts_before",
+                      "attempts_after", "backoff", "agent_running_after", "started_after", "error"]
 
 
 # -- results -----------------------------------------------------------------------------
@@ -64,6 +64,8 @@ class HealResult:
     attempts_unseen: int = 0
     #: When the healed container's start reached kindlab, pushed by the runtime (s after the fix), where it pushes.
     started_after: float | None = None
+    #: How long after the moment asked for (`measure(at=...)`) the fix came: the watches' set-up overran it.
+    late_by: float | None = None
 
     @property
     def error(self) -> float | None:
@@ -195,11 +197,18 @@ def check_lab_url(lab: Cluster, url: str) -> str:
 
 
 # -- measuring -----------------------------------------------------------------------------
+def _sleep_until(epoch: float) -> None:
+    while (left := epoch - time.time()) > 0:
+        time.sleep(min(left, 0.05))
+
+
 def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 60.0, url: str | None = None,
-            curl_grace: float = 5.0) -> HealResult:
+            curl_grace: float = 5.0, at: float | None = None) -> HealResult:
     """Apply `fix()` and time the pod's healing: to Running (and Ready), to its hostPort answering
     (curl of http://<node IP>:<hostPort>/, or `url`, a lab address), and the failed attempts around it.
 
+    With `at` (an epoch), the fix is applied then, once the watches are set up (they take a second on a real
+    runtime), or at once if they took longer (`late_by` says by how much); without, as soon as they are.
     The hostPort is tried from the fix on; once the pod is Running it gets `curl_grace` s more (a pod whose
     hostPort never answers, like worker3's, gives curl_after None).
     """
@@ -208,6 +217,8 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
     uid, created = pod_rules.uid(current), pod_rules.epoch((current.get("metadata") or {}).get("creationTimestamp"))
     before = failed_attempts(lab, pod, uid, created, current)
     with lab.container_starts(pod_rules.node_name(current) or "") as starts:
+        if at is not None:
+            _sleep_until(at)
         fix_at = time.time()
         fix()
         curl = CurlWatch(lab, url, deadline=fix_at + timeout)
@@ -226,7 +237,7 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
         agent_running_after=None if agent_at is None else agent_at - fix_at,
         started_after=None if pushed is None else pushed.arrived_at - fix_at,
         events=pod_events(lab, pod), attempt_times=attempt_times(lab, running),
-        attempts_unseen=unseen_attempts(lab, running),
+        attempts_unseen=unseen_attempts(lab, running), late_by=None if at is None else max(0.0, fix_at - at),
     )
 
 
@@ -294,11 +305,6 @@ def wait_failure(lab: Cluster, pod: str, *, since: float, at_least: int = 1,
                         what=f"a failed sandbox attempt of {pod}")
 
 
-def _sleep_until(epoch: float) -> None:
-    while (left := epoch - time.time()) > 0:
-        time.sleep(min(left, 0.05))
-
-
 def experiment(lab: Cluster, delays: Sequence[float], repeats: int = 1, *, pod: str = "echo-kind-worker2",
                break_: Callable[[Cluster, str], Any] = scenario.break_portmap,
                fix: Callable[[Cluster, str], Any] | None = None,
@@ -339,15 +345,15 @@ def _one_run(lab: Cluster, spec: objects.PodSpec, node: str, delay: float, break
     failed_at, current = wait_failure(lab, spec.name, since=applied, at_least=1 + immediate, timeout=timeout)
     if immediate and lab.runtime_times(current) is None:   # events show the retry as it starts, not as it fails
         delay = max(delay, IMMEDIATE_RETRY_SETTLE)
-    _sleep_until(failed_at + delay)
-    result = measure(lab, spec.name, lambda: fix(lab, node), timeout=timeout)
+    result = measure(lab, spec.name, lambda: fix(lab, node), timeout=timeout, at=failed_at + delay)
     return {"delay": delay, **{k: v for k, v in result.to_dict().items() if k in EXPERIMENT_COLUMNS}}
 
 
 def experiment_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows of an experiment as its DataFrame, columns in EXPERIMENT_COLUMNS order."""
     frame = pd.DataFrame(rows, columns=EXPERIMENT_COLUMNS)
-    for col in ("delay", "running_after", "curl_after", "backoff", "agent_running_after", "started_after", "error"):
+    for col in ("delay", "late_by", "running_after", "curl_after", "backoff", "agent_running_after", "started_after",
+                "error"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     for col in ("run", "attempts_before", "attempts_after"):
         frame[col] = frame[col].astype(int)
@@ -372,4 +378,10 @@ def estimate_setup(df: pd.DataFrame, jitter: float = KUBELET_JITTER) -> float:
     runs = df[df["delay"] < df["backoff"]].dropna(subset=["running_after"])
     if not len(runs):
         return 0.0
-    return float((runs["running_after"] + runs["delay"] - runs["backoff"] * (1 + jitter / 2)).mean())
+    return float((runs["running_after"] + fixed_after(runs) - runs["backoff"] * (1 + jitter / 2)).mean())
+
+
+def fixed_after(df: pd.DataFrame) -> pd.Series:
+    """When each run's fix came after the failure (s): its delay, and what it was late by (`late_by`)."""
+    late = df["late_by"] if "late_by" in df else pd.Series(0.0, index=df.index)
+    return df["delay"] + late.fillna(0.0)

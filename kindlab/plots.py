@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
+from .heal import fixed_after
 from .model.backoff import BackoffModel
 from .model.kubelet import KUBELET_JITTER
 from .model.pods import SANDBOX_FAILED
@@ -67,16 +68,17 @@ def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None, jitter: f
     b = _backoff_of(df, backoff)
     fig = _BookFigure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    top = float(df["delay"].max())
+    fixed = fixed_after(df)
+    top = float(fixed.max())
     delays = np.linspace(0, top * 1.05 if top >= b else min(top * 1.05 + 0.05 * b, b * 0.999), 60)
     lo, mid, hi = (np.array([np.percentile(model_heal_times(d, b, jitter, 1500), q) for d in delays])
                    for q in (0, 50, 100))
     ax.fill_between(delays, lo, hi, color=MODEL, alpha=0.18, lw=0,
                     label=f"model: next retry {b:g}–{b * (1 + jitter):g} s after the failure")
     ax.plot(delays, mid, color=MODEL, lw=1, ls="--", label="model median")
-    ax.scatter(df["delay"], df["running_after"], color=OK, s=28, zorder=3, label="fix → pod Running")
+    ax.scatter(fixed, df["running_after"], color=OK, s=28, zorder=3, label="fix → pod Running")
     if "curl_after" in df and df["curl_after"].notna().any():
-        ax.scatter(df["delay"], df["curl_after"], facecolors="none", edgecolors=CURL, s=46, zorder=3,
+        ax.scatter(fixed, df["curl_after"], facecolors="none", edgecolors=CURL, s=46, zorder=3,
                    label="fix → first curl 200")
     ax.set_xlabel("fix applied this long after the last failed attempt (s)")
     ax.set_ylabel("time to heal after the fix (s)")
@@ -95,7 +97,7 @@ def plot_heal_distribution(df: pd.DataFrame, backoff: float | None = None, jitte
     """
     b = _backoff_of(df, backoff)
     measured = df["running_after"].dropna().to_numpy(dtype=float)
-    model = _model_for(df["delay"].to_numpy(dtype=float), b, jitter)
+    model = _model_for(fixed_after(df).to_numpy(dtype=float), b, jitter)
     fig = _BookFigure(figsize=(9, 3.8), layout="constrained")
     hist, cdf = fig.subplots(1, 2)
     top = max(float(measured.max()) if len(measured) else 0.0, b * (1 + jitter)) * 1.05
@@ -134,14 +136,14 @@ def plot_heal_by_kubelet(df: pd.DataFrame) -> Figure:
         colour = colours.get(str(kubelet), MODEL)
         label = "the real kubelet" if kubelet == "real" else "kindlab's model" if kubelet == "model" else kubelet
         runs = runs.dropna(subset=["running_after"])
-        scatter.scatter(runs["delay"], runs["running_after"], color=colour, s=30, alpha=0.8, zorder=3,
+        scatter.scatter(fixed_after(runs), runs["running_after"], color=colour, s=30, alpha=0.8, zorder=3,
                         label=f"{label} ({len(runs)})")
-        past = np.sort((runs["running_after"] + runs["delay"] - runs["backoff"]).to_numpy(dtype=float))
+        past = np.sort((runs["running_after"] + fixed_after(runs) - runs["backoff"]).to_numpy(dtype=float))
         if len(past):
             cdf.step(np.concatenate([[0.0], past]), np.arange(len(past) + 1) / len(past), where="post",
                      color=colour, lw=2, label=label)
     b = _backoff_of(df, None)
-    delays = np.linspace(0, max(float(df["delay"].max()), 0.0), 30)
+    delays = np.linspace(0, max(float(fixed_after(df).max()), 0.0), 30)
     scatter.fill_between(delays, b - delays, b * (1 + KUBELET_JITTER) - delays, color=MODEL, alpha=0.15, lw=0,
                          label=f"retry window {b:g}–{b * (1 + KUBELET_JITTER):g} s after the failure")
     scatter.set_xlabel("fix applied this long after the last failed attempt (s)")

@@ -19,7 +19,7 @@ import pytest
 
 from kindlab import heal, scenario, topology, walkthrough
 from kindlab.backends.netns import records
-from kindlab.capabilities import Capabilities, RuntimeTimes
+from kindlab.capabilities import Capabilities, ContainerStarts, RuntimeTimes
 from kindlab.cluster import Cluster, HttpResponse
 from kindlab.errors import ConnectionRefused, ExecError, KindlabError, WaitTimeout
 from kindlab.heal import BackoffModel, HealResult, backoff_model
@@ -369,6 +369,33 @@ def test_measure_on_a_simulated_cluster(watch):
     assert (res.attempts_before, res.attempts_after) == (2, 0)  # only this pod's (uid u1) failures
     assert res.attempt_times == SimLab.ATTEMPTS                  # the runtime's own record
     assert set(lab.curled) == {"http://172.18.0.4/"}
+
+
+class SlowWatchLab(SimLab):
+    """A SimLab whose runtime watch takes `setup` s to open, as `ctr events` and the API watch do on real."""
+
+    def __init__(self, setup: float, **kw):
+        super().__init__(**kw)
+        self.setup = setup
+
+    @contextmanager
+    def container_starts(self, node):
+        time.sleep(self.setup)
+        yield ContainerStarts()
+
+
+def test_measure_applies_the_fix_at_the_moment_asked_for_once_its_watches_are_set_up():
+    lab = SlowWatchLab(setup=0.2, heal_in=0.05)
+    at = time.time() + 0.4
+    res = heal.measure(lab, "echo-kind-worker2", lab.fix, timeout=3, at=at)
+    assert at <= lab.fixed_at < at + 0.03 and res.fix_at <= lab.fixed_at
+    assert res.late_by == pytest.approx(0.0, abs=0.03)
+    late = SlowWatchLab(setup=0.2, heal_in=0.05)
+    asked = time.time()
+    res = heal.measure(late, "echo-kind-worker2", late.fix, timeout=3, at=asked)   # the set-up overruns it
+    assert res.late_by == pytest.approx(0.2, abs=0.05) and late.fixed_at >= asked + 0.2
+    plain = SimLab(heal_in=0.05)
+    assert heal.measure(plain, "echo-kind-worker2", plain.fix, timeout=3).late_by is None   # no moment asked for
 
 
 def test_the_default_pod_watch_polls_at_the_backends_interval():
