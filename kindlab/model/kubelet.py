@@ -7,10 +7,11 @@ time to heal that the back-off alone implies is `kindlab.model.backoff`.
 
 The real kubelet (v1.20.2 + containerd 1.6.20, measured in the lab: benchmarks/bench_fidelity.py) also retries
 once at once after a pod's first failed sandbox: containerd keeps the failed sandbox (its CNI DEL fails too),
-PLEG's 1 s relist finds it and wakes the pod worker, 0-1 s after the failure (at once when the relist ran
-while the sandbox was being made). The back-off governs every retry after that one. kindlab's model does the
-same, on the same two clocks, scaled by its back-off (`scaled`): a backend says so in
-`Capabilities.immediate_retries`.
+PLEG's 1 s relist finds it and wakes the pod worker, 0-1 s after the failure: the first relist that starts
+after the failed sync, even when an earlier one saw the sandbox while it was being made, since a pod worker
+syncs only on a status cache newer than its last sync. The back-off governs every retry after that one.
+kindlab's model does the same, on the same two clocks, scaled by its back-off (`scaled`): a backend says so
+in `Capabilities.immediate_retries`.
 
 A pod's first sandbox attempt waits for its volumes (every v1.20 pod has its service account token's): the
 pod worker's WaitForAttachAndMount looks at once, finds the volume manager (two 100 ms loops) not done yet,

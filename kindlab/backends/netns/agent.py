@@ -350,7 +350,7 @@ class Agent:
         except SandboxError as exc:
             self.sandbox_failed(pod, str(exc))
             return
-        made, made_at = time.monotonic(), time.time()
+        made = time.monotonic()
         net = self.pod_network(pod, sb)
         try:
             with self.node_locks[pod.node]:
@@ -370,7 +370,7 @@ class Agent:
                 sandbox.destroy(sb)
             with self.lock:
                 pod.sandbox = kept
-            self.sandbox_failed(pod, str(exc), relisted=made_at if kept else None)
+            self.sandbox_failed(pod, str(exc), kept=kept is not None)
             return
         with self.lock:
             pod.sandbox, pod.pod_ip = sb, pod_ip(result)
@@ -475,14 +475,15 @@ class Agent:
         return True
 
     # -- transitions --------------------------------------------------------------------------------
-    def sandbox_failed(self, pod: PodState, error: str, relisted: float | None = None) -> None:
-        """A failed RunPodSandbox. With `relisted` (when the kept sandbox was made), PLEG's next relist after
-        it wakes the pod worker at once; otherwise the back-off."""
+    def sandbox_failed(self, pod: PodState, error: str, kept: bool = False) -> None:
+        """A failed RunPodSandbox. When its sandbox was `kept`, the first relist after the failed sync wakes the
+        pod worker (its status cache must be newer than that sync, even if an earlier relist saw the sandbox);
+        otherwise the back-off."""
         with self.lock:
             now = time.time()
             pod.attempts.append(now)
             pod.stage, pod.phase, pod.waiting_reason = Stage.SANDBOX, "Pending", "ContainerCreating"
-            pod.next_try = max(now, self.next_relist(relisted)) if relisted is not None else self.next_retry()
+            pod.next_try = self.next_relist(now) if kept else self.next_retry()
             self.events.record(pod.meta, pod.node, "Warning", SANDBOX_FAILED,
                                f"Failed to create pod sandbox: {RPC}{error}")
             self.write(pod)
