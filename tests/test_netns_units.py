@@ -364,14 +364,20 @@ def test_a_kept_sandbox_is_retried_at_the_first_relist_after_its_failure():
     the sandbox while it was being made does not wake it: the next one does (measured 0.05-1.03 s, never at once).
     A sandbox that was not kept waits for the back-off."""
     now = time.time()
-    fake = SimpleNamespace(lock=threading.RLock(), last_relist=now - 0.01, relist_at=now + 0.7,
-                           events=SimpleNamespace(record=lambda *a, **k: None), write=lambda pod: None,
-                           next_retry=lambda: now + 12.0)
+    fake = SimpleNamespace(lock=threading.RLock(), relist_period=1.0, next_retry=lambda: now + 12.0,
+                           events=SimpleNamespace(record=lambda *a, **k: None), write=lambda pod: None)
+    fake.relist = lambda t: agent.Agent.relist(fake, t)
     fake.next_relist = lambda after: agent.Agent.next_relist(fake, after)
-    for kept, retry in ((True, now + 0.7), (False, now + 12.0)):
+    # a relist while the sandbox was made, one due that no tick has run yet, a sandbox not kept
+    for last, due, kept in ((now - 0.01, now + 0.7, True), (now - 0.99, now - 0.02, True), (now, now + 1, False)):
+        fake.last_relist, fake.relist_at = last, due
         st = agent.PodState(key="default_p", uid="u", meta={"name": "p"}, spec={"containers": []}, node="n")
         agent.Agent.sandbox_failed(fake, st, "plugin type=\"portmap\" failed", kept=kept)
-        assert st.next_try == retry and len(st.attempts) == 1 and st.phase == "Pending"
+        assert len(st.attempts) == 1 and st.phase == "Pending"
+        if kept:
+            assert st.attempts[0] < st.next_try <= max(due, st.attempts[0]) + 1.05, (last, due)
+        else:
+            assert st.next_try == now + 12.0
 
 
 def test_the_models_container_starts_are_pushed_as_they_are_written(tmp_path):

@@ -184,6 +184,7 @@ class Agent:
 
     def next_relist(self, after: float) -> float:
         """PLEG's first relist at or after `after` (a time not in the future): the last one, or the next."""
+        self.relist(time.time())   # a relist due since the last tick has run: it is the last one
         return self.last_relist if after <= self.last_relist else self.relist_at
 
     def relist(self, now: float) -> None:
