@@ -183,8 +183,9 @@ class Agent:
         return kubelet.next_tick(time.time() + self.retry_delay(), self.sync_origin, self.sync_period)
 
     def next_relist(self, after: float) -> float:
-        """PLEG's first relist at or after `after` (a time not in the future): the last one, or the next."""
-        self.relist(time.time())   # a relist due since the last tick has run: it is the last one
+        """PLEG's first relist at or after `after` (a time not in the future): the last one, or the next.
+        PLEG's clock is brought up to date first, so a relist that was due by now counts as run."""
+        self.relist(time.time())
         return self.last_relist if after <= self.last_relist else self.relist_at
 
     def relist(self, now: float) -> None:
@@ -312,7 +313,6 @@ class Agent:
         """Retries that are due; started workloads the relist sees, or that ended."""
         now = time.time()
         with self.lock:
-            self.relist(now)
             for pod in list(self.pods.values()):
                 if pod.busy or pod.deleting:
                     continue
