@@ -111,6 +111,13 @@ def pod_events(lab: Cluster, pod: dict[str, Any]) -> list[dict[str, Any]]:
                                        (e.get("metadata") or {}).get("name", "")))
 
 
+def started_events(lab: Cluster, pod: dict[str, Any], timeout: float = 10.0) -> list[dict[str, Any]]:
+    """A Running pod's events once its `Started` is among them: the real kubelet posts events asynchronously,
+    so a pod read the moment it is Running may not have them yet."""
+    return lab.wait_for(lambda: (ev := pod_events(lab, pod)) and any(e.get("reason") == "Started" for e in ev)
+                        and ev, timeout=timeout, interval=0.2, what=f"{pod['metadata']['name']}'s Started event")
+
+
 def reasons(events: list[dict[str, Any]]) -> str:
     """The event reasons in order, a folded event once (`×` for its count), incidental ones left out."""
     return ", ".join(e["reason"] + (" ×n" if pod_rules.count(e) > 1 else "")
@@ -246,12 +253,13 @@ def one_run(lab: Cluster, v: Variant, source: str, attempts: int, pods: int, tim
                 v.add("container start -> API Running", running - started, scaled=False)
                 if answered is not None:
                     v.add("container start -> curl 200", answered - started, scaled=False)
-        v.fact("worker2: events", reasons(pod_events(lab, healed)))
+        events = started_events(lab, healed)
+        v.fact("worker2: events", reasons(events))
         v.fact("worker2: status", status_facts(healed))
-        for e in pod_events(lab, healed):
+        for e in events:
             v.texts.setdefault(e["reason"], set()).add(normalise(str(e.get("message")), lab.name))
     running3 = lab.pod(p3)
-    v.fact("worker3: events", reasons(pod_events(lab, running3)))
+    v.fact("worker3: events", reasons(started_events(lab, running3)))
     v.fact("worker3: status", status_facts(running3))
     scenario.fix_worker3(lab)
     deleted = time.time()
