@@ -3,6 +3,7 @@ the lab's real Kubernetes (tests/data/real/containerd-worker2.log, see its READM
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,3 +77,20 @@ def test_task_starts_follow_ctr_events_while_open(tmp_path):
         assert starts.start_of("b", timeout=0.1) is None
         process = starts.process
     assert process is not None and process.poll() is not None   # `ctr events` ends with the block
+
+
+def test_a_start_is_stamped_when_it_arrives_even_while_the_caller_holds_the_interpreter(tmp_path):
+    """The arrival is stamped by a process of its own: a caller busy in C code (no thread of its can run) does not
+    make a start look later than it reached kindlab."""
+    ctr = tmp_path / "ctr"
+    ctr.write_text("#!/bin/sh\nsleep 0.6\n"   # once TaskStarts is open (it waits SUBSCRIBE) and the caller is busy
+                   "printf '%s +0000 UTC k8s.io /tasks/start {\"container_id\":\"a\"}\\n' \"$(date -u '+%F %T.%N')\"\n"
+                   "exec sleep 30\n")
+    ctr.chmod(0o755)
+    with task_events.TaskStarts(["env", f"PATH={tmp_path}:/usr/bin:/bin"]) as starts:
+        began = time.time()
+        sum(range(60_000_000))   # C code holding the interpreter's lock for about a second
+        busy = time.time() - began
+        start = starts.start_of("a", timeout=5)
+    assert start is not None and busy > 0.5, busy
+    assert start.arrived_at - start.runtime_at < 0.1, (start, busy)
