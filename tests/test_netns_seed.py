@@ -10,6 +10,7 @@ renamed for it), so that it can run beside a lab of the repository's kind/config
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 
@@ -19,7 +20,7 @@ from conftest import curl_answer
 from kindlab import scenario
 from kindlab import walkthrough as wt
 from kindlab.errors import ConnectionRefused
-from kindlab.model import kubelet
+from kindlab.model import containerd, kubelet
 
 pytestmark = pytest.mark.netns
 
@@ -136,6 +137,22 @@ def netns_names() -> list[str]:
 def marked_processes(lab: str) -> list[int]:
     from kindlab.backends.netns import processes
     return [pid for pid, owner in processes.marked().items() if owner == lab]
+
+
+def test_a_model_pod_starts_as_late_as_containerd_would_start_it(make_lab, tmp_path):
+    """containerd's pause container, pull, create and start (model.containerd) take the model's runtime as long:
+    at the kubelet's 10 s back-off the container starts no sooner than its volumes, then those steps."""
+    from conftest import small_config
+
+    lab = make_lab(small_config(tmp_path), backoff=kubelet.KUBELET_BACKOFF)
+    applied = time.time()
+    wt.apply_pod(lab, f"echo-{lab.name}-worker")
+    started = lab.wait_for(lambda: (t := lab.runtime_times(lab.pod(f"echo-{lab.name}-worker"))) and t.running_at,
+                           timeout=10, what="the container's start")
+    steps = containerd.PAUSE_START + containerd.PULL + containerd.CREATE + containerd.START
+    assert started - applied >= kubelet.volumes_ready_after() + steps
+    pulled = next(e["message"] for e in lab.event_list() if e["reason"] == "Pulled")
+    assert float(re.search(r" in ([0-9.]+)ms$", pulled).group(1)) >= containerd.PULL * 1000, pulled
 
 
 def test_the_models_kubelet_retries_as_the_real_one(make_lab, tmp_path):

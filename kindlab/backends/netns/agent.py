@@ -5,7 +5,8 @@ the store's agent.lock for its life and outlives the process that started it. It
 store's generation counter every 20 ms and re-reads everything at least once a second
 (level-triggered). For each desired pod it:
   admits it (hostPort conflicts on the node -> Failed/NodePorts, as the kubelet rejects),
-  makes a sandbox, runs CNI ADD, starts the workload and pushes its start at once (runtime_events), and
+  makes a sandbox, runs CNI ADD, starts the workload and pushes its start at once (runtime_events), taking as
+  long as containerd does for the pause container, the pull and the container's start (model.containerd), and
   reports Running at PLEG's next relist after that (the server may listen a moment later, as on containerd);
   on a sandbox failure records FailedCreatePodSandBox and keeps the sandbox when its CNI DEL fails too
   (as containerd does), retries once at PLEG's next relist, then after the kubelet's back-off (constant
@@ -33,7 +34,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ...model import kubelet
+from ...model import containerd, kubelet
 from ...model.kubelet import KUBELET_BACKOFF
 from ...model.pods import SANDBOX_CHANGED, SANDBOX_FAILED, pull_policy
 from . import controllers, processes, records, runtime_events, sandbox, workloads
@@ -201,6 +202,10 @@ class Agent:
     def retry_delay(self) -> float:
         """The kubelet's pod worker back-off (model.kubelet), with the lab's period."""
         return kubelet.retry_delay(self.backoff)
+
+    def runtime_step(self, seconds: float) -> None:
+        """Take as long as containerd takes for a step the model's runtime does at once (model.containerd)."""
+        time.sleep(kubelet.scaled(seconds, self.backoff))
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -377,6 +382,7 @@ class Agent:
             pod.sandbox, pod.pod_ip = sb, pod_ip(result)
             self.write(pod)
         self.pod_files(pod)
+        self.runtime_step(containerd.PAUSE_START)
         self.start_container(pod)
 
     def kill_failed_sandbox(self, pod: PodState) -> bool:
@@ -412,6 +418,7 @@ class Agent:
             return
         if pull_policy(pod.container) == "Always":
             self.events.record(pod.meta, pod.node, "Normal", "Pulling", f'Pulling image "{image}"')
+            self.runtime_step(containerd.PULL)
             self.events.record(pod.meta, pod.node, "Normal", "Pulled",
                                f'Successfully pulled image "{image}" in '
                                f'{workloads.go_duration(time.perf_counter() - resolving)}')
@@ -419,8 +426,10 @@ class Agent:
             self.events.record(pod.meta, pod.node, "Normal", "Pulled",
                                f'Container image "{image}" already present on machine')
         env = workloads.environment(pod.name, pod.container, self.record["service_subnet"])
+        self.runtime_step(containerd.CREATE)
         self.events.record(pod.meta, pod.node, "Normal", "Created", f"Created container {pod.container['name']}")
         log_file = self.pod_dir(pod) / "container.log"
+        self.runtime_step(containerd.START)
         workload = workloads.start(self.views[pod.node], pod.sandbox, env, log_file, pod.label)
         with self.lock:
             pod.workload, pod.stage, pod.started_at = workload, Stage.STARTING, timestamp()
