@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ KIND_PLUGINS = ("host-local", "loopback", "portmap", "ptp")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: Debian's own tools in kind's node image that busybox lacks or does differently (timeout's exit 124, find -delete).
 FROM_HOST = ("timeout", "find")
+#: In a daemon's folder: the test process that owns it and the daemon's network namespace, for `sweep`.
+OWNER = "owner"
 TOOLS = ("dockerd", "containerd", "containerd-shim-runc-v2", "runc", "ip", "nsenter", "unshare", "busybox", *FROM_HOST)
 # The daemon's mount namespace: a fresh /run (its plugin folder, xtables lock) and a private /etc/docker (key.json).
 WRAPPER = 'mount -t tmpfs -o mode=0755 kdock /run && mount --bind "$0" /etc/docker && exec dockerd "$@"'
@@ -94,6 +97,7 @@ def start(folder: Path) -> Daemon:
     if reason:
         raise Unavailable(reason)
     netns = f"kdock-{secrets.token_hex(3)}"
+    (folder / OWNER).write_text(f"{os.getpid()} {netns}\n")
     for sub in ("etc", "data", "run"):
         (folder / sub).mkdir(parents=True)
     (folder / "daemon.json").write_text("{}")
@@ -140,14 +144,66 @@ def stop(daemon: Daemon) -> list[str]:
     """Remove the containers, stop dockerd and everything it started, delete its state; what is left, if any."""
     _remove_containers(daemon)
     _terminate(daemon.proc)
-    for pid in netns_pids(daemon) + cgroup_pids(daemon.netns):
+    for pid in netns_pids(daemon):  # by inode: found even where the namespace's name is gone
         _kill(pid)
-    subprocess.run(["ip", "netns", "del", daemon.netns], capture_output=True)
-    remove_cgroups(daemon.netns)
-    for mount in host_mounts_under(daemon.folder):
-        subprocess.run(["umount", "-l", mount], capture_output=True)
-    shutil.rmtree(daemon.folder, ignore_errors=True)
+    _dismantle(daemon.folder, daemon.netns)
     return leftovers(daemon)
+
+
+def sweep(min_age: float = 60.0) -> list[str]:
+    """Remove what test daemons whose test session died left behind (its teardown never ran); what was removed.
+
+    A `kdock-*` folder names its owner (the test process) and its namespace: where the owner is gone, its dockerd,
+    the processes in its namespace and cgroups, the namespace, the cgroups and the folder go. A `kdock-*` namespace
+    no folder names goes when no process is in it. Anything younger than `min_age` seconds is left (being started).
+    """
+    removed, claimed, now = [], set(), time.time()
+    for folder in sorted(Path(tempfile.gettempdir()).glob("kdock-*")):
+        try:
+            owner, netns = (folder / OWNER).read_text().split()
+        except (OSError, ValueError):
+            owner, netns = "", ""
+        claimed.add(netns)
+        alive = Path(f"/proc/{owner}").exists() if owner else now - _mtime(folder) < min_age
+        if alive or not folder.is_dir():
+            continue
+        removed += [f"{what} (of dead test session {owner or '?'})" for what in _dismantle(folder, netns)]
+    for path in sorted(Path("/run/netns").glob("kdock-*")):
+        try:
+            idle = now - _mtime(path) >= min_age and not pids_in_netns(path.stat().st_ino)
+        except OSError:
+            continue
+        if path.name not in claimed and idle:
+            removed += _dismantle(None, path.name)
+    return removed
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime
+
+
+def _dismantle(folder: Path | None, netns: str) -> list[str]:
+    """Kill what runs in a daemon's namespace and cgroups, delete them and its folder; what there was."""
+    found = []
+    ns = Path(f"/run/netns/{netns}") if netns else None
+    if ns and ns.exists():
+        for pid in pids_in_netns(ns.stat().st_ino):
+            _kill(pid)
+            found.append(f"process {pid}")
+        found.append(f"network namespace {netns}")
+    if netns:
+        for pid in cgroup_pids(netns):
+            _kill(pid)
+            found.append(f"process {pid}")
+        found += [str(d) for d in cgroup_dirs(netns)]
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        remove_cgroups(netns)
+    if folder:
+        for mount in host_mounts_under(folder):
+            subprocess.run(["umount", "-l", mount], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        found.append(str(folder))
+    return found
 
 
 def leftovers(daemon: Daemon) -> list[str]:
@@ -157,7 +213,7 @@ def leftovers(daemon: Daemon) -> list[str]:
         left.append(f"dockerd {daemon.proc.pid}")
     if Path(f"/run/netns/{daemon.netns}").exists():
         left.append(f"network namespace {daemon.netns}")
-    left += [str(p) for p in _cgroup_dirs(daemon.netns)]
+    left += [str(p) for p in cgroup_dirs(daemon.netns)]
     left += [f"mount {m}" for m in host_mounts_under(daemon.folder)]
     if daemon.folder.exists():
         left.append(str(daemon.folder))
@@ -197,17 +253,22 @@ def _kill(pid: int) -> None:
 
 def netns_pids(daemon: Daemon) -> list[int]:
     """The processes in the daemon's network namespace (dockerd, containerd, the shims), as `ip netns pids`."""
+    return pids_in_netns(daemon.netns_inode)
+
+
+def pids_in_netns(inode: int) -> list[int]:
+    """The processes whose network namespace is the one with this inode."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and (proc / "ns" / "net").stat().st_ino == daemon.netns_inode:
+            if proc.name.isdigit() and (proc / "ns" / "net").stat().st_ino == inode:
                 pids.append(int(proc.name))
         except OSError:
             pass
     return pids
 
 
-def _cgroup_dirs(netns: str) -> list[Path]:
+def cgroup_dirs(netns: str) -> list[Path]:
     """The daemon's cgroup parent in every hierarchy, deepest first."""
     found = [p for top in CGROUP_ROOT.glob(f"*/{netns}") for p in top.rglob("*") if p.is_dir()]
     found += list(CGROUP_ROOT.glob(f"*/{netns}"))
@@ -217,7 +278,7 @@ def _cgroup_dirs(netns: str) -> list[Path]:
 def cgroup_pids(netns: str) -> list[int]:
     """The processes in the daemon's cgroups (the containers')."""
     pids = set()
-    for folder in _cgroup_dirs(netns):
+    for folder in cgroup_dirs(netns):
         try:
             pids.update(int(p) for p in (folder / "cgroup.procs").read_text().split())
         except OSError:
@@ -227,7 +288,7 @@ def cgroup_pids(netns: str) -> list[int]:
 
 def remove_cgroups(netns: str) -> None:
     """rmdir the daemon's (empty) cgroups, deepest first."""
-    for folder in _cgroup_dirs(netns):
+    for folder in cgroup_dirs(netns):
         try:
             folder.rmdir()
         except OSError:

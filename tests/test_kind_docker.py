@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,9 @@ def skip_unless_possible() -> None:
 def start_daemon() -> kd.Daemon:
     """A daemon in a short-named temporary folder (unix socket paths are short); skip when it cannot start."""
     skip_unless_possible()
+    swept = kd.sweep()
+    if swept:
+        warnings.warn(f"removed what killed test sessions' dockerd left: {', '.join(swept)}", stacklevel=2)
     folder = Path(tempfile.mkdtemp(prefix="kdock-"))
     try:
         return kd.start(folder)
@@ -143,6 +148,31 @@ def test_daemon_leaves_the_host_network_and_machine_as_they_were(host_network: C
                                 docker_client=docker.DockerClient(base_url=daemon.url, version="1.41"))
     with pytest.raises(BackendUnavailable, match="Docker"):
         stopped.exec("gone-control-plane", "true")
+
+
+ORPHAN = """
+import pathlib, sys, tempfile
+import kind_dockerd as kd
+daemon = kd.start(pathlib.Path(tempfile.mkdtemp(prefix="kdock-")))
+client = daemon.client()
+kd.import_node_image(client)
+client.containers.run(kd.NODE_IMAGE, ["sleep", "600"], name="orphan", detach=True)
+print(daemon.folder, daemon.netns, daemon.netns_inode, daemon.proc.pid)
+"""  # a test session that dies with its dockerd and a container running: its teardown never runs
+
+
+def test_a_dead_sessions_daemon_is_swept_and_a_live_one_kept(dockerd: kd.Daemon):
+    out = subprocess.run([sys.executable, "-c", ORPHAN], cwd=Path(__file__).parent, capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    folder, netns, inode, pid = Path(out[0]), out[1], int(out[2]), int(out[3])
+    assert Path(f"/proc/{pid}").exists() and kd.cgroup_pids(netns), "the orphaned dockerd and container run"
+    removed = kd.sweep(min_age=0)
+    assert f"network namespace {netns} (of dead test session" in " ".join(removed), removed
+    assert not Path(f"/proc/{pid}").exists() and not kd.pids_in_netns(inode) and not kd.cgroup_pids(netns)
+    assert not Path(f"/run/netns/{netns}").exists() and not kd.cgroup_dirs(netns) and not folder.exists()
+    assert not kd.host_mounts_under(folder)
+    assert dockerd.client().ping() and dockerd.folder.exists(), "the live session's daemon is left alone"
+    assert Path(f"/run/netns/{dockerd.netns}").exists()
 
 
 # -- finding nodes: kind's labels, container inspection ------------------------------------------------

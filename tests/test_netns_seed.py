@@ -15,7 +15,7 @@ import shutil
 import time
 
 import pytest
-from conftest import curl_answer
+from conftest import curl_answer, small_config
 
 from kindlab import scenario
 from kindlab import walkthrough as wt
@@ -142,8 +142,6 @@ def marked_processes(lab: str) -> list[int]:
 def test_a_model_pod_starts_as_late_as_containerd_would_start_it(make_lab, tmp_path):
     """containerd's pause container, pull, create and start (model.containerd) take the model's runtime as long:
     at the kubelet's 10 s back-off the container starts no sooner than its volumes, then those steps."""
-    from conftest import small_config
-
     lab = make_lab(small_config(tmp_path), backoff=kubelet.KUBELET_BACKOFF)
     applied = time.time()
     wt.apply_pod(lab, f"echo-{lab.name}-worker")
