@@ -64,6 +64,8 @@ class HealResult:
     attempts_unseen: int = 0
     #: When the healed container's start reached kindlab, pushed by the runtime (s after the fix), where it pushes.
     started_after: float | None = None
+    #: The runtime's own stamp on that pushed start (s after the fix): `started_after` less the push's delivery.
+    stamped_after: float | None = None
     #: How long after the moment asked for (`measure(at=...)`) the fix came: the watches' set-up overran it.
     late_by: float | None = None
 
@@ -236,6 +238,7 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
         attempts_before=before, attempts_after=failed_attempts(lab, pod, uid, created, running) - before,
         agent_running_after=None if agent_at is None else agent_at - fix_at,
         started_after=None if pushed is None else pushed.arrived_at - fix_at,
+        stamped_after=None if pushed is None else pushed.runtime_at - fix_at,
         events=pod_events(lab, pod), attempt_times=attempt_times(lab, running),
         attempts_unseen=unseen_attempts(lab, running), late_by=None if at is None else max(0.0, fix_at - at),
     )

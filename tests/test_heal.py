@@ -466,6 +466,7 @@ def test_measure_matches_the_agent(lab):
     assert res.curl_after is not None and res.curl_after > 0
     assert res.agent_running_after is not None
     assert abs(res.error) < 0.1  # typically ~5 ms; the p95 < 50 ms goal is benchmarks/bench_heal_accuracy.py's
+    assert res.stamped_after is not None and 0 < res.stamped_after <= res.started_after   # stamped, then pushed
     assert (res.events["reason"] == pod_rules.SANDBOX_FAILED).any()
     assert len(res.attempt_times) == res.attempts_before and max(res.attempt_times) < res.fix_at
 

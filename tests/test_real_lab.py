@@ -169,6 +169,8 @@ def test_the_seed_walkthrough_on_real_kubernetes(real_config, lab_name, tmp_path
     window = kubelet.window()[1] + lab.capabilities.heal_slack
     print(f"worker2 healed: Running {result.running_after:.1f}s, curl {result.curl_after}s after the fix")
     assert result.running_after <= window and result.curl_after is not None
+    # containerd's task-start event: stamped by containerd, then pushed to kindlab by `ctr events`
+    assert result.stamped_after is not None and 0 < result.stamped_after <= result.started_after
 
     # worker3: Running, its hostPort refused; the conflist alone does not help; a new pod does
     refused = cli("curl", f"http://{lab.node_ip(worker3)}/", "--timeout", "2", "--name", lab_name, check=False)
