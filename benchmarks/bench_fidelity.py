@@ -1,9 +1,9 @@
 """Fidelity: the seed's scenario on the lab's real Kubernetes and on kindlab's model of the kubelet, side by side.
 
 Run as root: .venv/bin/python benchmarks/bench_fidelity.py [--runs 10] [--model-runs 20] [--pods 4]
-[--attempts 4] [--csv PATH] [--pool PATH] [--only real|model|model-fast]. Each variant brings kind/config's
-four nodes up (a copy of kind/, cluster `klfidelity`) and repeats the seed's run `--runs` times on real,
-`--model-runs` times (twice as many unless told) on the model:
+[--attempts 4] [--csv PATH] [--pool PATH] [--pool-only VARIANT] [--only real|model|model-fast]. Each variant
+brings kind/config's four nodes up (a copy of kind/, cluster `klfidelity`) and repeats the seed's run `--runs`
+times on real, `--model-runs` times (twice as many unless told) on the model:
 
   worker2 (no portmap) and worker3 (no chained conflist) get their pods; worker2 gets the seed's pod and
   `--pods` - 1 copies of it on hostPorts 81, 82, ..., each applied after its own random pause (so that they
@@ -31,8 +31,10 @@ run on the model against itself (its odd runs against its even ones): what it fi
 
 `--pool PATH` (repeatable) joins the samples of a CSV this script wrote earlier to this run's variants, each
 of its runs as a run of its own, so that runs of several sessions (kept, for instance, in
-/var/cache/kindlab/fidelity/) are judged together; `--runs 0` judges the pooled files alone. The CSV
-written holds this invocation's own samples only, and event texts and facts are judged on its own runs.
+/var/cache/kindlab/fidelity/) are judged together; `--runs 0` judges the pooled files alone, and
+`--pool-only real` takes only real's samples from them (real's earlier runs against a model changed since:
+`--runs 0 --model-runs 20 --pool-only real --pool ...`). The CSV written holds this invocation's own samples
+only, and event texts and facts are judged on its own runs.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 from kindlab import backends, heal, objects, scenario  # noqa: E402
 from kindlab.backends.netns.real import binaries  # noqa: E402
 from kindlab.cluster import Cluster  # noqa: E402
+from kindlab.model import kubelet  # noqa: E402
 from kindlab.model import pods as pod_rules  # noqa: E402
 from kindlab.model.cni import NET_D  # noqa: E402
 
@@ -183,6 +186,15 @@ def reset(lab: Cluster, source: str, pods: list[str]) -> None:
         lab.exec(w3, ["rm", "-f", f"{NET_D}/{name}"])
 
 
+def any_moment(lab: Cluster) -> None:
+    """Wait a random part of a relist period before an apply, so that the pod starts at any moment of the
+    kubelet's clocks. Without it a run's scripted steps take the same time from the relist that made the last
+    pod Running to the next apply, and on the model, whose delete is quick and always as quick, a recreated
+    pod's start kept one phase of PLEG's relist (runs H and I: worker3's re-apply -> Running, min / p50 / max,
+    0.77 / 1.71 / 1.82 s against real's 0.63 / 1.13 / 1.70, whose delete takes 1.5-22 s and so ends anywhere)."""
+    time.sleep(random.uniform(0, kubelet.scaled(kubelet.RELIST_PERIOD, lab.capabilities.sandbox_backoff)))
+
+
 def copies(spec: objects.PodSpec, n: int) -> list[objects.PodSpec]:
     """`n` copies of a hostPort pod on its node, named <pod>-1, <pod>-2, ... on hostPorts 81, 82, ..."""
     out = []
@@ -241,9 +253,7 @@ def one_run(lab: Cluster, v: Variant, source: str, attempts: int, pods: int, tim
     lab.apply_object(specs[p3])
     applied: dict[str, float] = {}
     for spec in worker2:
-        # a start at any moment of the kubelet's clocks: otherwise the runs lock onto the relist that made the
-        # last pod Running, and the copies onto each other's
-        time.sleep(random.uniform(0, lab.capabilities.sandbox_backoff / 10))
+        any_moment(lab)   # the copies not locked onto each other's moments either
         applied[spec.name] = time.time()
         lab.apply_object(spec)
     lab.wait_for_pod(p3, "Running", timeout=timeout)
@@ -295,6 +305,7 @@ def one_run(lab: Cluster, v: Variant, source: str, attempts: int, pods: int, tim
     deleted = time.time()
     lab.delete_pod(p3, wait=True)
     v.add("worker3: delete -> gone", time.time() - deleted, scaled=False)
+    any_moment(lab)
     applied = time.time()
     lab.apply_object(specs[p3])
     lab.wait_for_pod(p3, "Running", timeout=timeout)
@@ -373,10 +384,17 @@ def range_p(real: Variant, model: Variant, metric: str, rounds: int = 2000) -> t
     return seen, (hits + 1) / (rounds + 1)
 
 
-def goal_misses(real: Variant, model: Variant) -> list[str]:
+def range_ps(real: Variant, model: Variant) -> dict[str, tuple[int, float]]:
+    """`range_p` of each held distribution both variants have samples of."""
+    return {metric: range_p(real, model, metric) for metric in HELD
+            if real.samples.get(metric) and model.samples.get(metric)}
+
+
+def goal_misses(real: Variant, model: Variant, ranges: dict[str, tuple[int, float]] | None = None) -> list[str]:
     """The goals the model (or real's heal detection) misses: a held distribution's median off by more than
-    0.5 s, or more of real's values beyond the model's range than chance leaves there (`range_p`); heal
-    detection's p95 at 50 ms or more."""
+    0.5 s, or more of real's values beyond the model's range than chance leaves there (`ranges`, from
+    `range_ps` when not given); heal detection's p95 at 50 ms or more."""
+    ranges = range_ps(real, model) if ranges is None else ranges
     out = []
     for metric in HELD:
         r, m = real.samples.get(metric, []), model.samples.get(metric, [])
@@ -385,7 +403,7 @@ def goal_misses(real: Variant, model: Variant) -> list[str]:
             continue
         if abs(np.median(r) - np.median(m)) > MEDIAN_SLACK:
             out.append(f"{metric}: medians {np.median(r):.2f} (real) and {np.median(m):.2f} (model)")
-        beyond, p = range_p(real, model, metric)
+        beyond, p = ranges[metric]
         if p < RANGE_ALPHA:
             out.append(f"{metric}: {beyond} of real's values outside the model's range {min(m):.2f}-{max(m):.2f} "
                        f"(real's {min(r):.2f}-{max(r):.2f}; p = {p:.3f})")
@@ -413,7 +431,7 @@ def median_interval(real: Variant, model: Variant, metric: str, rounds: int = 20
     return float(low), float(high)
 
 
-def print_goals(real: Variant, model: Variant) -> None:
+def print_goals(real: Variant, model: Variant, ranges: dict[str, tuple[int, float]]) -> None:
     """Each held distribution: medians (and how well the runs pin their difference down), plain ranges and
     whether they nest, real's values beyond the model's range and how often chance leaves as many."""
     print(f"\nheld distributions, real | model at 10 s ({len(runs_of(real))} | {len(runs_of(model))} runs)")
@@ -421,7 +439,7 @@ def print_goals(real: Variant, model: Variant) -> None:
         r, m = real.samples.get(metric, []), model.samples.get(metric, [])
         if r and m:
             low, high = median_interval(real, model, metric)
-            beyond, p = range_p(real, model, metric)
+            beyond, p = ranges[metric]
             print(f"  {metric}: medians {np.median(r):.2f} | {np.median(m):.2f} (model - real "
                   f"{np.median(m) - np.median(r):+.2f}, 95 % interval by run {low:+.2f} to {high:+.2f}); ranges "
                   f"{min(r):.2f}-{max(r):.2f} | {min(m):.2f}-{max(m):.2f} "
@@ -530,10 +548,11 @@ def print_table(variants: list[Variant]) -> None:
             for value in sorted(v.facts.get(key, [])):
                 print(f"    {v.label:10s} {value}")
     print("\nevent messages, normalised")
-    for reason in sorted({r for v in variants for r in v.texts}):
-        same = len({frozenset(v.texts.get(reason, set())) for v in variants}) == 1
-        print(f"  {reason}: {'identical' if same else 'DIFFERENT'}")
-        for v in variants:
+    ran = [v for v in variants if v.texts]   # a variant only pooled has no texts: nothing to compare with
+    for reason in sorted({r for v in ran for r in v.texts}):
+        same = len({frozenset(v.texts.get(reason, set())) for v in ran}) == 1
+        print(f"  {reason}: {'identical' if same else 'DIFFERENT' if len(ran) > 1 else 'seen'}")
+        for v in ran:
             for text in sorted(v.texts.get(reason, [])) or ["-"]:
                 print(f"    {v.label:10s} {text}")
 
@@ -555,8 +574,9 @@ def pool(path: Path, variants: list[Variant]) -> int:
     such a CSV, or whose variant ran at another back-off; nothing is joined then."""
     try:
         with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-            header = set(rows[0]) if rows else set()
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = set(reader.fieldnames or ())
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"cannot read it: {exc}") from exc
     if missing := [c for c in CSV_COLUMNS if c not in header]:
@@ -593,6 +613,9 @@ def main() -> int:
     parser.add_argument("--csv", type=Path, default=ROOT / "_build" / "benchmarks" / "fidelity.csv")
     parser.add_argument("--pool", type=Path, action="append", default=[], metavar="PATH",
                         help="an earlier CSV of this script whose samples join this run's (repeatable)")
+    parser.add_argument("--pool-only", action="append", choices=["real", "model", "model-fast"], metavar="VARIANT",
+                        help="join only this variant's samples from the --pool files (repeatable), e.g. real's "
+                             "earlier runs against a model changed since")
     parser.add_argument("--only", action="append", choices=["real", "model", "model-fast"])
     args = parser.parse_args()
     if args.attempts < 3:
@@ -616,7 +639,8 @@ def main() -> int:
         write_csv(args.csv, variants)
     for path in args.pool:
         try:
-            print(f"pooled {path}: {pool(path, variants)} samples")
+            joined = pool(path, [v for v in variants if not args.pool_only or v.label in args.pool_only])
+            print(f"pooled {path}: {joined} samples")
         except ValueError as exc:
             parser.error(f"--pool {path}: {exc}")
     print_table(variants)
@@ -625,11 +649,13 @@ def main() -> int:
     by = {v.label: v for v in variants}
     if "real" not in by or "model" not in by:
         return 0
-    print_goals(by["real"], by["model"])
+    ranges = range_ps(by["real"], by["model"])
+    print_goals(by["real"], by["model"], ranges)
     print_tick_shape(by["real"], by["model"])
     print_control(by["model"])
     judged_texts = runs["real"] > 0 and runs["model"] > 0
-    misses = (text_misses(by["real"], by["model"]) if judged_texts else []) + goal_misses(by["real"], by["model"])
+    misses = text_misses(by["real"], by["model"]) if judged_texts else []
+    misses += goal_misses(by["real"], by["model"], ranges)
     if not judged_texts:
         print("\nevent texts and facts not judged: they come from this invocation's runs, and it ran no real and "
               "model pair")

@@ -121,20 +121,28 @@ def run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
     return bench.main()
 
 
-def test_runs_0_judges_pooled_files_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+METRICS = [*bench.HELD, bench.DETECTION]
+
+
+def earlier_csv(tmp_path: Path) -> Path:
+    """A CSV of 10 real and 20 model runs, 8 samples of each metric per run, real's inside the model's range."""
     rng = np.random.default_rng(5)
     earlier = tmp_path / "earlier.csv"
-    metrics = [*bench.HELD, bench.DETECTION]
     real, model = bench.Variant("real", "real", None), bench.Variant("model", "model", 10.0)
     for v, runs in ((real, 10), (model, 20)):
         for run in range(runs):
             v.run = run
-            for metric in metrics:
-                inside = (11, 15) if v is real else (10, 16)   # real's values inside the model's range
+            for metric in METRICS:
+                inside = (11, 15) if v is real else (10, 16)
                 for value in rng.uniform(1, 2, 8) if metric == bench.DETECTION else rng.uniform(*inside, 8):
                     v.add(metric, value, scaled=False)
     bench.write_csv(earlier, [real, model])
+    return earlier
+
+
+def test_runs_0_judges_pooled_files_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    earlier, metrics = earlier_csv(tmp_path), METRICS
     assert run_main(monkeypatch, "--runs", "0", "--pool", str(earlier), "--csv", str(tmp_path / "new.csv")) == 0
     out = capsys.readouterr().out
     assert f"pooled {earlier}: {(10 + 20) * 8 * len(metrics)} samples" in out
@@ -157,3 +165,12 @@ def test_a_bad_pool_file_is_refused_with_its_name(tmp_path: Path, monkeypatch: p
         run_main(monkeypatch, "--runs", "0", "--pool", str(bad))
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and f"--pool {bad}: not a CSV of this script" in err and "Traceback" not in err
+
+
+def test_pool_only_takes_that_variants_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    earlier = earlier_csv(tmp_path)
+    assert run_main(monkeypatch, "--runs", "0", "--pool-only", "real", "--pool", str(earlier)) == 1
+    out = capsys.readouterr().out
+    assert f"pooled {earlier}: {10 * 8 * len(METRICS)} samples" in out   # real's only
+    assert "back-off gap: no samples" in out                               # nothing of the model's to judge

@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import ROOT, curl_answer, small_config
 
-from kindlab import backends, objects
+from kindlab import backends, objects, scenario
 from kindlab.errors import (
     ClusterError,
     ConfigError,
@@ -171,6 +171,31 @@ def test_unsupported_image_is_an_event_not_a_crash(make_lab, tmp_path):
     assert status["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull"
     lab.delete_pod("web")
     assert lab.agent_running()
+
+
+def test_a_deleted_pod_is_terminating_until_the_kubelets_status_sync(make_lab, tmp_path):
+    # as the real kubelet: stopped at once, then in the API, its container terminated, until the status manager's
+    # tick after three relists (0.1 s at this back-off) found it reclaimed; its hostPort is free meanwhile
+    lab = make_lab(small_config(tmp_path), backoff=1.0)
+    worker = f"{lab.name}-worker"
+    lab.apply_object(pod("echo", worker))
+    lab.wait_for_pod("echo", timeout=15)
+    deleted = time.monotonic()
+    lab.delete_pod("echo", wait=False)
+
+    def terminated():
+        p = lab.pod("echo")
+        return p["status"]["containerStatuses"][0]["state"].get("terminated") and p
+    stopped = lab.wait_for(terminated, timeout=5, interval=0.01, what="the container terminated")
+    state = stopped["status"]["containerStatuses"][0]
+    assert state["state"]["terminated"]["reason"] == "Completed" and state["state"]["terminated"]["exitCode"] == 0
+    assert state["state"]["terminated"]["containerID"] and not state["ready"]
+    assert stopped["metadata"]["deletionTimestamp"] and stopped["status"]["phase"] == "Running"
+    lab.apply_object(pod("next", worker))            # admission counts no terminated pod
+    lab.wait_for(lambda: scenario.find_pod(lab, "echo") is None, timeout=5, interval=0.01, what="the pod gone")
+    gone = time.monotonic() - deleted
+    assert 0.2 <= gone < 0.1 * 3.2 + 1.0 + 0.5, gone   # stop, 3 relists, at most a tick
+    assert lab.wait_for_pod("next", timeout=15)["status"]["phase"] == "Running"
 
 
 def test_exec_cp_curl_and_their_errors(make_lab, tmp_path):

@@ -12,7 +12,8 @@ store's generation counter every 20 ms and re-reads everything at least once a s
   (as containerd does), retries once at PLEG's next relist, then after the kubelet's back-off (constant
   `backoff` plus up to 50 % jitter, on the sync loop's tick: model.kubelet), each retry a SandboxChanged
   that must first tear the kept sandbox down; it keeps each failed attempt's time;
-  on deletion stops the workload, runs CNI DEL and removes the sandbox.
+  on deletion stops the workload, runs CNI DEL and removes the sandbox, then keeps the pod Terminating (its
+  container terminated) until the status manager's tick after the relists that find it reclaimed (model.kubelet).
 Statuses are written the moment a transition happens. A new agent adopts the pods of a dead one:
 their pause and workload processes are found again by pid and start time.
 """
@@ -69,6 +70,7 @@ class Stage(StrEnum):
     RUNNING = "running"              # Running and Ready
     CRASH = "crash"                  # the container exited: CrashLoopBackOff
     DELETING = "deleting"            # stopping it
+    TERMINATED = "terminated"        # stopped, sandbox removed: leaves the API at the kubelet's status sync
 
 
 #: Stages whose container may be running: the agent watches them for liveness and readiness.
@@ -101,11 +103,17 @@ class PodState:
     waiting_message: str | None = None
     next_try: float = 0.0
     delete_retry: float = 0.0
+    finished_at: str | None = None
+    exit_code: int | None = None
+    exit_seen_at: float = 0.0
+    exit_seen: bool = False
+    remove_at: float = 0.0
     busy: bool = False
     deleting: bool = False
 
     PERSISTED = ("stage", "phase", "reason", "message", "pod_ip", "restarts", "attempts", "start_time", "started_at",
-                 "ready_since", "running_at", "waiting_reason", "waiting_message", "next_try", "node")
+                 "ready_since", "running_at", "waiting_reason", "waiting_message", "next_try", "node",
+                 "finished_at", "exit_code", "exit_seen_at", "exit_seen", "remove_at")
 
     @property
     def name(self) -> str:
@@ -118,6 +126,12 @@ class PodState:
     @property
     def container(self) -> dict[str, Any]:
         return self.spec["containers"][0]
+
+    @property
+    def active(self) -> bool:
+        """Counted by the kubelet's admission: admitted, and not deleted with its stop already seen by a relist."""
+        return self.stage not in (Stage.REJECTED, Stage.UNSCHEDULABLE) and not (
+            self.stage == Stage.TERMINATED and self.exit_seen)
 
     def host_ports(self) -> list[tuple[str, int, str]]:
         return [(m["protocol"], m["hostPort"], m.get("hostIP", "")) for m in port_mappings(self.spec)]
@@ -303,7 +317,7 @@ class Agent:
                                f"Successfully assigned {pod.label} to {node}", "default-scheduler")
         pod.start_time = timestamp()
         mine = pod.host_ports()
-        if mine and any(o is not pod and o.node == pod.node and o.stage not in (Stage.REJECTED, Stage.UNSCHEDULABLE)
+        if mine and any(o is not pod and o.node == pod.node and o.active
                         and ports_conflict(mine, o.host_ports()) for o in self.pods.values()):
             pod.stage, pod.phase, pod.reason = Stage.REJECTED, "Failed", NODE_PORTS_REASON
             pod.message = f"Pod {NODE_PORTS_MESSAGE}"
@@ -319,6 +333,13 @@ class Agent:
         now = time.time()
         with self.lock:
             for pod in list(self.pods.values()):
+                if pod.stage == Stage.TERMINATED:
+                    if now >= pod.remove_at:
+                        self.forget(pod)
+                    elif not pod.exit_seen and now >= pod.exit_seen_at:
+                        pod.exit_seen = True    # the relist saw the container stop: its status says so now
+                        self.write(pod)
+                    continue
                 if pod.busy or pod.deleting:
                     continue
                 if pod.stage in (Stage.SANDBOX, Stage.IMAGE, Stage.CRASH) and pod.next_try and now >= pod.next_try:
@@ -450,24 +471,44 @@ class Agent:
         self.create_pod(pod)
 
     def kill_pod(self, pod: PodState) -> None:
-        """Delete: stop the workload, CNI DEL, remove the sandbox, forget the pod."""
+        """Delete: stop the workload, CNI DEL, remove the sandbox; the pod leaves the API once the kubelet finds
+        that done (`terminated`), or at once when it has left it already."""
         if pod.workload:
             self.events.record(pod.meta, pod.node, "Normal", "Killing", f"Stopping container {pod.container['name']}")
-        self.stop_workload(pod)
+        graceful = self.stop_workload(pod)
+        stopped = time.time()
         if not self.network_down(pod):
             with self.lock:   # retried by a reconcile after the back-off
                 pod.deleting, pod.stage, pod.delete_retry = False, Stage.DELETING, time.time() + self.retry_delay()
             return
         sandbox.destroy(pod.sandbox)
         shutil.rmtree(self.pod_dir(pod), ignore_errors=True)
+        doc = self.store.desired_pod(pod.key)
+        if doc is None or doc["metadata"]["uid"] != pod.uid:
+            self.forget(pod)
+        else:
+            self.terminated(pod, graceful, stopped)
+
+    def terminated(self, pod: PodState, graceful: bool | None, stopped: float) -> None:
+        """Stopped and reclaimed: Terminating until the status manager's tick after the relists that find it so;
+        its status shows the container terminated from the first of them on (until then, as it was)."""
+        with self.lock:
+            pod.sandbox, pod.stage = None, Stage.TERMINATED
+            if graceful is not None:
+                pod.finished_at, pod.exit_code = timestamp(stopped), 0 if graceful else 137
+            pod.exit_seen_at = self.next_relist(stopped)
+            pod.remove_at = kubelet.removed_at(pod.exit_seen_at, self.relist_period, self.sync_origin, self.backoff)
+
+    def forget(self, pod: PodState) -> None:
+        """The pod leaves the API: its status and desired document go."""
         with self.lock:
             self.pods.pop(pod.key, None)
             self.store.remove_status(pod.key)
             self.store.remove_desired(pod.key, pod.uid)
 
-    def stop_workload(self, pod: PodState) -> None:
-        if pod.workload:
-            processes.terminate(*pod.workload)
+    def stop_workload(self, pod: PodState) -> bool | None:
+        """Stop the pod's container: True when it exited on SIGTERM, False on SIGKILL, None when it had none."""
+        return processes.terminate(*pod.workload) if pod.workload else None
 
     def network_down(self, pod: PodState) -> bool:
         """CNI DEL for the pod's sandbox; False (and an event) when it fails."""
@@ -544,6 +585,8 @@ class Agent:
             self.pods[key] = pod
             if pod.stage in (Stage.NEW, Stage.UNSCHEDULABLE):
                 del self.pods[key]       # admitted again by reconcile
+            elif pod.stage == Stage.TERMINATED:
+                pod.deleting = True      # stopped already: it only waits for its removal
             elif pod.stage == Stage.SANDBOX:
                 pod.next_try = min(pod.next_try or time.time(), time.time() + self.backoff)
             log.info("adopted pod %s (%s)", pod.label, pod.stage)
@@ -628,6 +671,10 @@ def v1_status(pod: PodState, host_ip: str | None) -> dict[str, Any]:
     # until PLEG's relist sees a new container the kubelet's status is the one before it started
     if pod.stage == Stage.RUNNING:
         state: dict[str, Any] = {"running": {"startedAt": pod.started_at}}
+    elif pod.stage == Stage.TERMINATED and pod.exit_seen and pod.finished_at:
+        state = {"terminated": {"containerID": container_id(pod), "exitCode": pod.exit_code,
+                                "reason": "Completed" if pod.exit_code == 0 else "Error",
+                                "startedAt": pod.started_at, "finishedAt": pod.finished_at}}
     else:
         state = {"waiting": {"reason": pod.waiting_reason or "ContainerCreating",
                              **({"message": pod.waiting_message} if pod.waiting_message else {})}}

@@ -138,10 +138,12 @@ def kill(pids: list[int], sig: int = signal.SIGKILL, wait: float = 3.0) -> None:
             time.sleep(0.005)
 
 
-def terminate(pid: int, start: int | None, grace: float = 2.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds: how the kubelet stops a container."""
+def terminate(pid: int, start: int | None, grace: float = 2.0) -> bool:
+    """SIGTERM, then SIGKILL after `grace` seconds: how the kubelet stops a container. False when it took SIGKILL."""
     if not alive(pid, start):
-        return
+        return True
     kill([pid], signal.SIGTERM, wait=grace)
     if alive(pid, start):
         kill([pid], signal.SIGKILL)
+        return False
+    return True
