@@ -189,9 +189,9 @@ def reset(lab: Cluster, source: str, pods: list[str]) -> None:
 def any_moment(lab: Cluster) -> None:
     """Wait a random part of a relist period before an apply, so that the pod starts at any moment of the
     kubelet's clocks. Without it a run's scripted steps take the same time from the relist that made the last
-    pod Running to the next apply, and on the model, whose delete is quick and always as quick, a recreated
-    pod's start kept one phase of PLEG's relist (runs H and I: worker3's re-apply -> Running, min / p50 / max,
-    0.77 / 1.71 / 1.82 s against real's 0.63 / 1.13 / 1.70, whose delete takes 1.5-22 s and so ends anywhere)."""
+    pod Running to the next apply: on the model, whose delete then took a fixed 0.1-0.3 s, a recreated pod's
+    start kept one phase of PLEG's relist (runs H and I: worker3's re-apply -> Running, min / p50 / max,
+    0.77 / 1.71 / 1.82 s against real's 0.63 / 1.13 / 1.70)."""
     time.sleep(random.uniform(0, kubelet.scaled(kubelet.RELIST_PERIOD, lab.capabilities.sandbox_backoff)))
 
 

@@ -542,11 +542,11 @@ def test_the_kubelets_clocks_tick_and_scale_with_the_backoff():
 
 def test_a_deleted_pod_leaves_on_the_status_sync_tick_after_its_reclaim():
     # relists at 1.4, 2.4, 3.4 find the container, then the sandbox removed; the status manager's next tick
-    assert kubelet.removed_at(1.4, 1.0, origin=0.0) == 10.0
-    assert kubelet.removed_at(9.2, 1.0, origin=0.0) == 20.0    # reclaimed at 11.2, just after a tick: 8.8 s more
-    assert kubelet.removed_at(0.14, 0.1, origin=0.0, backoff=1.0) == 1.0   # scaled: relists 0.1 s, ticks 1 s
+    assert kubelet.removed_at(1.4, origin=0.0) == 10.0
+    assert kubelet.removed_at(9.2, origin=0.0) == 20.0    # reclaimed at 11.2, just after a tick: 8.8 s more
+    assert kubelet.removed_at(0.14, origin=0.0, backoff=1.0) == 1.0   # scaled: relists 0.1 s, ticks 1 s
     rng = random.Random(5)
-    waits = [kubelet.removed_at(t + rng.random(), 1.0, 0.0) - t for t in (rng.uniform(0, 100) for _ in range(2000))]
+    waits = [kubelet.removed_at(t + rng.random(), 0.0) - t for t in (rng.uniform(0, 100) for _ in range(2000))]
     assert 2.0 <= min(waits) < 2.5 and 12.5 < max(waits) <= 13.0   # as measured: 2.2-3.7 s to reclaim, then a tick
 
 

@@ -66,11 +66,11 @@ def next_tick(t: float, origin: float, period: float) -> float:
     return origin + max(0, math.ceil((t - origin) / period - 1e-9)) * period
 
 
-def removed_at(first_relist: float, relist_period: float, origin: float, backoff: float = KUBELET_BACKOFF) -> float:
+def removed_at(first_relist: float, origin: float, backoff: float = KUBELET_BACKOFF) -> float:
     """When a deleted pod leaves the API: the status manager's first tick (from `origin`) at or after the relist
     that finds its resources reclaimed, `RECLAIM_RELISTS` relists from `first_relist` (the first after its
     containers stopped) on."""
-    reclaimed = first_relist + (RECLAIM_RELISTS - 1) * relist_period
+    reclaimed = first_relist + (RECLAIM_RELISTS - 1) * scaled(RELIST_PERIOD, backoff)
     return next_tick(reclaimed, origin, scaled(STATUS_SYNC_PERIOD, backoff))
 
 

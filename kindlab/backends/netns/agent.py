@@ -497,7 +497,7 @@ class Agent:
             if graceful is not None:
                 pod.finished_at, pod.exit_code = timestamp(stopped), 0 if graceful else 137
             pod.exit_seen_at = self.next_relist(stopped)
-            pod.remove_at = kubelet.removed_at(pod.exit_seen_at, self.relist_period, self.sync_origin, self.backoff)
+            pod.remove_at = kubelet.removed_at(pod.exit_seen_at, self.sync_origin, self.backoff)
 
     def forget(self, pod: PodState) -> None:
         """The pod leaves the API: its status and desired document go."""
