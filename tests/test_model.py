@@ -550,6 +550,20 @@ def test_a_deleted_pod_leaves_on_the_status_sync_tick_after_its_reclaim():
     assert 2.0 <= min(waits) < 2.5 and 12.5 < max(waits) <= 13.0   # as measured: 2.2-3.7 s to reclaim, then a tick
 
 
+def test_a_sandbox_not_yet_stopped_when_a_relist_saw_its_container_exit_waits_for_the_container_gc():
+    # measured: the container exited at 25.313, a relist at 25.316, the sandbox stopped at 25.348
+    assert kubelet.left_to_gc(25.316, exited=25.313, stopped=25.348)
+    assert not kubelet.left_to_gc(26.32, exited=25.313, stopped=25.348)
+    # scaled: at a 1 s back-off the kill's 35 ms count as 3.5 ms
+    assert kubelet.left_to_gc(25.3155, 25.313, 25.348, backoff=1.0)
+    assert not kubelet.left_to_gc(25.317, 25.313, 25.348, backoff=1.0)
+    # measured: the status changed at 26.32, the GC's round at 30.94, the relist after it, the status tick at 41.18
+    assert kubelet.removed_at(26.32, origin=1.18, gc_origin=-29.06) == pytest.approx(41.18)
+    # a round just before the status change finds the pod still running: the next, a minute later
+    assert kubelet.removed_at(26.32, origin=1.18, gc_origin=26.0) == pytest.approx(91.18)
+    assert kubelet.removed_at(2.65, origin=0.0, backoff=1.0, gc_origin=0.0) == pytest.approx(7.0)  # round at 6, scaled
+
+
 def test_pull_policy_defaults_as_the_api_server_does():
     assert pod_rules.pull_policy({"image": "inanimate/echo-server"}) == "Always"   # untagged
     assert pod_rules.pull_policy({"image": "localhost:5000/echo:latest"}) == "Always"

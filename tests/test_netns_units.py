@@ -380,6 +380,29 @@ def test_a_kept_sandbox_is_retried_at_the_first_relist_after_its_failure():
             assert st.next_try == now + 12.0
 
 
+def test_a_relist_between_the_containers_exit_and_the_sandboxs_stop_leaves_the_sandbox_to_the_gc():
+    """The kill took 40 ms; when the relist that first saw the container exited came inside them, the kubelet keeps
+    the sandbox for its container GC's round and shows the container waiting; otherwise terminated, and the pod is
+    gone three relists on. Either way the status changes at the first relist after the kill."""
+    now = time.time()
+    fake = SimpleNamespace(lock=threading.RLock(), backoff=10.0, sync_origin=now - 100.0, gc_origin=now - 100.0,
+                           relist_period=1.0, last_relist=now - 0.5, relist_at=now + 0.5)
+    fake.relist = lambda t: agent.Agent.relist(fake, t)
+    fake.next_relist = lambda after: agent.Agent.next_relist(fake, after)
+    for first_relist, state, gone in ((now - 0.01, {"waiting": {"reason": "ContainerCreating"}}, now + 30.0),
+                                      (now + 0.5, "terminated", now + 10.0)):
+        st = agent.PodState(key="default_p", uid="u", meta={"name": "p", "creationTimestamp": "t0"},
+                            spec={"containers": [{"name": "echo", "image": "inanimate/echo-server"}]}, node="n",
+                            stage=agent.Stage.RUNNING, phase="Running", waiting_reason=None, workload=(4242, 1))
+        agent.Agent.terminated(fake, st, True, exited=now - 0.04, first_relist=first_relist, stopped=now)
+        assert st.stage == agent.Stage.TERMINATED and st.exit_seen_at == now + 0.5 and st.active
+        assert st.remove_at == pytest.approx(gone), (first_relist, st.remove_at - now)
+        st.exit_seen = True
+        container = agent.v1_status(st, None)["containerStatuses"][0]
+        assert not st.active and not container["ready"]
+        assert container["state"] == state if isinstance(state, dict) else container["state"][state]["exitCode"] == 0
+
+
 def test_the_models_container_starts_are_pushed_as_they_are_written(tmp_path):
     from kindlab.backends.netns import runtime_events
 

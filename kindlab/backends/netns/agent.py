@@ -13,7 +13,8 @@ store's generation counter every 20 ms and re-reads everything at least once a s
   `backoff` plus up to 50 % jitter, on the sync loop's tick: model.kubelet), each retry a SandboxChanged
   that must first tear the kept sandbox down; it keeps each failed attempt's time;
   on deletion stops the workload, runs CNI DEL and removes the sandbox, then keeps the pod Terminating (its
-  container terminated) until the status manager's tick after the relists that find it reclaimed (model.kubelet).
+  container terminated) until the status manager's tick after the relists that find it reclaimed, or after the
+  container GC's round when a relist came between the workload's exit and the sandbox's stop (model.kubelet).
 Statuses are written the moment a transition happens. A new agent adopts the pods of a dead one:
 their pause and workload processes are found again by pid and start time.
 """
@@ -184,6 +185,7 @@ class Agent:
         self.sync_origin = time.time()
         self.last_relist = self.sync_origin
         self.relist_at = self.sync_origin + random.random() * self.relist_period
+        self.gc_origin = self.sync_origin   # the container GC's first round, at the kubelet's start
 
     @property
     def sync_period(self) -> float:
@@ -476,28 +478,40 @@ class Agent:
         if pod.workload:
             self.events.record(pod.meta, pod.node, "Normal", "Killing", f"Stopping container {pod.container['name']}")
         graceful = self.stop_workload(pod)
-        stopped = time.time()
+        exited = time.time()
+        with self.lock:
+            first_relist = self.next_relist(exited)   # the relist that will see the container exited
         if not self.network_down(pod):
             with self.lock:   # retried by a reconcile after the back-off
                 pod.deleting, pod.stage, pod.delete_retry = False, Stage.DELETING, time.time() + self.retry_delay()
             return
         sandbox.destroy(pod.sandbox)
+        stopped = time.time()
         shutil.rmtree(self.pod_dir(pod), ignore_errors=True)
         doc = self.store.desired_pod(pod.key)
         if doc is None or doc["metadata"]["uid"] != pod.uid:
             self.forget(pod)
         else:
-            self.terminated(pod, graceful, stopped)
+            self.terminated(pod, graceful, exited, first_relist, stopped)
 
-    def terminated(self, pod: PodState, graceful: bool | None, stopped: float) -> None:
+    def terminated(self, pod: PodState, graceful: bool | None, exited: float, first_relist: float,
+                   stopped: float) -> None:
         """Stopped and reclaimed: Terminating until the status manager's tick after the relists that find it so;
-        its status shows the container terminated from the first of them on (until then, as it was)."""
+        its status changes at the first relist after the kill (until then, as it was): the container terminated
+        or, when the relist that first saw it exited came before the sandbox's stop (the sandbox then waits for
+        the container GC), waiting, as the kubelet shows a container it has removed."""
         with self.lock:
+            to_gc = graceful is not None and kubelet.left_to_gc(first_relist, exited, stopped, self.backoff)
             pod.sandbox, pod.stage = None, Stage.TERMINATED
-            if graceful is not None:
-                pod.finished_at, pod.exit_code = timestamp(stopped), 0 if graceful else 137
+            if to_gc:
+                pod.waiting_reason, pod.waiting_message = "ContainerCreating", None
+            elif graceful is not None:
+                pod.finished_at, pod.exit_code = timestamp(exited), 0 if graceful else 137
             pod.exit_seen_at = self.next_relist(stopped)
-            pod.remove_at = kubelet.removed_at(pod.exit_seen_at, self.sync_origin, self.backoff)
+            pod.remove_at = kubelet.removed_at(pod.exit_seen_at, self.sync_origin, self.backoff,
+                                               self.gc_origin if to_gc else None)
+            log.info("pod %s stopped: sandbox %.3f s after the container, a relist %.3f s after it%s", pod.label,
+                     stopped - exited, first_relist - exited, ": sandbox left to the GC" if to_gc else "")
 
     def forget(self, pod: PodState) -> None:
         """The pod leaves the API: its status and desired document go."""

@@ -187,7 +187,10 @@ class NetnsCluster(Cluster):
         self.ensure_agent()
         return line
 
-    def delete_pod(self, name: str, namespace: str = "default", wait: bool = True, timeout: float = 60) -> str:
+    def delete_pod(self, name: str, namespace: str = "default", wait: bool = True,
+                   timeout: float | None = None) -> str:
+        """Mark the pod deleted; with `wait`, until it has left (by default a minute, or as long as the kubelet
+        may take, container GC included, if that is longer)."""
         key = pod_key(namespace, name)
         with self.store.lock():
             doc = self.store.desired_pod(key)
@@ -205,6 +208,8 @@ class NetnsCluster(Cluster):
             def gone() -> bool:
                 current = self.store.desired_pod(key)
                 return current is None or current["metadata"]["uid"] != uid
+            if timeout is None:
+                timeout = max(60.0, kubelet.longest_stay(self.backoff) + processes.TERMINATE_GRACE + 10.0)
             self.wait_for(gone, timeout=timeout, interval=0.01, what=f"pod {name} deleted")
         return f'pod "{name}" deleted'
 

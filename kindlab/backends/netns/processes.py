@@ -19,6 +19,8 @@ from ...errors import ClusterError
 from .names import ledger, marked_lab
 
 CHILDREN: dict[int, subprocess.Popen] = {}
+#: How long a container has after SIGTERM before SIGKILL.
+TERMINATE_GRACE = 2.0
 _CHILDREN_LOCK = threading.Lock()   # the agent's loop reaps while its pool threads kill
 
 
@@ -138,7 +140,7 @@ def kill(pids: list[int], sig: int = signal.SIGKILL, wait: float = 3.0) -> None:
             time.sleep(0.005)
 
 
-def terminate(pid: int, start: int | None, grace: float = 2.0) -> bool:
+def terminate(pid: int, start: int | None, grace: float = TERMINATE_GRACE) -> bool:
     """SIGTERM, then SIGKILL after `grace` seconds: how the kubelet stops a container. False when it took SIGKILL."""
     if not alive(pid, start):
         return True
