@@ -69,6 +69,9 @@ from kindlab.model.cni import NET_D  # noqa: E402
 
 NAME = "klfidelity"
 FAST_BACKOFF = 1.0
+#: How long a reset waits for its pods to go: the kubelet's longest stay (a container GC round just missed, then
+#: a status tick: 72 s at its 10 s back-off) with room for a kill's grace and a slow node.
+RESET_TIMEOUT = 150.0
 #: The fix comes this long after the last pod's last counted failure, as a fraction of the back-off.
 FIX_DELAY = 0.2
 #: The distributions whose medians and ranges are held to the goals (model at 10 s against real).
@@ -175,12 +178,16 @@ def wait_attempts(lab: Cluster, pod: str, n: int, timeout: float) -> list[float]
 
 
 def reset(lab: Cluster, source: str, pods: list[str]) -> None:
-    """Every pod gone (portmap in place, so that their CNI DEL works), then worker2 and worker3 broken again."""
+    """Every pod gone (portmap in place, so that their CNI DEL works), then worker2 and worker3 broken again.
+    The pods are deleted together: one by one, each would wait for its own status tick, and now and then a
+    container GC round."""
     w2, w3 = scenario.node(lab, "worker2"), scenario.node(lab, "worker3")
     scenario.install_portmap(lab, w2, source)
-    for pod in pods:
-        if scenario.find_pod(lab, pod) is not None:
-            lab.delete_pod(pod, wait=True)
+    present = [pod for pod in pods if scenario.find_pod(lab, pod) is not None]
+    for pod in present:
+        lab.delete_pod(pod, wait=False)
+    lab.wait_for(lambda: not any(scenario.find_pod(lab, pod) for pod in present), timeout=RESET_TIMEOUT,
+                 interval=0.2, what="every pod deleted")
     scenario.break_portmap(lab, w2)
     for name in scenario.chained_conflists(lab, w3):
         lab.exec(w3, ["rm", "-f", f"{NET_D}/{name}"])
