@@ -174,3 +174,24 @@ def test_pool_only_takes_that_variants_samples(tmp_path: Path, monkeypatch: pyte
     out = capsys.readouterr().out
     assert f"pooled {earlier}: {10 * 8 * len(METRICS)} samples" in out   # real's only
     assert "back-off gap: no samples" in out                               # nothing of the model's to judge
+
+
+def test_incidental_events_are_counted_per_pod_kept_in_the_csv_and_shown_apart(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mount = {"reason": "FailedMount", "message": "MountVolume.SetUp failed"}
+    started = {"reason": "Started", "message": "Started container echo"}
+    real, model = bench.Variant("real", "real", None), bench.Variant("model", "model", 10.0)
+    for events in ([mount, started], [started], [started]):
+        bench.count_incidental(real, events)
+    bench.count_incidental(model, [started])
+    metric = bench.incidental_metric("FailedMount")
+    assert real.samples[metric] == [1.0, 0.0, 0.0] and model.samples[metric] == [0.0]
+    assert bench.reasons([mount, started]) == "Started"            # left out of the sequence compared
+    path = tmp_path / "run.csv"
+    bench.write_csv(path, [real])
+    pooled = bench.Variant("real", "real", None)
+    assert bench.pool(path, [pooled]) == 3 and sum(pooled.samples[metric]) == 1.0
+    bench.print_table([real, model])
+    out = capsys.readouterr().out
+    assert "FailedMount: real 1 of 3 | model 0 of 1" in out
+    assert f"  {metric}" not in out.split("incidental events")[0]     # not among the distributions

@@ -18,7 +18,7 @@ DATA = Path(__file__).resolve().parent / "data"
 SANDBOX_ID = re.compile(r'sandbox \\?"[0-9a-f]{64}\\?"')
 # v1.20 mounted the service-account token from a Secret; the kind fixture's newer API server uses a projected volume
 V120_ONLY = (".spec.volumes[].secret",)
-INCIDENTAL = {"FailedMount"}   # the real run's pods were created while the kubelet's secret cache was still syncing
+INCIDENTAL = {"FailedMount"}   # a pod applied as the lab came up: its secret's list beat the Node authorizer
 
 
 def load(folder: str, name: str) -> list[dict[str, Any]]:
