@@ -156,7 +156,7 @@ def test_sigint_and_timeout_leave_no_debug_pod(real_lab):
     api.close()
     proc.send_signal(signal.SIGINT)   # Ctrl-C while its pods exist
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, (proc.returncode, err)
     assert leftovers(kubeconfig) == []
     done = run_doctor(kubeconfig, "--timeout", "1")
     assert done.returncode != 0 and "did not finish in 1s" in done.stderr and "Traceback" not in done.stderr

@@ -462,7 +462,8 @@ def test_measure_matches_the_agent(lab):
     time.sleep(0.1)
     res = heal.measure(lab, pod, lambda: scenario.fix_portmap(lab, f"{lab.name}-worker2"), timeout=10)
     assert res.attempts_before >= 1
-    assert 0 < res.running_after < 0.5 * 1.5 + 0.3
+    caps = lab.capabilities   # a retry due at most a jittered back-off after the fix, then the attempt's own time
+    assert 0 < res.running_after < caps.sandbox_backoff * (1 + caps.backoff_jitter) + caps.heal_slack
     assert res.curl_after is not None and res.curl_after > 0
     assert res.agent_running_after is not None
     assert abs(res.error) < 0.1  # typically ~5 ms; the p95 < 50 ms goal is benchmarks/bench_heal_accuracy.py's
