@@ -41,6 +41,46 @@ def test_a_debug_pod_is_kubectl_debug_node_shaped():
     assert "trap 'exit 0' TERM" in container["command"][-1]   # PID 1 stops at once on delete
 
 
+class RefusingCore:
+    """A CoreV1Api whose namespace was just made again: the first pod creates are refused as the API server's
+    admission does while it still holds the earlier, Terminating namespace."""
+
+    def __init__(self, refusals: int):
+        self.refusals, self.created, self.namespaces = refusals, [], []
+
+    def read_namespace(self, name):
+        from kubernetes.client.exceptions import ApiException
+
+        raise ApiException(status=404, reason="Not Found")
+
+    def create_namespace(self, body):
+        self.namespaces.append(body["metadata"]["name"])
+
+    def create_namespaced_pod(self, namespace, body):
+        from kubernetes.client.exceptions import ApiException
+
+        if self.refusals:
+            self.refusals -= 1
+            exc = ApiException(status=403, reason="Forbidden")
+            exc.body = json.dumps({"kind": "Status", "reason": "Forbidden", "details": {"causes": [
+                {"reason": debug.TERMINATING, "message": f"namespace {namespace} is being terminated"}]}})
+            raise exc
+        self.created.append(body["metadata"]["name"])
+
+
+def test_a_pod_refused_by_a_namespace_still_terminating_in_admission_is_created_once_it_is_not():
+    core = RefusingCore(refusals=2)
+    pods = debug.DebugPods(core, timeout=10)
+    pods._create(debug.manifest("n1"))
+    assert len(core.created) == 1 and core.namespaces == [debug.NAMESPACE] and pods.made_namespace
+    core = RefusingCore(refusals=100)
+    from kubernetes.client.exceptions import ApiException
+
+    with pytest.raises(ApiException):   # not for ever: the pod's start timeout
+        debug.DebugPods(core, timeout=0.6)._create(debug.manifest("n1"))
+    assert core.created == [] and core.refusals < 100
+
+
 def test_doctor_without_a_usable_kubeconfig_is_one_line(tmp_path):
     done = subprocess.run([*KINDLAB, "doctor", "--kubeconfig", str(tmp_path / "nope")], capture_output=True,
                           text=True, timeout=60)
@@ -154,6 +194,7 @@ def test_sigint_and_timeout_leave_no_debug_pod(real_lab):
     while not debug.leftovers(core) and time.monotonic() < deadline:
         time.sleep(0.1)
     api.close()
+    assert proc.poll() is None, ("doctor ended before it was interrupted", proc.returncode, proc.communicate())
     proc.send_signal(signal.SIGINT)   # Ctrl-C while its pods exist
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, (proc.returncode, err)

@@ -3,7 +3,8 @@ in the node's own filesystem (`chroot /host`) and network namespace (hostNetwork
 
     manifest      the pod: privileged, hostNetwork and hostPID, the node's / at /host, every taint
                   tolerated, nodeName set (no scheduler), labelled LABEL so that it can be found
-    DebugPods     make them on demand (`exec`), wait until each runs, and delete them all on `close`:
+    DebugPods     make them on demand (`exec`), wait out an earlier run's namespace still going away, wait
+                  until each runs, and delete them all on `close`:
                   used as a context manager, also on Ctrl-C and on a timeout
     leftovers     the debug pods still there (a test's check, and `kindlab doctor --dry-run`)
 
@@ -26,6 +27,7 @@ LABEL_VALUE = "kindlab-doctor"
 IMAGE = "docker.io/library/busybox:1.36"
 LIFETIME = 600          # a pod left behind (a killed doctor) ends by itself after this many seconds
 START_TIMEOUT = 60.0
+TERMINATING = "NamespaceTerminating"   # the cause of a create refused in a namespace going away
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"   # the node's tools, not the image's
 
 
@@ -90,16 +92,32 @@ class DebugPods:
                 raise WaitTimeout(f"namespace {self.namespace} is still being deleted after {self.timeout:g}s")
             time.sleep(0.5)
 
+    def _create(self, body: dict[str, Any]) -> None:
+        """Create the pod, in a namespace that exists and is not going away. Right after an earlier run's namespace
+        is gone and this one is made, the API server's admission may still hold the old one, Terminating, and
+        refuse the pod (403, cause NamespaceTerminating): that is waited out as a Terminating namespace is."""
+        from kubernetes.client.exceptions import ApiException
+
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if not self.made_namespace:
+                self._namespace()
+            try:
+                self.core.create_namespaced_pod(self.namespace, body)
+                return
+            except ApiException as exc:
+                if exc.status != 403 or TERMINATING not in (exc.body or "") or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
+
     def pod(self, node: str) -> str:
         """The node's debug pod, made and Running."""
         if node in self.pods:
             return self.pods[node]
-        if not self.pods:
-            self._namespace()
         body = manifest(node, self.image, self.namespace)
         name = body["metadata"]["name"]
         self.pods[node] = name   # before it exists: an interrupt during the create still deletes it
-        self.core.create_namespaced_pod(self.namespace, body)
+        self._create(body)
         deadline = time.monotonic() + self.timeout
         while True:
             status = self.core.read_namespaced_pod(name, self.namespace).status
