@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -51,7 +52,9 @@ class RefusingCore:
     def read_namespace(self, name):
         from kubernetes.client.exceptions import ApiException
 
-        raise ApiException(status=404, reason="Not Found")
+        if name not in self.namespaces:
+            raise ApiException(status=404, reason="Not Found")
+        return SimpleNamespace(status=SimpleNamespace(phase="Active"))
 
     def create_namespace(self, body):
         self.namespaces.append(body["metadata"]["name"])
@@ -71,13 +74,16 @@ class RefusingCore:
 def test_a_pod_refused_by_a_namespace_still_terminating_in_admission_is_created_once_it_is_not():
     core = RefusingCore(refusals=2)
     pods = debug.DebugPods(core, timeout=10)
+    pods._namespace()
     pods._create(debug.manifest("n1"))
     assert len(core.created) == 1 and core.namespaces == [debug.NAMESPACE] and pods.made_namespace
     core = RefusingCore(refusals=100)
     from kubernetes.client.exceptions import ApiException
 
     with pytest.raises(ApiException):   # not for ever: the pod's start timeout
-        debug.DebugPods(core, timeout=0.6)._create(debug.manifest("n1"))
+        refused = debug.DebugPods(core, timeout=0.6)
+        refused._namespace()
+        refused._create(debug.manifest("n1"))
     assert core.created == [] and core.refusals < 100
 
 

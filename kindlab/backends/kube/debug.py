@@ -93,15 +93,13 @@ class DebugPods:
             time.sleep(0.5)
 
     def _create(self, body: dict[str, Any]) -> None:
-        """Create the pod, in a namespace that exists and is not going away. Right after an earlier run's namespace
-        is gone and this one is made, the API server's admission may still hold the old one, Terminating, and
-        refuse the pod (403, cause NamespaceTerminating): that is waited out as a Terminating namespace is."""
+        """Create the pod. Right after an earlier run's namespace is gone and this one is made, the API server's
+        admission may still hold the old one, Terminating, and refuse the pod (403, cause NamespaceTerminating):
+        the namespace is then checked again, as at the start, until the start timeout."""
         from kubernetes.client.exceptions import ApiException
 
         deadline = time.monotonic() + self.timeout
         while True:
-            if not self.made_namespace:
-                self._namespace()
             try:
                 self.core.create_namespaced_pod(self.namespace, body)
                 return
@@ -109,11 +107,14 @@ class DebugPods:
                 if exc.status != 403 or TERMINATING not in (exc.body or "") or time.monotonic() > deadline:
                     raise
             time.sleep(0.5)
+            self._namespace()
 
     def pod(self, node: str) -> str:
         """The node's debug pod, made and Running."""
         if node in self.pods:
             return self.pods[node]
+        if not self.pods:
+            self._namespace()
         body = manifest(node, self.image, self.namespace)
         name = body["metadata"]["name"]
         self.pods[node] = name   # before it exists: an interrupt during the create still deletes it
