@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kindlab import backends, objects  # noqa: E402
-from kindlab.backends.netns.lab import wait_for_agent  # noqa: E402
+from kindlab.backends.netns.cluster import wait_for_agent  # noqa: E402
 
 NAME = "klbench"
 

@@ -60,7 +60,7 @@ def make_lab(netns_ready, tmp_path_factory) -> Iterator[Callable[..., object]]:
     own, whose host folder `kind/empty` another lab of kind/config may be using at the same time.
     """
     from kindlab import backends
-    from kindlab.backends.netns.lab import wait_for_agent
+    from kindlab.backends.netns.cluster import wait_for_agent
     from kindlab.walkthrough import private_config
 
     made: list[str] = []

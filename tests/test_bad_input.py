@@ -185,7 +185,7 @@ def test_urls_curl_would_reject(url):
 def test_curl_refuses_addresses_outside_the_lab_before_sending(monkeypatch, address):
     def no_sending(*args, **kwargs):
         raise AssertionError(f"curl ran: {args}")
-    monkeypatch.setattr(netns_curl.commands.subprocess, "run", no_sending)
+    monkeypatch.setattr(netns_curl.tools.subprocess, "run", no_sending)
     with pytest.raises(CurlError, match="outside the lab"):
         netns_curl.curl("kindlab-x-host", f"http://{address}/", 1, {}, networks=("192.168.0.0/16", "10.96.0.0/12"))
 
@@ -197,7 +197,7 @@ def test_curl_lets_the_labs_own_addresses_through(monkeypatch):
         sent.append(argv)
         return subprocess.CompletedProcess(argv, 0, b"HTTP/1.1 200 OK\r\n\r\nhi", b"")
     monkeypatch.setattr(netns_curl, "nsenter", lambda **kw: ["true"])
-    monkeypatch.setattr(netns_curl.commands.subprocess, "run", answer)
+    monkeypatch.setattr(netns_curl.tools.subprocess, "run", answer)
     for address in ("172.18.0.3", "192.168.1.5", "10.96.0.1", "127.0.0.1", "[::1]"):
         assert netns_curl.curl("kindlab-x-host", f"http://{address}/", 1, {},
                                networks=("192.168.0.0/16", "10.96.0.0/12")).status == 200

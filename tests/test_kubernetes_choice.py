@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kindlab import backends
-from kindlab.backends.netns import api
+from kindlab.backends.netns import backend as api
 from kindlab.errors import ConfigError, KindlabError
 
 ROOT = Path(__file__).resolve().parents[1]

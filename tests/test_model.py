@@ -18,7 +18,8 @@ import pytest
 
 from kindlab import doctor, heal
 from kindlab import walkthrough as wt
-from kindlab.backends.netns import cni, commands, mounts
+from kindlab.backends.netns import cni, mounts
+from kindlab.backends.netns import tools as commands
 from kindlab.capabilities import Capabilities
 from kindlab.errors import ExecError
 from kindlab.model import backoff, kubelet

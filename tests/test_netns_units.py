@@ -319,7 +319,7 @@ def test_preflight_says_what_to_install(monkeypatch):
     monkeypatch.setattr(preflight, "TOOLS", ("no-such-tool-xyz",))
     with pytest.raises(EnvironmentProblem, match="apt-get install no-such-tool-xyz"):
         preflight.check()
-    from kindlab.backends.netns import commands
+    from kindlab.backends.netns import tools as commands
     monkeypatch.setattr(commands, "PACKAGES", {"ip": "iproute2"})
     monkeypatch.setattr(commands.shutil, "which", lambda *a, **k: None)
     with pytest.raises(EnvironmentProblem, match="apt-get install iproute2"):

@@ -25,7 +25,7 @@ import yaml
 
 from kindlab.backends.netns.real import binaries
 from kindlab.backends.netns.real.bringup import conflist, leftovers, wait
-from kindlab.backends.netns.real.lab import service_account_ready
+from kindlab.backends.netns.real.startup import service_account_ready
 
 pytestmark = pytest.mark.netns
 
@@ -73,8 +73,8 @@ def test_real_cluster_serves_a_hostport_pod_and_leaves_nothing(host_network, tmp
     state = Path("/run") / prefix
     bringup.claim(state)   # before writing into it: a concurrent run's sweep_stale removes unowned state
     figures: dict[str, object] = {}
-    nodes = [components.Node(n, ip, role, kubelet) for n, ip, role, kubelet in NODES]
-    cluster = components.Cluster(name="kind", nodes=nodes, bin_dir=binaries.bin_dir(),
+    nodes = [components.NodeSpec(n, ip, role, kubelet) for n, ip, role, kubelet in NODES]
+    cluster = components.ClusterSpec(name="kind", nodes=nodes, bin_dir=binaries.bin_dir(),
                                  registry=f"{GATEWAY}:{REGISTRY_PORT}",
                                  node_status_update_frequency="1s")   # Ready at once, not at the next 10 s tick
     folder = state / "cluster"

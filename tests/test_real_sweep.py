@@ -27,8 +27,9 @@ SCRIPT = textwrap.dedent("""
     from kindlab.backends.netns.real import binaries, components, testbed
     prefix = f"kr-{secrets.token_hex(2)}"
     state = Path("/run") / prefix
-    nodes = [components.Node("cp", "172.18.0.2", "control-plane", kubelet=False), components.Node("w", "172.18.0.3")]
-    cluster = components.Cluster(name="kind", nodes=nodes, bin_dir=binaries.bin_dir())
+    nodes = [components.NodeSpec("cp", "172.18.0.2", "control-plane", kubelet=False),
+             components.NodeSpec("w", "172.18.0.3")]
+    cluster = components.ClusterSpec(name="kind", nodes=nodes, bin_dir=binaries.bin_dir())
     components.write(state / "cluster", cluster)
     bed = testbed.create(prefix, state, [(n.name, n.ip) for n in nodes], "172.18.0.1", state / "cluster")
     w = bed.node("w")

@@ -35,7 +35,7 @@ def describe_choice(backend: str | None = None, kubernetes: str | None = None) -
     chosen = select_backend(backend)
     if chosen == "kind":
         return "the kind backend (kind's real Kubernetes, with Cilium)"
-    from .netns.api import select_kubernetes
+    from .netns.backend import select_kubernetes
 
     real = select_kubernetes(kubernetes) == "real"
     return "the netns backend with " + ("real Kubernetes (the kubelet, containerd and the API server)" if real

@@ -2,7 +2,7 @@
 
 Module map:
   names        names and places of everything a lab makes (a sweep finds it all)
-  commands     running ip/nsenter/unshare/mount, with failures turned into KindlabErrors
+  tools        running ip/nsenter/unshare/mount, with failures turned into KindlabErrors
   preflight    root, tools, CNI plugins, overlayfs
   state/       the store (lab record, pods, statuses, events) and the host-path registry
   host         the lab host namespace with bridge `kind`, node network namespaces and veths
@@ -22,9 +22,9 @@ Module map:
   controllers  deployments and scheduling for pods without a node
   lifecycle    making and removing whole labs
   files, curl  docker cp and curl for the lab
-  lab          NetnsCluster: a lab whose pods the model runs
+  cluster      NetnsCluster: a lab whose pods the model runs
   real/        real Kubernetes in the nodes: components, PKI, images, registry, RealLab
-  api          the module API below; which Kubernetes a lab runs (real where built, else model)
+  backend      the module API below; which Kubernetes a lab runs (real where built, else model)
 The functions below import lazily, so that the agent and plugin start without pandas.
 """
 
@@ -35,35 +35,35 @@ from typing import TYPE_CHECKING, Any
 from ...progress import Reporter, quiet
 
 if TYPE_CHECKING:
-    from .lab import NetnsCluster
+    from .cluster import NetnsCluster
 
 
 def up(topology: Any, backoff: float | None = None, report: Reporter = quiet,
        kubernetes: str | None = None) -> NetnsCluster:
     """Get-or-create the lab for `topology`, run by real or model Kubernetes (see api.up)."""
-    from .api import up as _up
+    from .backend import up as _up
     return _up(topology, backoff=backoff, report=report, kubernetes=kubernetes)
 
 
 def get(name: str) -> NetnsCluster:
     """The lab called `name`; NotFound otherwise."""
-    from .api import get as _get
+    from .backend import get as _get
     return _get(name)
 
 
 def delete(name: str) -> bool:
     """Delete lab `name`; False if there was none."""
-    from .api import delete as _delete
+    from .backend import delete as _delete
     return _delete(name)
 
 
 def clusters() -> list[str]:
     """Names of the labs on this machine."""
-    from .api import clusters as _clusters
+    from .backend import clusters as _clusters
     return _clusters()
 
 
 def delete_all() -> list[str]:
     """Delete every lab, dead ones too."""
-    from .api import delete_all as _delete_all
+    from .backend import delete_all as _delete_all
     return _delete_all()

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from ...model import cni as cni_rules
 from ...model.cni import NetworkConfig
 from ...model.pods import port_mappings
-from . import commands
+from . import tools
 from .names import STD_PATH
 from .nodes import NodeView
 
@@ -74,9 +74,9 @@ def node_exec(view: NodeView) -> Exec:
     """Run plugins inside the node's namespaces, through the backend's one command runner."""
     def run(argv: list[str], stdin: bytes, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
         try:
-            return commands.run([*view.enter(), *argv], f"CNI plugin {argv[0]}", input=stdin, env=env,
+            return tools.run([*view.enter(), *argv], f"CNI plugin {argv[0]}", input=stdin, env=env,
                                 timeout=timeout, check=False)
-        except commands.TimedOut:
+        except tools.TimedOut:
             raise CniError(f"plugin {argv[0]} timed out after {timeout:g}s") from None
     return run
 

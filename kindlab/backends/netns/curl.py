@@ -15,9 +15,9 @@ from urllib.parse import SplitResult, urlsplit
 from ... import curl_output
 from ...cluster import HttpResponse
 from ...errors import CurlError, RequestTimeout
-from . import commands
-from .commands import nsenter, which
+from . import tools
 from .names import SUBNET, netns_path
+from .tools import nsenter, which
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
@@ -74,8 +74,8 @@ def curl(host_netns: str, url: str, timeout: float, names: dict[str, str],
             "--noproxy", "*", *extra, full]
     started = time.monotonic()
     try:
-        done = commands.run(argv, f"curl {url}", timeout=timeout + 5, check=False)
-    except commands.TimedOut:
+        done = tools.run(argv, f"curl {url}", timeout=timeout + 5, check=False)
+    except tools.TimedOut:
         raise RequestTimeout(f"curl: (28) no answer from {url} in {timeout:g}s") from None
     return curl_output.response(url, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 

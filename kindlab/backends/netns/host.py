@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .commands import ip_batch, nsenter, run
 from .names import BRIDGE, GATEWAY, NETNS_DIR, PREFIX_LEN, host_netns, netns_path, owns_netns
+from .tools import ip_batch, nsenter, run
 
 
 def create(lab_name: str, nodes: list[str]) -> list[str]:

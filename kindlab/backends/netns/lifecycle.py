@@ -23,14 +23,14 @@ from ...model.kubelet import KUBELET_BACKOFF
 from ...progress import Reporter, quiet
 from ...topology import Topology
 from . import host, nodes, preflight, processes, provider
-from .commands import run
 from .mounts import NodeDirs, Substitution, plan, prepare
 from .names import LABS_DIR, NETNS_DIR, NODE_LINK, STATE_ROOT, labs_of_netns, node_ip, state_dir
 from .nodes import NodePlan, NodeView
-from .real import lab as real_lab
+from .real import startup
 from .real import teardown as real_teardown
 from .state import hostpaths
 from .state.store import Store, read_json, timestamp
+from .tools import run
 
 LOCK = STATE_ROOT / "lifecycle.lock"
 MACHINE_FILES = ("hostpaths.json", "hostpaths.lock")
@@ -99,7 +99,7 @@ def create(topology: Topology, backoff: float | None, kubernetes: str = "model",
     for node, ip in zip(topology.nodes, ips, strict=True):
         dirs = NodeDirs(store.root / "nodes" / node.name)
         dirs.make()
-        mounts, node_subs = plan(topology, node, dirs, cni_dir, own=real_lab.own_dirs() if real else ())
+        mounts, node_subs = plan(topology, node, dirs, cni_dir, own=startup.own_dirs() if real else ())
         subs += node_subs
         root = prepare(lab_name, mounts, dirs)
         provider.install(topology, node, mounts, dirs, cni_dir)
@@ -114,7 +114,7 @@ def create(topology: Topology, backoff: float | None, kubernetes: str = "model",
     record["nodes"] = [v.to_record() for v in views]
     if real:
         store.write_lab(record)     # the nodes are known to `teardown` before their components start
-        record["real"] = real_lab.start(record, views, store.root, report)
+        record["real"] = startup.start(record, views, store.root, report)
     record["phase"] = "ready"
     store.write_lab(record)
     return record, subs

@@ -18,10 +18,10 @@ from typing import Any
 from ...errors import ClusterError
 from . import mounts as mounts_mod
 from . import rootfs
-from .commands import ENV, nsenter, tail, which
 from .mounts import NodeDirs, NodeMount
 from .names import NODE_LINK, PREFIX_LEN, marker, netns_path
 from .processes import alive, keep, start_time
+from .tools import ENV, nsenter, tail, which
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ...errors import EnvironmentProblem
 from ...model.cni import CNI_BIN
-from .commands import which
 from .names import STATE_ROOT
+from .tools import which
 
 TOOLS = ("ip", "nsenter", "unshare", "mount", "umount", "pivot_root", "bash", "sleep", "iptables", "iptables-save",
          "curl")

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .commands import ENV, nsenter, tail, which
 from .names import marker
 from .nodes import NodeView
 from .processes import alive, keep, kill, start_time
+from .tools import ENV, nsenter, tail, which
 
 
 class SandboxError(Exception):

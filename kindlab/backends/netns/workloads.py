@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .commands import nsenter
 from .names import STD_PATH, marker
 from .nodes import NodeView
 from .processes import keep, start_time
 from .sandbox import Sandbox
+from .tools import nsenter
 
 ECHO_IMAGE = "inanimate/echo-server"
 ECHO_ENV = {"PORT": "8080", "SSLPORT": "8443", "ADD_HEADERS": '{"X-Real-Server": "echo-server"}'}

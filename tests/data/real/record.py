@@ -21,8 +21,17 @@ from typing import Any
 
 import yaml
 
-from kindlab.backends.netns.real import binaries, bringup, components, forward, images, registry, teardown, testbed
-from kindlab.backends.netns.real import lab as real_lab
+from kindlab.backends.netns.real import (
+    binaries,
+    bringup,
+    components,
+    forward,
+    images,
+    registry,
+    startup,
+    teardown,
+    testbed,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -88,9 +97,9 @@ def event_summary(events: list[dict[str, Any]], pod: str) -> list[str]:
             if e["involvedObject"]["name"] == pod]
 
 
-def cluster_spec(state: Path) -> components.Cluster:
-    nodes = [components.Node(n, ip, role, kubelet) for n, ip, role, kubelet in NODES]
-    return components.Cluster(name="kind", nodes=nodes, bin_dir=binaries.bin_dir(),
+def cluster_spec(state: Path) -> components.ClusterSpec:
+    nodes = [components.NodeSpec(n, ip, role, kubelet) for n, ip, role, kubelet in NODES]
+    return components.ClusterSpec(name="kind", nodes=nodes, bin_dir=binaries.bin_dir(),
                               registry=f"{GATEWAY}:{REGISTRY_PORT}", node_status_update_frequency="1s")
 
 
@@ -105,7 +114,7 @@ def configure_cni(bed: testbed.Testbed, core: Any, folder: Path) -> dict[str, st
     return cidrs
 
 
-def run_scenario(bed: testbed.Testbed, cluster: components.Cluster, certs: dict, made: list, state: Path,
+def run_scenario(bed: testbed.Testbed, cluster: components.ClusterSpec, certs: dict, made: list, state: Path,
                  figures: dict[str, Any], closers: list) -> None:
     """Bring the cluster up, record the broken moment, fix worker2, record the healed moment."""
     t0 = time.monotonic()
@@ -120,7 +129,7 @@ def run_scenario(bed: testbed.Testbed, cluster: components.Cluster, certs: dict,
     bringup.wait("the API server", core.list_namespace, 60)
     figures["pod CIDRs"] = configure_cni(bed, core, state / "cluster")
     bringup.wait("every worker Ready", lambda: bringup.ready_nodes(core) == set(CHAINED), 90, every=0.2)
-    bringup.wait("the default service account and its token", lambda: real_lab.service_account_ready(core), 60)
+    bringup.wait("the default service account and its token", lambda: startup.service_account_ready(core), 60)
     figures["bring-up (s)"] = round(time.monotonic() - t0, 1)
     for pod in PODS:
         core.create_namespaced_pod("default", yaml.safe_load((ROOT / f"manifests/static/{pod}.yaml").read_text()))

@@ -10,7 +10,7 @@ Module map:
   registry    a read-only registry serving those layouts (pulls of untagged images never leave the lab)
   forward     sockets inside a network namespace from the host's; the loopback port to the API server
   teardown    processes found by namespace (shims and containers carry no marker), their cgroups
-  lab         the components started in a lab's own nodes (lifecycle.create calls it), restarted when dead
+  startup     the components started in a lab's own nodes (lifecycle.create calls it), restarted when dead
   cluster     RealLab: the lab's Cluster, its Kubernetes half through KubeApi and the admin kubeconfig
   runtime_log a pod's failed attempts and start, from its node's containerd log (RealLab.runtime_times)
   task_events containerd's task-start events as they arrive (`ctr events`: RealLab.container_starts)

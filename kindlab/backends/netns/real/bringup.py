@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..commands import run
+from ..tools import run
 from . import components, forward, kubeconfig
+from .cluster import poll
 from .images import Image
-from .lab import poll
 from .testbed import BedNode, Testbed
 
 T = TypeVar("T")
@@ -45,13 +45,13 @@ def wait(what: str, check: Callable[[], T], timeout: float, every: float = 0.1) 
 Procs = dict[tuple[str, str], subprocess.Popen]
 
 
-def start_control_plane(bed: Testbed, cluster: components.Cluster) -> Procs:
+def start_control_plane(bed: Testbed, cluster: components.ClusterSpec) -> Procs:
     """etcd, kube-apiserver, controller-manager and scheduler on the control-plane node."""
     cp = bed.node(cluster.control_plane.name)
     return {(cp.name, comp.name): bed.start(cp, comp.name, comp.argv) for comp in components.control_plane(cluster)}
 
 
-def start_workers(bed: Testbed, cluster: components.Cluster) -> Procs:
+def start_workers(bed: Testbed, cluster: components.ClusterSpec) -> Procs:
     """containerd, kubelet and kube-proxy on every node with a kubelet."""
     procs: Procs = {}
     for node in (n for n in cluster.nodes if n.kubelet):
@@ -61,12 +61,12 @@ def start_workers(bed: Testbed, cluster: components.Cluster) -> Procs:
     return procs
 
 
-def workers(bed: Testbed, cluster: components.Cluster) -> list[BedNode]:
+def workers(bed: Testbed, cluster: components.ClusterSpec) -> list[BedNode]:
     """The testbed's nodes that run a kubelet."""
     return [bed.node(n.name) for n in cluster.nodes if n.kubelet]
 
 
-def admin_api(bed: Testbed, cluster: components.Cluster, certs: dict, path: Path) -> tuple[Any, forward.Forwarder]:
+def admin_api(bed: Testbed, cluster: components.ClusterSpec, certs: dict, path: Path) -> tuple[Any, forward.Forwarder]:
     """An ApiClient (admin, verifying the server's certificate) through a loopback port; and its forwarder."""
     from kubernetes import config
 

@@ -16,9 +16,8 @@ from ....errors import ClusterError
 from ....model import cni as cni_rules
 from ...kube.client import KubeApi
 from ...kube.errors import api_errors, raise_as_kindlab
-from ..lab import NetnsCluster
-from . import lab as real_lab
-from . import runtime_log
+from ..cluster import NetnsCluster
+from . import runtime_log, startup
 from .task_events import TaskStarts
 
 POLL_SECONDS = 0.2
@@ -42,11 +41,11 @@ class RealLab(NetnsCluster):
     @functools.cached_property
     def kube(self) -> KubeApi:
         """The Kubernetes half, as the admin, through the loopback port forwarded to the API server."""
-        return KubeApi(lambda: real_lab.admin_client(self.state_dir), poll=POLL_SECONDS)
+        return KubeApi(lambda: startup.admin_client(self.state_dir), poll=POLL_SECONDS)
 
     def kubeconfig(self) -> str:
         """The admin kubeconfig for https://127.0.0.1:<port>, as `kind get kubeconfig` prints it."""
-        return (self.state_dir / real_lab.KUBECONFIG).read_text()
+        return (self.state_dir / startup.KUBECONFIG).read_text()
 
     @property
     def capabilities(self) -> Capabilities:
@@ -84,7 +83,7 @@ class RealLab(NetnsCluster):
             return
         with self.store.lock():
             record = self.store.read_lab() or self.record
-            if real_lab.restart_dead(self.name, record["real"], self._views):
+            if startup.restart_dead(self.name, record["real"], self._views):
                 self.store.write_lab(record)
             self.record = record
 

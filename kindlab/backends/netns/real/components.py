@@ -34,7 +34,7 @@ CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kube
 
 
 @dataclass(frozen=True)
-class Node:
+class NodeSpec:
     """A node of the real cluster."""
 
     name: str
@@ -44,11 +44,11 @@ class Node:
 
 
 @dataclass
-class Cluster:
+class ClusterSpec:
     """What the components need to know about the cluster."""
 
     name: str
-    nodes: list[Node]
+    nodes: list[NodeSpec]
     bin_dir: Path
     pod_subnet: str = "10.244.0.0/16"
     service_subnet: str = "10.96.0.0/12"
@@ -61,7 +61,7 @@ class Cluster:
     allocate_node_cidrs: bool = True             # False: whoever makes the nodes sets their spec.podCIDR
 
     @property
-    def control_plane(self) -> Node:
+    def control_plane(self) -> NodeSpec:
         return next(n for n in self.nodes if n.role == "control-plane")
 
     @property
@@ -92,7 +92,7 @@ def _flags(flags: dict[str, object]) -> list[str]:
     return [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in flags.items()]
 
 
-def etcd(c: Cluster) -> Component:
+def etcd(c: ClusterSpec) -> Component:
     cp = c.control_plane
     return Component("etcd", ["etcd", *_flags({
         "name": cp.name, "data-dir": "/var/lib/etcd",
@@ -107,7 +107,7 @@ def etcd(c: Cluster) -> Component:
     })])
 
 
-def apiserver(c: Cluster) -> Component:
+def apiserver(c: ClusterSpec) -> Component:
     cp = c.control_plane
     return Component("kube-apiserver", [c.bin("kube-apiserver"), *_flags({
         "advertise-address": cp.ip, "bind-address": cp.ip, "secure-port": c.api_port, "insecure-port": 0,
@@ -132,7 +132,7 @@ def apiserver(c: Cluster) -> Component:
     })])
 
 
-def controller_manager(c: Cluster) -> Component:
+def controller_manager(c: ClusterSpec) -> Component:
     conf = f"{K8S}/controller-manager.conf"
     return Component("kube-controller-manager", [c.bin("kube-controller-manager"), *_flags({
         "kubeconfig": conf, "authentication-kubeconfig": conf, "authorization-kubeconfig": conf,
@@ -147,7 +147,7 @@ def controller_manager(c: Cluster) -> Component:
     })])
 
 
-def scheduler(c: Cluster) -> Component:
+def scheduler(c: ClusterSpec) -> Component:
     conf = f"{K8S}/scheduler.conf"
     return Component("kube-scheduler", [c.bin("kube-scheduler"), *_flags({
         "kubeconfig": conf, "authentication-kubeconfig": conf, "authorization-kubeconfig": conf,
@@ -155,11 +155,11 @@ def scheduler(c: Cluster) -> Component:
     })])
 
 
-def containerd(c: Cluster) -> Component:
+def containerd(c: ClusterSpec) -> Component:
     return Component("containerd", ["containerd", "--config", "/etc/containerd/config.toml"])
 
 
-def kubelet(c: Cluster, node: Node) -> Component:
+def kubelet(c: ClusterSpec, node: NodeSpec) -> Component:
     flags: dict[str, object] = {
         "config": "/var/lib/kubelet/config.yaml", "kubeconfig": f"{K8S}/kubelet.conf",
         "container-runtime": "remote", "container-runtime-endpoint": f"unix://{CONTAINERD_SOCK}",
@@ -171,27 +171,27 @@ def kubelet(c: Cluster, node: Node) -> Component:
     return Component("kubelet", [c.bin("kubelet"), *_flags(flags)])
 
 
-def kube_proxy(c: Cluster, node: Node) -> Component:
+def kube_proxy(c: ClusterSpec, node: NodeSpec) -> Component:
     return Component("kube-proxy", [c.bin("kube-proxy"), "--config=/var/lib/kube-proxy/config.conf",
                                     f"--hostname-override={node.name}", "--oom-score-adj=0"])
 
 
-def control_plane(c: Cluster) -> list[Component]:
+def control_plane(c: ClusterSpec) -> list[Component]:
     """The control-plane node's own processes, in start order."""
     return [etcd(c), apiserver(c), controller_manager(c), scheduler(c)]
 
 
-def node_agents(c: Cluster, node: Node) -> list[Component]:
+def node_agents(c: ClusterSpec, node: NodeSpec) -> list[Component]:
     """What every node with a kubelet runs, in start order."""
     return [containerd(c), kubelet(c, node), kube_proxy(c, node)] if node.kubelet else []
 
 
-def components(c: Cluster, node: Node) -> list[Component]:
+def components(c: ClusterSpec, node: NodeSpec) -> list[Component]:
     """All the node's processes in start order."""
     return (control_plane(c) if node.role == "control-plane" else []) + node_agents(c, node)
 
 
-def containerd_config(c: Cluster) -> str:
+def containerd_config(c: ClusterSpec) -> str:
     """containerd's config.toml: its own root, state and socket; the CRI plugin as the real lab needs it."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     lines = [
@@ -214,7 +214,7 @@ def containerd_config(c: Cluster) -> str:
     return "\n".join(lines) + "\n"
 
 
-def registry_hosts(c: Cluster) -> dict[str, str]:
+def registry_hosts(c: ClusterSpec) -> dict[str, str]:
     """certs.d/<registry>/hosts.toml for each registry: the lab's registry as `server`, so that a pull
     never falls back to the real registry (as the deprecated `mirrors` setting would)."""
     if not c.registry:
@@ -224,7 +224,7 @@ def registry_hosts(c: Cluster) -> dict[str, str]:
     return {f"{host}/hosts.toml": text for host in REGISTRIES}
 
 
-def kubelet_config(c: Cluster, node: Node) -> dict:
+def kubelet_config(c: ClusterSpec, node: NodeSpec) -> dict:
     """The KubeletConfiguration that runs in node namespaces (see the issue's measurements)."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
@@ -241,7 +241,7 @@ def kubelet_config(c: Cluster, node: Node) -> dict:
     }
 
 
-def kube_proxy_config(c: Cluster, node: Node) -> dict:
+def kube_proxy_config(c: ClusterSpec, node: NodeSpec) -> dict:
     """kube-proxy in iptables mode, touching no machine-wide sysctl (conntrack sizes left as they are)."""
     return {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
@@ -257,7 +257,7 @@ def node_dir(folder: Path, node: str) -> Path:
     return folder / "nodes" / node
 
 
-def write(folder: Path, c: Cluster, roots: Mapping[str, Path] | None = None) -> dict[str, pki.Issued]:
+def write(folder: Path, c: ClusterSpec, roots: Mapping[str, Path] | None = None) -> dict[str, pki.Issued]:
     """Write the PKI, kubeconfigs and configs of every node under `folder`; returns the certificates.
 
     `<folder>/pki/` holds every certificate, `<folder>/admin.conf` the admin's kubeconfig (server:

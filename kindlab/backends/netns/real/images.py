@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .... import echo as echo_module
-from ..commands import run
+from ..tools import run
 
 PAUSE_NAME = "registry.k8s.io/pause:3.2"
 ECHO_NAME = "docker.io/inanimate/echo-server:latest"

@@ -22,9 +22,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..commands import ENV, ip_batch, nsenter, run, tail, which
 from ..names import NETNS_DIR, STD_PATH
 from ..processes import alive, start_time
+from ..tools import ENV, ip_batch, nsenter, run, tail, which
 from . import teardown
 from .components import OWN_DIRS, node_dir
 

@@ -26,10 +26,10 @@ from ....errors import ClusterError
 from ....model.cni import NET_D
 from ....progress import Reporter, quiet
 from .. import processes
-from ..commands import ENV, nsenter, run
 from ..mounts import NodeDirs
 from ..names import GATEWAY, STD_PATH, host_netns, marker, netns_path
 from ..nodes import NodeView
+from ..tools import ENV, nsenter, run
 from . import binaries, components, images, kubeconfig
 
 REGISTRY_PORT = 5000
@@ -45,10 +45,10 @@ def own_dirs() -> tuple[str, ...]:
     return tuple(d for d in components.OWN_DIRS if d != NET_D)
 
 
-def spec(record: dict[str, Any], bin_dir: Path) -> components.Cluster:
+def spec(record: dict[str, Any], bin_dir: Path) -> components.ClusterSpec:
     """The components' view of the lab: its nodes, subnets, registry."""
-    nodes = [components.Node(n["name"], n["ip"], n["role"]) for n in record["nodes"]]
-    return components.Cluster(name=record["name"], nodes=nodes, bin_dir=bin_dir, pod_subnet=record["pod_subnet"],
+    nodes = [components.NodeSpec(n["name"], n["ip"], n["role"]) for n in record["nodes"]]
+    return components.ClusterSpec(name=record["name"], nodes=nodes, bin_dir=bin_dir, pod_subnet=record["pod_subnet"],
                               service_subnet=record["service_subnet"], api_port=API_PORT,
                               registry=f"{GATEWAY}:{REGISTRY_PORT}", extra_sans=["localhost"],
                               node_status_update_frequency="1s",   # Ready at its first status, not 10 s later

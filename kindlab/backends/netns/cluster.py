@@ -20,7 +20,7 @@ from ...errors import ClusterError, ConfigError, ExecError, NotFound, WaitTimeou
 from ...model import cni as cni_rules
 from ...model import kubelet
 from ...topology import Networking, Node, Topology, from_dict
-from . import commands, files, processes
+from . import files, processes, tools
 from .curl import curl as curl_from_host
 from .lifecycle import locked, teardown
 from .names import STD_PATH, host_netns, marker, pod_key, state_dir
@@ -243,8 +243,8 @@ class NetnsCluster(Cluster):
         argv = [*v.enter(), *(["sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd])]
         env = {"PATH": STD_PATH, "HOSTNAME": node, "HOME": "/root", "LANG": "C.UTF-8"}
         try:
-            done = commands.run(argv, f"exec in {node}", input=input, timeout=timeout or 3600, env=env, check=False)
-        except commands.TimedOut as exc:
+            done = tools.run(argv, f"exec in {node}", input=input, timeout=timeout or 3600, env=env, check=False)
+        except tools.TimedOut as exc:
             raise ExecError(f"{node}: `{_show(cmd)}` did not finish in {timeout:g}s", returncode=124,
                             stdout=_text(exc.stdout), stderr=_text(exc.stderr)) from None
         out, err = _text(done.stdout), _text(done.stderr)

@@ -16,7 +16,7 @@ from ...errors import ClusterError, ConfigError, NotFound
 from ...progress import Reporter, quiet
 from ...topology import Topology
 from . import preflight
-from .lab import NetnsCluster, _topology, wait_for_agent
+from .cluster import NetnsCluster, _topology, wait_for_agent
 from .lifecycle import all_traces, being_made, create, fingerprint, lab_names, locked, problems, teardown
 from .names import check_lab_name, host_netns, state_dir
 from .real import binaries
