@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .model.kubelet import KUBELET_BACKOFF, KUBELET_JITTER, describe_window
+from .model.kubelet import KUBELET_BACKOFF, KUBELET_JITTER, describe_window, window
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,11 @@ class Capabilities:
     kubeconfig: bool = False
     #: The plugins a healthy node's /opt/cni/bin holds besides the primary plugin.
     node_plugins: tuple[str, ...] = ("host-local", "loopback", "portmap")
+
+    @property
+    def retry_bounds(self) -> tuple[float, float]:
+        """The earliest and latest next sandbox attempt after a failure (s), as model.kubelet.window gives it."""
+        return window(self.sandbox_backoff, self.backoff_jitter)
 
     @property
     def retry_window(self) -> str:
