@@ -17,9 +17,11 @@ _LAZY = {
     "KindlabError": ("kindlab.errors", "KindlabError"),
     "clusters": ("kindlab.backends", "clusters"),
     "delete": ("kindlab.backends", "delete"),
+    "describe_choice": ("kindlab.backends", "describe_choice"),
     "get": ("kindlab.backends", "get"),
     "select_backend": ("kindlab.backends", "select_backend"),
     "up": ("kindlab.backends", "up"),
+    "ways": ("kindlab.backends", "ways"),
 }
 _SUBMODULES = ("iptables", "heal", "doctor", "plots", "walkthrough", "topology", "objects", "errors")
 

@@ -49,9 +49,11 @@ class _Intermixed(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per verb."""
+    from .backends import registry
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--name", default="kind", help="cluster name (default: kind)")
-    common.add_argument("--backend", choices=("kind", "netns"), help="backend (default: $KINDLAB_BACKEND or auto)")
+    common.add_argument("--backend", choices=registry.names(), help="backend (default: $KINDLAB_BACKEND or auto)")
 
     parser = argparse.ArgumentParser(prog="kindlab", description="Run the hostPort walkthrough on kind or netns.")
     parser.add_argument("--version", action="version", version=f"kindlab {__version__}")
@@ -61,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     create = sub.add_parser("create", parents=[common], help="create a cluster (like kind create cluster)")
     create.add_argument("what", choices=("cluster",))
     create.add_argument("--config", default="kind/config", help="kind config file (default: kind/config)")
-    create.add_argument("--kubernetes", choices=("real", "model"),
-                        help="netns: the real kubelet and API server, or kindlab's model of the kubelet "
+    create.add_argument("--kubernetes", choices=registry.kubernetes_choices(),
+                        help="the real kubelet and API server, or kindlab's model of the kubelet (netns) "
                              "(default: $KINDLAB_KUBERNETES, else real where set-up built it)")
     create.add_argument("--backoff", type=float, help="the model's sandbox retry back-off in seconds (default 10)")
 
@@ -209,15 +211,11 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def _warn_broken(names: list[str], backend: str | None) -> None:
-    """One stderr line per netns lab that cannot be used (half-made by an interrupted create)."""
-    from .backends import select_backend
-
-    if select_backend(backend) != "netns":
-        return
-    from .backends.netns.lifecycle import broken
+    """One stderr line per cluster that cannot be used (half-made by an interrupted create)."""
+    from .backends import broken
 
     for name in names:
-        if why := broken(name):
+        if why := broken(name, backend=backend):
             print(f"kindlab: warning: cluster {name!r} is broken: {why}; remove it: "
                   f"kindlab delete cluster --name {name}", file=sys.stderr)
 

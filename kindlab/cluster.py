@@ -1,8 +1,8 @@
 """The backend-neutral Cluster API that notebooks, the CLI, heal and doctor use.
 
-A backend implements the abstract methods and speaks Kubernetes' JSON shapes
-(v1 Node, Pod and Event dicts); this base class turns them into DataFrames, so
-both backends print and plot the same thing.
+A cluster is its two halves, composed: an ApiServer (nodes, pods, events in Kubernetes' JSON shapes:
+v1 Node, Pod and Event dicts) and a NodeAccess (exec, cp, curl). This class hands each call to its half
+and turns the objects into DataFrames, so every backend prints and plots the same thing.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from . import objects
 from .capabilities import Capabilities, ContainerStarts, RuntimeTimes
-from .errors import ClusterError, NotFound, WaitTimeout
+from .errors import ClusterError, NotFound
 from .model import pods as pod_rules
 from .topology import Topology
+from .waiting import Deadline, until
 
 POD_COLUMNS = ["name", "node", "phase", "hostIP", "podIP", "ready", "restarts", "reason", "startTime"]
 NODE_COLUMNS = ["name", "role", "ip", "podCIDR", "ready", "backend", "kubelet", "kubeletVersion",
@@ -45,78 +46,137 @@ class HttpResponse:
         return 200 <= self.status < 300
 
 
+class ApiServer(Protocol):
+    """The API half of a cluster: where its Kubernetes objects live (a real API server, or the model's store)."""
+
+    def node_list(self) -> list[dict[str, Any]]:
+        """The nodes as v1 Node objects (metadata.name, labels, spec.podCIDR, status.addresses)."""
+
+    def pod_list(self) -> list[dict[str, Any]]:
+        """The pods as v1 Pod objects (metadata, spec.nodeName, status.phase/hostIP/podIP/...)."""
+
+    def event_list(self) -> list[dict[str, Any]]:
+        """The events as v1 Event objects (type, reason, message, count, involvedObject, timestamps)."""
+
+    def apply_object(self, obj: objects.Manifest) -> str:
+        """Create or update one Pod or Deployment; returns kubectl's line, e.g. 'pod/echo created'."""
+
+    def delete_pod(self, name: str, namespace: str = "default", wait: bool = True) -> str:
+        """Delete a pod (and, with wait, until it is gone); returns kubectl's line."""
+
+    def watch_pods(self, timeout: float = 60.0) -> Iterator[tuple[float, str, dict[str, Any]]]:
+        """(time.monotonic(), ADDED|MODIFIED|DELETED, v1 Pod) as pods change, for `timeout` seconds."""
+
+
+class NodeAccess(Protocol):
+    """The node half of a cluster: commands, files and HTTP on its nodes (Docker, namespaces, debug pods)."""
+
+    def exec(self, node: str, cmd: str | list[str], check: bool = True, input: str | bytes | None = None,
+             timeout: float | None = 60) -> str:
+        """Run a command in a node, as `docker exec`; a string runs under `sh -c`. Raises ExecError."""
+
+    def cp(self, src: str, dest: str) -> None:
+        """Copy like `docker cp`: either side may be `node:/path`."""
+
+    def curl(self, url: str, timeout: float = 5.0) -> HttpResponse:
+        """GET `url` from the host side, as the seed's curl does. Refused/timeout raise CurlError."""
+
+
+def polled_pods(pod_list: Callable[[], list[dict[str, Any]]], interval: float,
+                timeout: float) -> Iterator[tuple[float, str, dict[str, Any]]]:
+    """A watch made by polling: every pod on every read of `pod_list`, stamped with the middle of the read."""
+    deadline = Deadline(timeout)
+    while not deadline.passed:
+        start = time.monotonic()
+        items = pod_list()
+        seen = (start + time.monotonic()) / 2
+        for pod in items:
+            yield seen, "MODIFIED", pod
+        time.sleep(interval)
+
+
 class Cluster(ABC):
-    """A running cluster on some backend: nodes, pods, events, exec, cp and curl."""
+    """A running cluster on some backend: nodes, pods, events, exec, cp and curl.
+
+    A cluster is composed of two halves: `api_server` (an ApiServer: pods, nodes, events) and `node_access`
+    (a NodeAccess: exec, cp, curl). The methods below hand each call to its half; a backend gives the halves
+    and its own `down`, `capabilities` and what it may add.
+    """
 
     backend: str = "?"
 
-    def __init__(self, name: str, topology: Topology):
+    def __init__(self, name: str, topology: Topology, api_server: ApiServer | None = None,
+                 node_access: NodeAccess | None = None):
         self.name = name
         self.topology = topology
+        self.api_server = api_server
+        self.node_access = node_access
 
     def __repr__(self) -> str:
         return f"<kindlab {self.backend} cluster {self.name!r}: {len(self.topology.nodes)} nodes>"
 
-    # -- what a backend implements -------------------------------------------------
     @property
     def capabilities(self) -> Capabilities:
         """What this backend can do (a backend overrides this with its own record)."""
         return Capabilities(backend=self.backend)
 
-    @abstractmethod
+    # -- the API half ------------------------------------------------------------------
     def node_list(self) -> list[dict[str, Any]]:
         """The nodes as v1 Node objects (metadata.name, labels, spec.podCIDR, status.addresses)."""
+        return self._api().node_list()
 
-    @abstractmethod
     def pod_list(self) -> list[dict[str, Any]]:
         """The pods as v1 Pod objects (metadata, spec.nodeName, status.phase/hostIP/podIP/...)."""
+        return self._api().pod_list()
 
-    @abstractmethod
     def event_list(self) -> list[dict[str, Any]]:
         """The events as v1 Event objects (type, reason, message, count, involvedObject, timestamps)."""
+        return self._api().event_list()
 
-    @abstractmethod
     def apply_object(self, obj: objects.Manifest) -> str:
         """Create or update one Pod or Deployment; returns kubectl's line, e.g. 'pod/echo created'."""
+        return self._api().apply_object(obj)
 
-    @abstractmethod
     def delete_pod(self, name: str, namespace: str = "default", wait: bool = True) -> str:
         """Delete a pod (and, with wait, until it is gone); returns kubectl's line."""
+        return self._api().delete_pod(name, namespace, wait=wait)
 
-    @abstractmethod
+    def watch_pods(self, timeout: float = 60.0) -> Iterator[tuple[float, str, dict[str, Any]]]:
+        """(time.monotonic(), ADDED|MODIFIED|DELETED, v1 Pod) as pods change, for `timeout` seconds: the API
+        half's watch, where it has one (`capabilities.watches_pods`); polled every `poll_interval` otherwise."""
+        if self.api_server is None:
+            return polled_pods(self.pod_list, self.capabilities.poll_interval, timeout)
+        return self.api_server.watch_pods(timeout)
+
+    def _api(self) -> ApiServer:
+        if self.api_server is None:
+            raise ClusterError(f"cluster {self.name!r} has no API half")
+        return self.api_server
+
+    # -- the node half -----------------------------------------------------------------
     def exec(self, node: str, cmd: str | list[str], check: bool = True, input: str | bytes | None = None,
              timeout: float | None = 60) -> str:
         """Run a command in a node, as `docker exec`; a string runs under `sh -c`. Raises ExecError."""
+        return self._nodes().exec(self.check_node(node), cmd, check=check, input=input, timeout=timeout)
 
-    @abstractmethod
     def cp(self, src: str, dest: str) -> None:
         """Copy like `docker cp`: either side may be `node:/path`."""
+        self._nodes().cp(src, dest)
 
-    @abstractmethod
     def curl(self, url: str, timeout: float = 5.0) -> HttpResponse:
         """GET `url` from the host side, as the seed's curl does. Refused/timeout raise CurlError."""
+        return self._nodes().curl(url, timeout)
+
+    def _nodes(self) -> NodeAccess:
+        if self.node_access is None:
+            raise ClusterError(f"cluster {self.name!r} has no node half")
+        return self.node_access
 
     @abstractmethod
     def down(self) -> None:
         """Delete the cluster and everything it made."""
 
     # -- what a backend may add ----------------------------------------------------
-    def watch_pods(self, timeout: float = 60.0) -> Iterator[tuple[float, str, dict[str, Any]]]:
-        """(time.monotonic(), ADDED|MODIFIED|DELETED, v1 Pod) as pods change, for `timeout` seconds.
-
-        This default polls every `capabilities.poll_interval` and reports every pod on every read, stamped
-        with the middle of the read; a backend with a real watch pushes changes instead.
-        """
-        deadline = time.monotonic() + timeout
-        interval = self.capabilities.poll_interval
-        while time.monotonic() < deadline:
-            start = time.monotonic()
-            items = self.pod_list()
-            seen = (start + time.monotonic()) / 2
-            for pod in items:
-                yield seen, "MODIFIED", pod
-            time.sleep(interval)
-
     @property
     def substitutions(self) -> list[str]:
         """Files of the config the backend replaced by its own, as printed at create (none by default)."""
@@ -182,14 +242,7 @@ class Cluster(ABC):
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.05,
                  what: str = "condition") -> Any:
         """Poll `predicate` until it returns something truthy; WaitTimeout after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(f"cluster {self.name!r}: {what} not reached in {timeout:g}s")
-            time.sleep(interval)
+        return until(predicate, timeout, every=interval, what=f"cluster {self.name!r}: {what}")
 
     def wait_for_pod(self, name: str, phase: str = "Running", timeout: float = 60) -> dict[str, Any]:
         """Wait until pod `name` has `phase` (and, for Running, is ready)."""

@@ -1,6 +1,9 @@
-"""What `curl -sS -i` printed, read one way for every backend: the answer, or curl's failure as a kindlab error."""
+"""curl's words, one way for every backend: the URLs it accepts, and what `curl -sS -i` printed read as the
+answer, or curl's failure as a kindlab error."""
 
 from __future__ import annotations
+
+from urllib.parse import SplitResult, urlsplit
 
 from .cluster import HttpResponse
 from .errors import ConnectionRefused, CurlError, RequestTimeout
@@ -63,3 +66,25 @@ def _split_head(text: str) -> tuple[str, str]:
         if found:
             return head, rest
     return text, ""
+
+
+def curl_error(code: int, message: str) -> CurlError:
+    """A CurlError carrying curl's exit code."""
+    error = CurlError(f"curl: ({code}) {message}")
+    error.exit_code = code
+    return error
+
+
+def split_url(url: str) -> tuple[str, SplitResult, int]:
+    """(the URL with a scheme, its parts, its port); curl's exit 1 or 3 words for a URL it would refuse."""
+    full = url if "://" in url else f"http://{url}"
+    try:
+        parts = urlsplit(full)
+        port = parts.port
+    except ValueError as exc:
+        raise curl_error(3, f"URL rejected: {url!r} is malformed ({exc}); want http://HOST[:PORT]/PATH") from None
+    if parts.scheme not in ("http", "https"):
+        raise curl_error(1, f'Protocol "{parts.scheme}" not supported: {url}')
+    if not parts.hostname:
+        raise curl_error(3, f"URL rejected: no host in {url!r}; want http://HOST[:PORT]/PATH")
+    return full, parts, port or (443 if parts.scheme == "https" else 80)

@@ -81,3 +81,40 @@ def test_analysis_does_not_ask_which_backend_it_is_on(module):
     text = MODULES[module].read_text()
     assert "backend ==" not in text and "getattr(lab" not in text
     assert not {m for m in GRAPH[module] if m.startswith("kindlab.backends.")}
+
+
+BACKEND_PACKAGES = sorted({m.split(".")[2] for m in MODULES if m.startswith("kindlab.backends.") and
+                           MODULES[m].name == "__init__.py" and m.count(".") == 2})
+SHARED = {"kube"}   # the API half every cluster with a real API server composes
+
+
+@pytest.mark.parametrize("package", [p for p in BACKEND_PACKAGES if p not in SHARED])
+def test_backends_do_not_import_each_other(package):
+    others = {f"kindlab.backends.{p}" for p in BACKEND_PACKAGES if p not in SHARED | {package}}
+    for name, deps in GRAPH.items():
+        if name.startswith(f"kindlab.backends.{package}"):
+            assert not {d for d in deps if any(d == o or d.startswith(o + ".") for o in others)}, name
+
+
+def test_the_cli_reaches_no_backends_internals():
+    inside = {d for d in GRAPH["kindlab.cli"] if d.startswith("kindlab.backends.")}
+    assert {d for d in inside if not d.startswith(("kindlab.backends.registry", "kindlab.backends.kube"))} == set()
+
+
+def notebook_imports(path: Path) -> set[str]:
+    import json
+
+    code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    tree = ast.parse("\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))))
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return {m for m in out if m.startswith("kindlab")}
+
+
+@pytest.mark.parametrize("notebook", sorted((PACKAGE.parent / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_use_only_the_public_api(notebook):
+    assert not {m for m in notebook_imports(notebook) if m.startswith("kindlab.backends")}

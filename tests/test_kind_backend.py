@@ -26,7 +26,7 @@ from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from kindlab import objects, topology
-from kindlab.backends.kind import archive, cluster, curl, kube, lifecycle, state, tools
+from kindlab.backends.kind import archive, backend, cluster, curl, kube, lifecycle, state, tools
 from kindlab.backends.kind.cluster import KindCluster, exec_argv
 from kindlab.backends.kind.translate import to_kindlab_error, translate_errors
 from kindlab.backends.kube import shapes
@@ -681,7 +681,7 @@ def test_up_creates_with_absolute_paths_installs_cilium_and_waits(tooling, fake_
 
     monkeypatch.setattr(tools, "run", run)
     reports = []
-    lab = lifecycle.up(topology.load(seed_config, name="kind"),
+    lab = backend.up(topology.load(seed_config, name="kind"),
                        report=lambda message, done=None, total=None: reports.append((message, done, total)))
     assert isinstance(lab, KindCluster) and lab.name == "kind"
     assert reports[-1] == ("kind: nodes Ready", 4, 4)
@@ -709,7 +709,7 @@ def test_up_creates_with_absolute_paths_installs_cilium_and_waits(tooling, fake_
 def test_up_on_an_existing_cluster_with_cilium_just_returns_it(tooling, fake_cluster_api, seed_config):
     tooling.clusters.append("kind")
     fake_cluster_api["cilium"] = True
-    lab = lifecycle.up(topology.load(seed_config, name="kind"))
+    lab = backend.up(topology.load(seed_config, name="kind"))
     assert lab.name == "kind" and tooling.tools() == []
     assert not (seed_config.parent / "empty").exists()
 
@@ -726,7 +726,7 @@ def test_failed_create_removes_the_folders_it_made(tooling, seed_config, monkeyp
         return FakeRun()(args)
     monkeypatch.setattr(subprocess, "run", run)
     with pytest.raises(ClusterError, match="node\\(s\\) already exist"):
-        lifecycle.up(topology.load(seed_config, name="kind"))
+        backend.up(topology.load(seed_config, name="kind"))
     assert not (seed_config.parent / "empty").exists()
     assert lifecycle.load_state("kind") == {}
 
@@ -739,23 +739,23 @@ def test_delete_empties_and_removes_the_folder_kindlab_made(tooling, seed_config
     tooling.clusters.append("kind")
     emptied = []
     monkeypatch.setattr(state, "_empty_from_node", lambda node, path: emptied.append((node, path)))
-    assert lifecycle.delete("kind") is True
+    assert state.delete("kind") is True
     assert emptied == [("kind-worker2", "/opt/cni")]
     assert ["kind", "delete", "cluster", "--name", "kind"] in tooling.calls
     assert not (seed_config.parent / "empty").exists()
     assert lifecycle.load_state("kind") == {}
-    assert lifecycle.delete("kind") is False
+    assert state.delete("kind") is False
 
 
 def test_clusters_and_get(tooling, seed_config, monkeypatch):
     tooling.clusters.extend(["kind", "other"])
-    assert lifecycle.clusters() == ["kind", "other"]
+    assert backend.clusters() == ["kind", "other"]
     lifecycle.save_state("kind", seed_config, [])
     monkeypatch.setattr(kube, "api_client", lambda name: ApiClient())
-    lab = lifecycle.get("kind")
+    lab = backend.get("kind")
     assert lab.node_names() == ["kind-control-plane", "kind-worker", "kind-worker2", "kind-worker3"]
     with pytest.raises(NotFound, match="kind clusters: kind, other"):
-        lifecycle.get("nope")
+        backend.get("nope")
 
 
 def test_missing_tools_say_what_to_install(monkeypatch):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import kindlab
-from kindlab.backends.kind import lifecycle
+from kindlab.backends.kind import backend
 from kindlab.backends.kind.tools import docker_answers
 from kindlab.errors import ConnectionRefused, ExecError
 
@@ -34,7 +34,7 @@ def why_not_here() -> str | None:
         return f"needs {', '.join(missing)} on PATH (see kindlab.backends.kind.tools.INSTALL_HINTS)"
     if not docker_answers():
         return "needs a Docker daemon (`docker info` does not answer)"
-    if "kind" in lifecycle.clusters():
+    if "kind" in backend.clusters():
         return "a kind cluster named 'kind' already exists; delete it (`kind delete cluster`) to run the scenario"
     return None
 

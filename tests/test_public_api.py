@@ -5,13 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import kindlab
 
 
 def test_public_names_are_the_intended_ones():
     assert set(kindlab.__all__) == {
         "Cluster", "HttpResponse", "KindlabError", "__version__", "clusters", "delete", "doctor", "get",
-        "heal", "iptables", "select_backend", "up",
+        "heal", "iptables", "select_backend", "up", "describe_choice", "ways",
     }
     for name in kindlab.__all__:
         assert getattr(kindlab, name) is not None
@@ -56,3 +58,22 @@ def test_doctor_needs_no_heal_and_every_cluster_says_what_it_can_do():
     assert isinstance(Cluster.capabilities, property)
     assert Capabilities(backend="x").watches_pods is False and Capabilities(backend="x").poll_interval > 0
     assert callable(Cluster.watch_pods) and callable(Cluster.runtime_times)
+
+
+def test_backends_register_themselves_and_meet_the_contract():
+    from kindlab.backends import contract, registry
+
+    found = registry.all_backends()
+    assert [b.name for b in found] == ["kind", "netns"]     # auto-detection asks kind first
+    assert all(isinstance(b, contract.Backend) for b in found)
+    assert registry.kubernetes_choices() == ("real", "model")
+    with pytest.raises(kindlab.KindlabError, match="unknown backend 'nope'; choose one of kind, netns"):
+        registry.select("nope")
+    with pytest.raises(ValueError, match="registered already"):
+        registry.register(contract.ModuleBackend("netns", 1, ("model",), "kindlab.backends.netns.backend"))
+
+
+def test_every_way_says_what_it_lacks():
+    for way in kindlab.ways():
+        assert way.runs_here == (not way.missing)
+        assert way.label in ("kind", "netns, real Kubernetes", "netns, model")

@@ -1,50 +1,60 @@
-"""Backend selection and the module-level lifecycle: up, get, delete, clusters."""
+"""The module-level lifecycle over every registered backend: up, get, delete, clusters, delete_all.
+
+Which ways to run exist, and in which order auto-detection asks them, is the registry's (registry.py);
+what each must provide is the contract's (contract.py).
+"""
 
 from __future__ import annotations
 
-import importlib
-import os
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import BackendUnavailable, KindlabError
+from ..errors import BackendUnavailable
 from ..progress import Reporter, resolve
+from .registry import all_backends, names, select
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
 
-BACKENDS = ("kind", "netns")
+
+@dataclass(frozen=True)
+class Way:
+    """One way to run the cluster: a backend with one Kubernetes, and what this machine lacks for it."""
+
+    backend: str
+    kubernetes: str
+    missing: tuple[str, ...]
+    #: The backend offers more than one Kubernetes (the label then names which).
+    several: bool = False
+
+    @property
+    def runs_here(self) -> bool:
+        """True when nothing is missing."""
+        return not self.missing
+
+    @property
+    def label(self) -> str:
+        """e.g. "kind", "netns, real Kubernetes", "netns, model"."""
+        if not self.several:
+            return self.backend
+        return f"{self.backend}, " + ("real Kubernetes" if self.kubernetes == "real" else self.kubernetes)
+
+
+def ways() -> list[Way]:
+    """Every way to run the cluster that the backends offer, in auto-detection order, with what each lacks here."""
+    return [Way(b.name, k, tuple(b.missing(k)), several=len(b.kubernetes) > 1)
+            for b in all_backends() for k in b.kubernetes]
 
 
 def select_backend(backend: str | None = None) -> str:
-    """The backend to use: `backend`, else $KINDLAB_BACKEND, else kind where Docker and kind answer, else netns."""
-    choice = backend or os.environ.get("KINDLAB_BACKEND") or ""
-    if choice:
-        if choice not in BACKENDS:
-            raise KindlabError(f"unknown backend {choice!r}; choose one of {', '.join(BACKENDS)} "
-                               "(backend= or KINDLAB_BACKEND)")
-        return choice
-    from .kind.tools import docker_answers
-
-    return "kind" if shutil.which("kind") and docker_answers() else "netns"
+    """The backend to use: `backend`, else $KINDLAB_BACKEND, else the first that answers here."""
+    return select(backend).name
 
 
 def describe_choice(backend: str | None = None, kubernetes: str | None = None) -> str:
-    """In words, what `up` would run here: the backend and, on netns, real Kubernetes or the model."""
-    chosen = select_backend(backend)
-    if chosen == "kind":
-        return "the kind backend (kind's real Kubernetes, with Cilium)"
-    from .netns.backend import select_kubernetes
-
-    real = select_kubernetes(kubernetes) == "real"
-    return "the netns backend with " + ("real Kubernetes (the kubelet, containerd and the API server)" if real
-                                        else "kindlab's model of the kubelet")
-
-
-def _module(backend: str):
-    name = {"kind": "kind", "netns": "netns"}[backend]
-    return importlib.import_module(f"{__name__}.{name}")
+    """In words, what `up` would run here: the backend and which Kubernetes."""
+    return select(backend).describe(kubernetes)
 
 
 def up(config: str | Path = "kind/config", name: str = "kind", backend: str | None = None,
@@ -52,47 +62,49 @@ def up(config: str | Path = "kind/config", name: str = "kind", backend: str | No
        kubernetes: str | None = None) -> Cluster:
     """Get-or-create cluster `name` from a kind config; returns the running Cluster.
 
-    `kubernetes` (netns): "real" for the real components, "model" for kindlab's model of the kubelet;
-    default $KINDLAB_KUBERNETES, else real where set-up built it. kind always runs real Kubernetes.
+    `kubernetes`: "real" for the real components, "model" for kindlab's model of the kubelet (where the
+    backend offers it); default $KINDLAB_KUBERNETES, else the backend's choice.
     `progress` receives what the backend is doing: a reporter (`kindlab.progress`), True for bars and lines
     on stdout, or None/False for nothing.
     """
     from .. import topology
 
-    chosen = select_backend(backend)
+    chosen = select(backend)
     topo = topology.load(config, name=name)
-    if chosen == "kind":
-        if kubernetes == "model":
-            raise KindlabError("kind runs real Kubernetes; kindlab's model runs on the netns backend "
-                               "(--backend netns --kubernetes model)")
-        return _module(chosen).up(topo, backoff=backoff, report=resolve(progress))
-    return _module(chosen).up(topo, backoff=backoff, report=resolve(progress), kubernetes=kubernetes)
+    return chosen.up(topo, backoff=backoff, report=resolve(progress), kubernetes=kubernetes)
 
 
 def get(name: str = "kind", backend: str | None = None) -> Cluster:
     """The running cluster `name`; NotFound if there is none."""
     from ..topology import check_cluster_name
 
-    return _module(select_backend(backend)).get(check_cluster_name(name))
+    return select(backend).get(check_cluster_name(name))
 
 
 def delete(name: str = "kind", backend: str | None = None) -> bool:
     """Delete cluster `name`; False if there was none."""
     from ..topology import check_cluster_name
 
-    return _module(select_backend(backend)).delete(check_cluster_name(name))
+    return select(backend).delete(check_cluster_name(name))
 
 
 def clusters(backend: str | None = None) -> list[str]:
     """Names of the clusters that exist on the backend."""
-    chosen = select_backend(backend)
     try:
-        return _module(chosen).clusters()
+        return select(backend).clusters()
     except BackendUnavailable:
         return []
 
 
 def delete_all(backend: str | None = None) -> list[str]:
-    """Delete every cluster of the backend, and (netns) sweep labs whose agent died; returns names."""
-    module = _module(select_backend(backend))
-    return list(module.delete_all())
+    """Delete every cluster of the backend, half-made ones too; returns names."""
+    return list(select(backend).delete_all())
+
+
+def broken(name: str, backend: str | None = None) -> str | None:
+    """Why cluster `name` cannot be used, or None."""
+    return select(backend).broken(name)
+
+
+__all__ = ["Way", "broken", "clusters", "delete", "delete_all", "describe_choice", "get", "names", "select_backend",
+           "up", "ways"]

@@ -1,5 +1,9 @@
 """The kind backend: the walkthrough on a real kind cluster with real Cilium.
 
+Modules: backend (up, get, delete, ...), cluster (KindCluster: KubeApi + nodes.DockerNodes), lifecycle
+(kind create, Cilium, waiting, a topology from the containers), state (what kindlab keeps, delete), tools
+(kind, helm, docker as commands), translate (Docker's errors), archive and curl (docker cp, curl).
+
 Nodes are Docker containers made by `kind create cluster`; exec and cp go through the Docker SDK;
 pods, events, apply, delete and watches go through the Kubernetes Python client with the
 `kind-<name>` context; curl goes from the host to the node IP (from inside a node where the host
@@ -28,9 +32,7 @@ Where today's Cilium differs from the seed's (2019, Cilium <= 1.5):
 
 from __future__ import annotations
 
-from .cluster import KindCluster
-from .lifecycle import clusters, delete, delete_all, get, up
-from .tools import CILIUM_VERSION
-from .translate import translate_errors
+from ..contract import ModuleBackend
+from ..registry import register
 
-__all__ = ["CILIUM_VERSION", "KindCluster", "clusters", "delete", "delete_all", "get", "translate_errors", "up"]
+BACKEND = register(ModuleBackend("kind", order=10, kubernetes=("real",), module=f"{__name__}.backend"))

@@ -9,8 +9,8 @@ import time
 
 from ... import curl_output
 from ...cluster import HttpResponse
+from ...curl_output import split_url
 from ...errors import ConnectionRefused, CurlError, RequestTimeout
-from ..netns.curl import split_url
 
 UNROUTABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH}
 USER_AGENT = "kindlab"

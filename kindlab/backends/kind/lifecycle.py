@@ -1,5 +1,5 @@
-"""Create, find and delete kind clusters: kind for the nodes, helm for Cilium, a state file for
-the host folders kindlab made (as Docker makes a missing bind-mount source)."""
+"""Making a kind cluster: kind for the nodes, helm for Cilium, a state file for the host folders kindlab
+made (as Docker makes a missing bind-mount source); waiting until it is Ready; its topology read back."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from typing import Any
 import yaml
 
 from ... import topology as topology_mod
-from ...errors import ConfigError, KindlabError, NotFound, WaitTimeout
+from ...errors import ConfigError, KindlabError, WaitTimeout
 from ...progress import Reporter, quiet
 from ...topology import Mount, Networking, Node, Topology
 from ..kube.shapes import is_ready
 from . import tools
 from .cluster import KindCluster
-from .state import delete, forget, load_state, remove_created, save_state
-from .translate import translate_errors
+from .state import forget, load_state, remove_created, save_state
 
 CREATE_TIMEOUT = 900.0
 READY_TIMEOUT = 600.0
@@ -29,53 +28,6 @@ POLL_SECONDS = 2.0
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 KIND_ROLE_LABEL = "io.x-k8s.kind.role"
 KIND_OWN_MOUNTS = ("/lib/modules", "/dev/mapper")  # kind binds /dev/mapper on btrfs and zfs hosts
-
-
-# -- public: what kindlab.backends calls -------------------------------------------------------
-def up(topology: Topology, backoff: float | None = None, report: Reporter = quiet,
-       timeout: float = READY_TIMEOUT) -> KindCluster:
-    """Get-or-create the kind cluster, make sure Cilium is installed, wait until it is Ready.
-
-    `backoff` is the netns agent's retry delay; the real kubelet keeps its own, so it is ignored here.
-    """
-    tools.require()
-    with translate_errors(f"kind cluster {topology.name!r}"):
-        if topology.name not in _clusters():
-            tools.require_helm()  # before making a cluster that could not get its CNI
-            create(topology)
-        cluster = KindCluster(topology.name, topology)
-        ensure_cilium(cluster)
-        wait_ready(cluster, timeout=timeout, report=report)
-    return cluster
-
-
-def get(name: str) -> KindCluster:
-    """The running kind cluster `name`; NotFound naming the clusters there are otherwise."""
-    tools.require()
-    names = _clusters()
-    if name not in names:
-        raise NotFound(f"no kind cluster {name!r} (kind clusters: {', '.join(names) or 'none'}); "
-                       f"create it with kindlab.up('kind/config', name={name!r})")
-    with translate_errors(f"kind cluster {name!r}"):
-        return KindCluster(name, topology_for(name))
-
-
-def clusters() -> list[str]:
-    """`kind get clusters`."""
-    tools.require()
-    return _clusters()
-
-
-def delete_all() -> list[str]:
-    """Delete every kind cluster; returns their names."""
-    names = clusters()
-    for name in names:
-        delete(name)
-    return names
-
-
-def _clusters() -> list[str]:
-    return tools.kind_cluster_names()
 
 
 # -- create ------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""The one place where Docker, Kubernetes and HTTP-client exceptions become kindlab errors.
+"""The one translator of Docker's exceptions (the SDK's and its HTTP transport's) into kindlab errors.
 
-Every public entry point of the kind backend runs inside `translate_errors` (directly, or
-through the `edge` method decorator), so callers only ever see `KindlabError`s for things a
-user can fix. Exceptions this module does not know (programming errors) pass unchanged.
+The kind backend's entry points run inside `translate_errors` (directly, or through the `edge` method
+decorator): Docker's exceptions are translated here, the Kubernetes client's by the kube package's one
+translator (kube.errors.kubernetes_error), so callers only ever see `KindlabError`s for things a user can
+fix. Exceptions neither knows (programming errors) pass unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ __all__ = ["api_message", "edge", "to_kindlab_error", "translate_errors"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 DOCKER_HINT = "is Docker running? (`docker info` must answer)"
-CLUSTER_HINT = "is the cluster running? (`kind get clusters`)"
 
 
 class translate_errors(ContextDecorator):

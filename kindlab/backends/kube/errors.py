@@ -1,16 +1,14 @@
-"""The Kubernetes client's and its transport's exceptions as kindlab errors."""
+"""The one translator of the Kubernetes client's and its transport's exceptions into kindlab errors."""
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+from contextlib import ContextDecorator
+from typing import Any
 
 from ...errors import ClusterError, KindlabError, NotFound
 
 API_HINT = "is the cluster running? (`kindlab get clusters`, `kind get clusters`)"
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def kubernetes_error(exc: Exception, where: str, config_hint: str = "") -> KindlabError | None:
@@ -41,24 +39,21 @@ def api_message(exc: Any) -> str:
         return str(exc.reason or exc.status)
 
 
-def api_errors(method: F) -> F:
-    """A Cluster method whose Kubernetes client and transport exceptions become kindlab errors naming the
-    cluster (`self.name`); kindlab errors and programming errors pass unchanged."""
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except Exception as exc:
-            raise_as_kindlab(exc, f"cluster {self.name!r}")
-            raise
-    return wrapper  # type: ignore[return-value]
+class kube_errors(ContextDecorator):
+    """Within it, Kubernetes client and transport exceptions become kindlab errors naming `where`; kindlab
+    errors and programming errors pass unchanged."""
 
+    def __init__(self, where: str, config_hint: str = ""):
+        self.where = where
+        self.config_hint = config_hint
 
-def raise_as_kindlab(exc: Exception, where: str) -> None:
-    """Raise the kindlab error for a Kubernetes client or transport exception; return for any other one
-    (a kindlab error, a programming error), which the caller re-raises unchanged."""
-    if isinstance(exc, KindlabError):
-        return
-    mapped = kubernetes_error(exc, where)
-    if mapped is not None:
+    def __enter__(self) -> kube_errors:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, KindlabError) or not isinstance(exc, Exception):
+            return False
+        mapped = kubernetes_error(exc, self.where, self.config_hint)
+        if mapped is None:
+            return False
         raise mapped from None

@@ -18,8 +18,7 @@ from ...errors import ClusterError, ExecError, KindlabError
 from ...topology import Networking, Node, Topology
 from .client import KubeApi
 from .debug import IMAGE, NAMESPACE, DebugPods
-from .errors import api_errors, kubernetes_error
-from .shapes import to_json
+from .errors import kubernetes_error
 
 
 def api_client(kubeconfig: str | Path | dict[str, Any], context: str | None = None) -> Any:
@@ -50,69 +49,14 @@ def connect(kubeconfig: str | Path | dict[str, Any], context: str | None = None,
                          namespace=namespace, nodes=nodes, topology=topology)
 
 
-class RemoteCluster(Cluster):
-    """A cluster kindlab did not make, read through its API server; exec through node debug pods."""
+class DebugPodNodes:
+    """The node half of a cluster reached by its kubeconfig: exec through node debug pods; no cp, no curl."""
 
-    backend = "kubeconfig"
+    def __init__(self, debug: DebugPods):
+        self.debug = debug
 
-    def __init__(self, api: Any, name: str = "cluster", image: str = IMAGE, namespace: str = NAMESPACE,
-                 nodes: list[str] | None = None, topology: Topology | None = None):
-        self.name = name   # (set again by Cluster.__init__ below) for the errors of the first read
-        self.kube = KubeApi(api)
-        self.debug = DebugPods(self.kube.core, image=image, namespace=namespace)
-        self._nodes = self._read_nodes()
-        wanted = nodes or [n["metadata"]["name"] for n in self._nodes]
-        known = [n["metadata"]["name"] for n in self._nodes]
-        if unknown := [n for n in wanted if n not in known]:
-            raise ClusterError(f"cluster {name!r} has no node {', '.join(unknown)}; nodes are: {', '.join(known)}")
-        if topology is None:
-            rows = {n["metadata"]["name"]: node_summary(n) for n in self._nodes}
-            topology = Topology(name=name, nodes=tuple(Node(name=n, role=rows[n]["role"], index=i,
-                                                            pod_cidr=rows[n]["podCIDR"] or "")
-                                                       for i, n in enumerate(wanted)),
-                                networking=Networking())
-        super().__init__(name, topology)
-
-    def __enter__(self) -> RemoteCluster:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Delete the debug pods this run made."""
-        self.debug.close()
-
-    @api_errors
-    def _read_nodes(self) -> list[dict[str, Any]]:
-        return self.kube.node_list()
-
-    @property
-    def capabilities(self) -> Capabilities:
-        info = ((self._nodes[0].get("status") or {}).get("nodeInfo") or {}) if self._nodes else {}
-        return Capabilities(backend=self.backend, kubelet="real", kubernetes_version=info.get("kubeletVersion", "?"),
-                            runtime_version=info.get("containerRuntimeVersion", "?"), watches_pods=True,
-                            poll_interval=1.0, immediate_retries=1, pod_timeout=300.0, kubeconfig=True)
-
-    # -- reads -------------------------------------------------------------------------------------
-    @api_errors
-    def node_list(self) -> list[dict[str, Any]]:
-        wanted = set(self.node_names())
-        return [n for n in self.kube.node_list() if n["metadata"]["name"] in wanted]
-
-    @api_errors
-    def pod_list(self) -> list[dict[str, Any]]:
-        return [to_json(p) for p in self.kube.core.list_pod_for_all_namespaces().items]
-
-    @api_errors
-    def event_list(self) -> list[dict[str, Any]]:
-        return [to_json(e) for e in self.kube.core.list_event_for_all_namespaces().items]
-
-    # -- nodes ---------------------------------------------------------------------------------------
-    @api_errors
     def exec(self, node: str, cmd: str | list[str], check: bool = True, input: str | bytes | None = None,
              timeout: float | None = 60) -> str:
-        self.check_node(node)
         if input is not None:
             raise ClusterError("exec with input is not offered on a cluster reached through its kubeconfig")
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
@@ -127,6 +71,52 @@ class RemoteCluster(Cluster):
 
     def curl(self, url: str, timeout: float = 5.0) -> HttpResponse:
         raise ClusterError("curl is not offered on a cluster kindlab did not make: kindlab sends it no traffic")
+
+
+class RemoteCluster(Cluster):
+    """A cluster kindlab did not make, read through its API server (every namespace); exec through node debug
+    pods."""
+
+    backend = "kubeconfig"
+
+    def __init__(self, api: Any, name: str = "cluster", image: str = IMAGE, namespace: str = NAMESPACE,
+                 nodes: list[str] | None = None, topology: Topology | None = None):
+        self.kube = KubeApi(api, namespace=None, where=f"cluster {name!r}")
+        self.debug = DebugPods(self.kube.core, image=image, namespace=namespace)
+        self._nodes = self.kube.node_list()
+        wanted = nodes or [n["metadata"]["name"] for n in self._nodes]
+        known = [n["metadata"]["name"] for n in self._nodes]
+        if unknown := [n for n in wanted if n not in known]:
+            raise ClusterError(f"cluster {name!r} has no node {', '.join(unknown)}; nodes are: {', '.join(known)}")
+        if topology is None:
+            rows = {n["metadata"]["name"]: node_summary(n) for n in self._nodes}
+            topology = Topology(name=name, nodes=tuple(Node(name=n, role=rows[n]["role"], index=i,
+                                                            pod_cidr=rows[n]["podCIDR"] or "")
+                                                       for i, n in enumerate(wanted)),
+                                networking=Networking())
+        super().__init__(name, topology, api_server=self.kube, node_access=DebugPodNodes(self.debug))
+
+    def __enter__(self) -> RemoteCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the debug pods this run made."""
+        self.debug.close()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        info = ((self._nodes[0].get("status") or {}).get("nodeInfo") or {}) if self._nodes else {}
+        return Capabilities(backend=self.backend, kubelet="real", kubernetes_version=info.get("kubeletVersion", "?"),
+                            runtime_version=info.get("containerRuntimeVersion", "?"), watches_pods=True,
+                            poll_interval=1.0, immediate_retries=1, pod_timeout=300.0, kubeconfig=True)
+
+    def node_list(self) -> list[dict[str, Any]]:
+        """The nodes asked for (`--node`), else every node."""
+        wanted = set(self.node_names())
+        return [n for n in super().node_list() if n["metadata"]["name"] in wanted]
 
     # -- changes: none ------------------------------------------------------------------------------
     def apply_object(self, obj: objects.Manifest) -> str:

@@ -1,4 +1,5 @@
-"""The netns backend's module API: up, get, delete, clusters, delete_all; and which Kubernetes a lab runs.
+"""The netns backend (registered in its `__init__`): up, get, delete, clusters, delete_all, broken; and which
+Kubernetes a lab runs.
 
 A lab runs its pods one of two ways, chosen at create and kept in its record:
   real   the real kube-apiserver, kubelet, containerd and kube-proxy in its nodes (real/), where set-up
@@ -16,8 +17,9 @@ from ...errors import ClusterError, ConfigError, NotFound
 from ...progress import Reporter, quiet
 from ...topology import Topology
 from . import preflight
-from .cluster import NetnsCluster, _topology, wait_for_agent
+from .cluster import ModelLab, NetnsLab, _topology, wait_for_agent
 from .lifecycle import all_traces, being_made, create, fingerprint, lab_names, locked, problems, teardown
+from .lifecycle import broken as broken
 from .names import check_lab_name, host_netns, state_dir
 from .real import binaries
 from .real.cluster import RealLab
@@ -37,13 +39,36 @@ def select_kubernetes(kubernetes: str | None = None) -> str:
     return "model" if binaries.missing() else "real"
 
 
-def _cluster(record: dict[str, Any], topology: Topology) -> NetnsCluster:
-    """The lab's Cluster: RealLab when its record says real Kubernetes runs it."""
-    return (RealLab if record.get("kubernetes") == "real" else NetnsCluster)(record, topology)
+def available() -> bool:
+    """Always: the netns lab is where auto-detection ends (its preflight says what a machine lacks)."""
+    return True
+
+
+def missing(kubernetes: str) -> list[str]:
+    """What this machine lacks to run a lab with `kubernetes` (real: the built components; model: the preflight)."""
+    from ...errors import EnvironmentProblem
+
+    try:
+        preflight.check()
+    except EnvironmentProblem as exc:
+        return [str(exc)]
+    return binaries.missing() if kubernetes == "real" else []
+
+
+def describe(kubernetes: str | None = None) -> str:
+    """In words, what `up` would run here: real Kubernetes or the model."""
+    real = select_kubernetes(kubernetes) == "real"
+    return "the netns backend with " + ("real Kubernetes (the kubelet, containerd and the API server)" if real
+                                        else "kindlab's model of the kubelet")
+
+
+def _cluster(record: dict[str, Any], topology: Topology) -> NetnsLab:
+    """The lab's Cluster: RealLab when its record says real Kubernetes runs it, ModelLab otherwise."""
+    return (RealLab if record.get("kubernetes") == "real" else ModelLab)(record, topology)
 
 
 def up(topology: Topology, backoff: float | None = None, report: Reporter = quiet,
-       kubernetes: str | None = None) -> NetnsCluster:
+       kubernetes: str | None = None) -> NetnsLab:
     """Get-or-create the lab `topology.name`: the same config gives the same lab; another config, ClusterError."""
     preflight.check()
     name = check_lab_name(topology.name)
@@ -98,7 +123,7 @@ def up(topology: Topology, backoff: float | None = None, report: Reporter = quie
     return lab
 
 
-def get(name: str) -> NetnsCluster:
+def get(name: str) -> NetnsLab:
     """The lab called `name`; NotFound if there is none."""
     check_lab_name(name)
     record = Store(state_dir(name)).read_lab()

@@ -10,38 +10,16 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Iterable
-from urllib.parse import SplitResult, urlsplit
 
 from ... import curl_output
 from ...cluster import HttpResponse
-from ...errors import CurlError, RequestTimeout
+from ...curl_output import curl_error, split_url
+from ...errors import RequestTimeout
 from . import tools
 from .names import SUBNET, netns_path
 from .tools import nsenter, which
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
-
-
-def curl_error(code: int, message: str) -> CurlError:
-    """A CurlError carrying curl's exit code."""
-    error = CurlError(f"curl: ({code}) {message}")
-    error.exit_code = code
-    return error
-
-
-def split_url(url: str) -> tuple[str, SplitResult, int]:
-    """(the URL with a scheme, its parts, its port); curl's exit 1 or 3 words for a URL it would refuse."""
-    full = url if "://" in url else f"http://{url}"
-    try:
-        parts = urlsplit(full)
-        port = parts.port
-    except ValueError as exc:
-        raise curl_error(3, f"URL rejected: {url!r} is malformed ({exc}); want http://HOST[:PORT]/PATH") from None
-    if parts.scheme not in ("http", "https"):
-        raise curl_error(1, f'Protocol "{parts.scheme}" not supported: {url}')
-    if not parts.hostname:
-        raise curl_error(3, f"URL rejected: no host in {url!r}; want http://HOST[:PORT]/PATH")
-    return full, parts, port or (443 if parts.scheme == "https" else 80)
 
 
 def check_address(address: str, networks: Iterable[str]) -> None:

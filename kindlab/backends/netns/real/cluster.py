@@ -1,22 +1,20 @@
 """RealLab: a netns lab whose nodes run real Kubernetes; pods, nodes and events come from its API server.
 
-Nodes are the lab's own (exec, cp and curl as on every netns lab); the Kubernetes half is KubeApi,
-the client the kind backend uses too, through the admin kubeconfig of the lab (lab.KUBECONFIG).
+It composes the node half of every lab (exec, cp and curl on its namespaces) with the one Kubernetes API
+half, KubeApi, the client kind uses too, through the admin kubeconfig of the lab (startup.KUBECONFIG).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator
 from typing import Any
 
 from .... import objects
 from ....capabilities import Capabilities, RuntimeTimes
 from ....errors import ClusterError
 from ....model import cni as cni_rules
+from ....topology import Topology
 from ...kube.client import KubeApi
-from ...kube.errors import api_errors, raise_as_kindlab
-from ..cluster import NetnsCluster
+from ..cluster import NetnsLab
 from . import runtime_log, startup
 from .task_events import TaskStarts
 
@@ -30,18 +28,19 @@ HEAL_SLACK = 4.0
 DELETE_TIMEOUT = 150.0
 
 
-class RealLab(NetnsCluster):
+class RealLab(NetnsLab):
     """A netns lab running kube-apiserver, containerd, the kubelet and kube-proxy in its nodes."""
+
+    def __init__(self, record: dict[str, Any], topology: Topology):
+        super().__init__(record, topology)
+        self.kube = KubeApi(lambda: startup.admin_client(self.state_dir), poll=POLL_SECONDS,
+                            where=f"cluster {self.name!r}", delete_timeout=DELETE_TIMEOUT)
+        self.api_server = self.kube
 
     @property
     def real(self) -> dict[str, Any]:
         """What the lab's record keeps of its real components (ports, versions, processes)."""
         return self.record["real"]
-
-    @functools.cached_property
-    def kube(self) -> KubeApi:
-        """The Kubernetes half, as the admin, through the loopback port forwarded to the API server."""
-        return KubeApi(lambda: startup.admin_client(self.state_dir), poll=POLL_SECONDS)
 
     def kubeconfig(self) -> str:
         """The admin kubeconfig for https://127.0.0.1:<port>, as `kind get kubeconfig` prints it."""
@@ -87,37 +86,15 @@ class RealLab(NetnsCluster):
                 self.store.write_lab(record)
             self.record = record
 
-    # -- Kubernetes objects -----------------------------------------------------------------------
-    @api_errors
-    def node_list(self) -> list[dict[str, Any]]:
-        return self.kube.node_list()
-
-    @api_errors
-    def pod_list(self) -> list[dict[str, Any]]:
-        return self.kube.pod_list()
-
-    @api_errors
-    def event_list(self) -> list[dict[str, Any]]:
-        return self.kube.event_list()
-
-    @api_errors
+    # -- Kubernetes objects: the API server's, after the lab's own checks of a pod -------------------
     def apply_object(self, obj: objects.Manifest) -> str:
         if isinstance(obj, objects.PodSpec):
-            self._pod_doc(obj)   # the lab's own checks of a pod (its nodeName, its image), as on the model
+            self.pod_doc(obj)   # the lab's own checks of a pod (its nodeName, its image), as on the model
         return self.kube.apply_object(obj)
 
-    @api_errors
     def delete_pod(self, name: str, namespace: str = "default", wait: bool = True,
-                   timeout: float = DELETE_TIMEOUT) -> str:
+                   timeout: float | None = None) -> str:
         return self.kube.delete_pod(name, namespace, wait=wait, timeout=timeout)
-
-    def watch_pods(self, timeout: float = 60.0, namespace: str | None = None) -> Iterator[tuple[float, str, dict]]:
-        """Pod changes as (time.monotonic(), ADDED|MODIFIED|DELETED, v1 Pod dict) until `timeout` seconds."""
-        try:
-            yield from self.kube.watch("list_namespaced_pod", timeout, namespace)
-        except Exception as exc:
-            raise_as_kindlab(exc, f"cluster {self.name!r}")
-            raise
 
     def cni_check(self, name: str, namespace: str = "default") -> str:
         raise ClusterError("cni_check reads the model's sandboxes; on real Kubernetes the runtime owns them "
