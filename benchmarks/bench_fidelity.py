@@ -360,7 +360,7 @@ def run_variant(v: Variant, config: Path, runs: int, attempts: int, pods: int,
     lab = backends.up(config, name=NAME, backend="netns", backoff=v.backoff, kubernetes=v.kubernetes)
     try:
         caps = lab.capabilities
-        timeout = (attempts + 2) * caps.sandbox_backoff * (1 + caps.backoff_jitter) + caps.pod_timeout
+        timeout = (attempts + 2) * caps.retry_bounds[1] + caps.pod_timeout
         with scenario.healthy_portmap(lab, scenario.node(lab, "worker2")) as source:
             for i in range(runs):
                 v.run = i

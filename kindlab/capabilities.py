@@ -7,11 +7,11 @@ asking which backend it runs on.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .model.kubelet import KUBELET_BACKOFF, KUBELET_JITTER, describe_window, window
+from .waiting import Deadline
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ class ContainerStarts:
 
     def start_of(self, container_id: str, timeout: float = 1.0) -> ContainerStart | None:
         """The container's start once its event has arrived (waiting up to `timeout` s), else None."""
-        deadline = time.monotonic() + (timeout if self.pushed else 0.0)
+        deadline = Deadline(timeout if self.pushed else 0.0)
         with self.changed:
-            while container_id not in self.starts and (left := deadline - time.monotonic()) > 0:
-                self.changed.wait(left)
+            while container_id not in self.starts and not deadline.passed:
+                self.changed.wait(deadline.left())
             return self.starts.get(container_id)
 
 

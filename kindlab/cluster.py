@@ -123,23 +123,23 @@ class Cluster(ABC):
     # -- the API half ------------------------------------------------------------------
     def node_list(self) -> list[dict[str, Any]]:
         """The nodes as v1 Node objects (metadata.name, labels, spec.podCIDR, status.addresses)."""
-        return self._api().node_list()
+        return self._api_half().node_list()
 
     def pod_list(self) -> list[dict[str, Any]]:
         """The pods as v1 Pod objects (metadata, spec.nodeName, status.phase/hostIP/podIP/...)."""
-        return self._api().pod_list()
+        return self._api_half().pod_list()
 
     def event_list(self) -> list[dict[str, Any]]:
         """The events as v1 Event objects (type, reason, message, count, involvedObject, timestamps)."""
-        return self._api().event_list()
+        return self._api_half().event_list()
 
     def apply_object(self, obj: objects.Manifest) -> str:
         """Create or update one Pod or Deployment; returns kubectl's line, e.g. 'pod/echo created'."""
-        return self._api().apply_object(obj)
+        return self._api_half().apply_object(obj)
 
     def delete_pod(self, name: str, namespace: str = "default", wait: bool = True) -> str:
         """Delete a pod (and, with wait, until it is gone); returns kubectl's line."""
-        return self._api().delete_pod(name, namespace, wait=wait)
+        return self._api_half().delete_pod(name, namespace, wait=wait)
 
     def watch_pods(self, timeout: float = 60.0) -> Iterator[tuple[float, str, dict[str, Any]]]:
         """(time.monotonic(), ADDED|MODIFIED|DELETED, v1 Pod) as pods change, for `timeout` seconds: the API
@@ -148,7 +148,7 @@ class Cluster(ABC):
             return polled_pods(self.pod_list, self.capabilities.poll_interval, timeout)
         return self.api_server.watch_pods(timeout)
 
-    def _api(self) -> ApiServer:
+    def _api_half(self) -> ApiServer:
         if self.api_server is None:
             raise ClusterError(f"cluster {self.name!r} has no API half")
         return self.api_server
@@ -157,17 +157,17 @@ class Cluster(ABC):
     def exec(self, node: str, cmd: str | list[str], check: bool = True, input: str | bytes | None = None,
              timeout: float | None = 60) -> str:
         """Run a command in a node, as `docker exec`; a string runs under `sh -c`. Raises ExecError."""
-        return self._nodes().exec(self.check_node(node), cmd, check=check, input=input, timeout=timeout)
+        return self._node_half().exec(self.check_node(node), cmd, check=check, input=input, timeout=timeout)
 
     def cp(self, src: str, dest: str) -> None:
         """Copy like `docker cp`: either side may be `node:/path`."""
-        self._nodes().cp(src, dest)
+        self._node_half().cp(src, dest)
 
     def curl(self, url: str, timeout: float = 5.0) -> HttpResponse:
         """GET `url` from the host side, as the seed's curl does. Refused/timeout raise CurlError."""
-        return self._nodes().curl(url, timeout)
+        return self._node_half().curl(url, timeout)
 
-    def _nodes(self) -> NodeAccess:
+    def _node_half(self) -> NodeAccess:
         if self.node_access is None:
             raise ClusterError(f"cluster {self.name!r} has no node half")
         return self.node_access

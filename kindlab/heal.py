@@ -32,6 +32,7 @@ from .model import pods as pod_rules
 from .model.backoff import BackoffModel, backoff_model
 from .model.kubelet import IMMEDIATE_RETRY_SETTLE, KUBELET_BACKOFF, KUBELET_JITTER
 from .progress import Reporter, quiet
+from .waiting import Deadline
 
 __all__ = ["BackoffModel", "HealResult", "KUBELET_BACKOFF", "KUBELET_JITTER", "accuracy", "backoff_model",
            "estimate_setup", "experiment", "measure", "wait_running"]
@@ -137,12 +138,12 @@ def wait_running(lab: Cluster, pod: str, *, since: float, timeout: float = 60.0)
     (or `since`) and the first that saw it Running: its error is at most half the gap between two reads.
     """
     pushed = lab.capabilities.watches_pods
-    deadline = time.time() + timeout
+    deadline = Deadline(timeout)
     previous = since
     for seen, value in _reads(lab, pod, timeout):
         if pod_rules.is_running(value):
             return (seen if pushed else (previous + seen) / 2), value
-        if time.time() > deadline:
+        if deadline.passed:
             break
         previous = seen
     raise WaitTimeout(f"pod {pod!r} not Running {timeout:g}s after the fix; see `kindlab get events`")
@@ -158,7 +159,8 @@ class CurlWatch(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.is_set() and time.time() < self.deadline:
+        deadline = Deadline(self.deadline - time.time())
+        while not self.stop.is_set() and not deadline.passed:
             try:
                 self.lab.curl(self.url, timeout=0.5)
             except CurlError:
@@ -200,8 +202,9 @@ def check_lab_url(lab: Cluster, url: str) -> str:
 
 # -- measuring -----------------------------------------------------------------------------
 def _sleep_until(epoch: float) -> None:
-    while (left := epoch - time.time()) > 0:
-        time.sleep(min(left, 0.05))
+    deadline = Deadline(epoch - time.time())
+    while not deadline.passed:
+        deadline.sleep(0.05)
 
 
 def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 60.0, url: str | None = None,
@@ -221,14 +224,14 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
     with lab.container_starts(pod_rules.node_name(current) or "") as starts:
         if at is not None:
             _sleep_until(at)
-        fix_at = time.time()
+        fix_at, limit = time.time(), Deadline(timeout)
         fix()
         curl = CurlWatch(lab, url, deadline=fix_at + timeout)
         curl.start()
         try:
             running_at, running = wait_running(lab, pod, since=fix_at, timeout=timeout)
         finally:
-            curl_at = curl.result(min(fix_at + timeout - time.time(), curl_grace))
+            curl_at = curl.result(min(limit.left(), curl_grace))
         recorded = lab.runtime_times(running)
         pushed = starts.start_of(recorded.container_id) if recorded and recorded.container_id else None
     agent_at = recorded.running_at if recorded is not None else None
@@ -322,7 +325,7 @@ def experiment(lab: Cluster, delays: Sequence[float], repeats: int = 1, *, pod: 
     node = spec.node_name or ""
     caps = lab.capabilities
     backoff = caps.sandbox_backoff
-    timeout = timeout or 3 * backoff * (1 + caps.backoff_jitter) + max(delays, default=0) + 10
+    timeout = timeout or 3 * caps.retry_bounds[1] + max(delays, default=0) + 10
     plan = [float(d) for _ in range(repeats) for d in delays]
     rows: list[dict[str, Any]] = []
     with scenario.healthy_portmap(lab, node) as source:

@@ -19,7 +19,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from .heal import fixed_after
 from .model.backoff import BackoffModel
-from .model.kubelet import KUBELET_JITTER
+from .model.kubelet import KUBELET_JITTER, window
 from .model.pods import SANDBOX_FAILED
 
 FAIL = "#c0392b"
@@ -73,8 +73,9 @@ def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None, jitter: f
     delays = np.linspace(0, top * 1.05 if top >= b else min(top * 1.05 + 0.05 * b, b * 0.999), 60)
     lo, mid, hi = (np.array([np.percentile(model_heal_times(d, b, jitter, 1500), q) for d in delays])
                    for q in (0, 50, 100))
+    earliest, latest = window(b, jitter)
     ax.fill_between(delays, lo, hi, color=MODEL, alpha=0.18, lw=0,
-                    label=f"model: next retry {b:g}–{b * (1 + jitter):g} s after the failure")
+                    label=f"model: next retry {earliest:g}–{latest:g} s after the failure")
     ax.plot(delays, mid, color=MODEL, lw=1, ls="--", label="model median")
     ax.scatter(fixed, df["running_after"], color=OK, s=28, zorder=3, label="fix → pod Running")
     if "curl_after" in df and df["curl_after"].notna().any():
@@ -100,7 +101,8 @@ def plot_heal_distribution(df: pd.DataFrame, backoff: float | None = None, jitte
     model = _model_for(fixed_after(df).to_numpy(dtype=float), b, jitter)
     fig = _BookFigure(figsize=(9, 3.8), layout="constrained")
     hist, cdf = fig.subplots(1, 2)
-    top = max(float(measured.max()) if len(measured) else 0.0, b * (1 + jitter)) * 1.05
+    latest = window(b, jitter)[1]
+    top = max(float(measured.max()) if len(measured) else 0.0, latest) * 1.05
     bins = np.linspace(0, top, 20)
     hist.hist(model, bins=bins, density=True, color=MODEL, alpha=0.35, label="back-off model")
     hist.hist(measured, bins=bins, density=True, histtype="step", lw=2, color=OK, label=f"measured ({len(measured)})")
@@ -110,8 +112,7 @@ def plot_heal_distribution(df: pd.DataFrame, backoff: float | None = None, jitte
     for data, color, label in ((model, MODEL, "back-off model"), (measured, OK, "measured")):
         xs = np.sort(data)
         cdf.step(xs, np.arange(1, len(xs) + 1) / max(len(xs), 1), where="post", color=color, lw=2, label=label)
-    cdf.axvline(b * (1 + jitter), color=FAIL, ls=":", lw=1.2,
-                label=f"one back-off period, max ({b * (1 + jitter):g} s)")
+    cdf.axvline(latest, color=FAIL, ls=":", lw=1.2, label=f"one back-off period, max ({latest:g} s)")
     cdf.set_xlabel("fix → pod Running (s)")
     cdf.set_ylabel("fraction of runs healed")
     cdf.set_xlim(0, top)
@@ -144,8 +145,9 @@ def plot_heal_by_kubelet(df: pd.DataFrame) -> Figure:
                      color=colour, lw=2, label=label)
     b = _backoff_of(df, None)
     delays = np.linspace(0, max(float(fixed_after(df).max()), 0.0), 30)
-    scatter.fill_between(delays, b - delays, b * (1 + KUBELET_JITTER) - delays, color=MODEL, alpha=0.15, lw=0,
-                         label=f"retry window {b:g}–{b * (1 + KUBELET_JITTER):g} s after the failure")
+    earliest, latest = window(b, KUBELET_JITTER)
+    scatter.fill_between(delays, earliest - delays, latest - delays, color=MODEL, alpha=0.15, lw=0,
+                         label=f"retry window {earliest:g}–{latest:g} s after the failure")
     scatter.set_xlabel("fix applied this long after the last failed attempt (s)")
     scatter.set_ylabel("fix → pod Running (s)")
     scatter.set_ylim(bottom=0)
@@ -237,12 +239,10 @@ def plot_attempt_timeline(events_or_attempts: pd.DataFrame | Sequence[Any], fix_
     if curl_after is not None:
         ax.scatter([curl_after], [0], marker="*", s=140, color=CURL, zorder=4,
                    label=f"first curl 200 (+{curl_after:.2f} s)")
-    if backoff and rel:
-        ax.axvspan(rel[-1] + backoff, rel[-1] + backoff * (1 + jitter), color=MODEL, alpha=0.15, lw=0,
-                   label="next retry due (back-off window)")
-    ends = rel + [0.0] + [x for x in (running_after, curl_after) if x is not None]
-    if backoff and rel:
-        ends.append(rel[-1] + backoff * (1 + jitter))
+    due = [rel[-1] + t for t in window(backoff, jitter)] if backoff and rel else []  # the next retry's window
+    if due:
+        ax.axvspan(*due, color=MODEL, alpha=0.15, lw=0, label="next retry due (back-off window)")
+    ends = rel + [0.0] + [x for x in (running_after, curl_after) if x is not None] + due[1:]
     lo, hi = min(ends), max(ends)
     pad = max((hi - lo) * 0.08, 0.2)
     ax.set_xlim(lo - pad, hi + pad)

@@ -24,6 +24,7 @@ from .doctor import cni_choice
 from .errors import CurlError, WaitTimeout
 from .model import pods as pod_rules
 from .model.cni import CNI_BIN, NET_D
+from .model.portmap import GREP_WORD, POD_CHAIN_PREFIX, is_portmap_chain
 from .scenario import (
     ROOT,
     WORKERS,
@@ -42,6 +43,7 @@ from .scenario import (
     timeout_for,
     wait_for_failure,
 )
+from .waiting import Deadline
 
 # The scenario's own verbs, here too, so that a notebook needs one import (documented in kindlab.scenario).
 apply_pod, recreate_pod, host_cni_bin = scenario.apply_pod, scenario.recreate_pod, scenario.host_cni_bin
@@ -135,26 +137,31 @@ def watch_attempts(lab: Cluster, pod: str, count: int = 3, timeout: float | None
     Each attempt is timed when its event's count goes up (events carry whole seconds only), to within
     ``interval`` plus one read of the events. A progress bar shows the wait.
     """
-    caps = lab.capabilities
-    deadline = time.time() + (timeout or caps.sandbox_backoff * (1 + caps.backoff_jitter) * (count + 1) + 30)
+    deadline = Deadline(timeout or lab.capabilities.retry_bounds[1] * (count + 1) + 30)
     seen = sandbox_failure_count(lab, pod)
     times: list[float] = []
     with progress.bar(count, f"failed attempts of {pod}") as bar:
         while len(times) < count:
-            if time.time() > deadline:
-                hidden = (f"; the pod has {seen} failures in events, past the kubelet's spam filter "
-                          f"({pod_rules.SPAM_BURST} events per object, then one per {pod_rules.SPAM_REFILL:g} s), "
-                          "which drops further attempts: recreate the pod to see them"
-                          if seen >= pod_rules.SPAM_BURST else "")
-                raise WaitTimeout(f"only {len(times)} failed attempts of {pod} seen; expected {count}{hidden}")
+            if deadline.passed:
+                raise WaitTimeout(f"only {len(times)} failed attempts of {pod} seen; expected {count}"
+                                  f"{_hidden_attempts(seen)}")
             before = time.time()
             now_seen = sandbox_failure_count(lab, pod)
             if now_seen > seen:
                 times.append(before)
                 seen = now_seen
                 bar.update(1)
-            time.sleep(interval)
+            deadline.sleep(interval)
     return times
+
+
+def _hidden_attempts(seen: int) -> str:
+    """Why fewer attempts than expected were seen, when the events are past the kubelet's spam filter."""
+    if seen < pod_rules.SPAM_BURST:
+        return ""
+    return (f"; the pod has {seen} failures in events, past the kubelet's spam filter "
+            f"({pod_rules.SPAM_BURST} events per object, then one per {pod_rules.SPAM_REFILL:g} s), "
+            "which drops further attempts: recreate the pod to see them")
 
 
 def ensure_pods(lab: Cluster, timeout: float | None = None) -> pd.DataFrame:
@@ -268,19 +275,20 @@ def dnat_to(rules: pd.DataFrame, ip: str | None) -> pd.DataFrame:
 
 
 def hostport_chain(chain: str) -> bool:
-    """True for the chains portmap writes: ``CNI-HOSTPORT-*`` and the per-pod ``CNI-DN-*``."""
-    return "HOSTPORT" in chain or chain.startswith("CNI-DN-")
+    """True for the chains portmap writes: ``CNI-HOSTPORT-*`` and the per-pod ``CNI-DN-*`` (model.portmap)."""
+    return is_portmap_chain(chain)
 
 
 def portmap_rows(rules: pd.DataFrame) -> pd.DataFrame:
     """The rules of portmap's hostPort plumbing: in its chains, or jumping to them."""
-    return rules[rules["rule"].astype(str).str.contains("HOSTPORT|CNI-DN-", regex=True)]
+    mentions = f"{re.escape(GREP_WORD)}|{re.escape(POD_CHAIN_PREFIX)}"
+    return rules[rules["rule"].astype(str).str.contains(mentions, regex=True)]
 
 
 def portmap_dnat(rules: pd.DataFrame) -> pd.DataFrame:
     """portmap's DNAT rules (in ``CNI-DN-*`` chains); kube-proxy's ``KUBE-SEP-*`` DNATs are not counted."""
     dnat = rules[rules["target"] == "DNAT"]
-    return dnat[dnat["chain"].astype(str).str.startswith("CNI-DN-")]
+    return dnat[dnat["chain"].astype(str).str.startswith(POD_CHAIN_PREFIX)]
 
 
 def rule_owner(chain: str, target: str | None = None) -> str:
@@ -309,7 +317,7 @@ def flat_conflist(conf: dict) -> dict:
 
 def hostport_rules(lab: Cluster, node_name: str) -> list[str]:
     """The lines of the node's ``iptables-save`` that mention HOSTPORT (the walkthrough's grep)."""
-    return [line for line in lab.exec(node_name, "iptables-save").splitlines() if "HOSTPORT" in line]
+    return [line for line in lab.exec(node_name, "iptables-save").splitlines() if GREP_WORD in line]
 
 
 # -- curl -----------------------------------------------------------------------------------

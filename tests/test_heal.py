@@ -432,10 +432,7 @@ def test_measure_times_out_and_refuses_foreign_addresses():
 @contextmanager
 def seed_lab(folder: Path, backoff: float = 0.5):
     """The seed's cluster and pods on netns, named for this process (other suites use `kind`); always downed."""
-    backends = pytest.importorskip("kindlab.backends")
-    netns = pytest.importorskip("kindlab.backends.netns")
-    if not hasattr(netns, "up"):
-        pytest.skip("the netns backend is not there yet")
+    from kindlab import backends
     name = f"hl{os.getpid() % 10000}"
     try:
         backends.delete(name, backend="netns")

@@ -632,6 +632,60 @@ def test_trace_refuses_loops_and_unknown_chains():
         iptables.trace(loop, "filter", "A", src="nowhere")
 
 
+# -- ports -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("spec", "port", "covered"), [
+    ("80", 80, True),                   # --dport 80
+    ("80", 81, False),
+    ("80,443", 443, True),              # --dports 80,443
+    ("80,443", 444, False),
+    ("80:90", 80, True),                # a range includes both ends
+    ("80:90", 90, True),
+    ("80:90", 91, False),
+    (":90", 0, True),                   # an open low end is 0
+    (":90", 91, False),
+    ("80:", 65535, True),               # an open high end is 65535
+    ("80:", 79, False),
+    (":", 1234, True),
+    ("80,443:445", 444, True),          # multiport: ports and ranges
+    ("90:80", 85, False),               # min > max: iptables refuses it; nothing is in it
+    ("0", 0, True),
+    ("http", 80, None),                 # a service name: iptables-save writes numbers, so not read
+    ("!80", 81, None),                  # a negation is the caller's to apply
+    ("80,", 80, None),                  # an empty item, which iptables refuses
+    ("65536", 80, None),                # beyond the port range
+    ("80:70000", 80, None),
+    ("", 80, None),
+])
+def test_in_ports_reads_port_specs_as_iptables_accepts_them(spec, port, covered):
+    from kindlab.iptables.ports import in_ports
+
+    assert in_ports(port, spec) is covered
+
+
+def test_in_ports_of_an_unknown_port_is_unknown():
+    from kindlab.iptables.ports import in_ports, port_range
+
+    assert in_ports(None, "80") is None
+    assert (port_range("80"), port_range(":90"), port_range("80:"), port_range("x")) == \
+        ((80, 80), (0, 90), (80, 65535), None)
+
+
+def test_trace_and_doctor_read_an_open_ended_range_alike():
+    import dataclasses
+
+    from kindlab.doctor import dnat_rule
+    from kindlab.model.pods import HostPort
+
+    rs = iptables.parse(table("-A PREROUTING -p tcp -m tcp --dport 8000: -j DNAT --to-destination 10.0.0.2:80\n",
+                              chains="PREROUTING ACCEPT", name="nat"))
+    steps = iptables.trace(rs, "nat", "PREROUTING", protocol="tcp", dst_port=8080)
+    assert steps.iloc[-1]["target"] == "DNAT"
+    hp = HostPort(pod="p", host_port=8080, container_port=80, protocol="TCP", host_ip=None, pod_ip="10.0.0.2",
+                  running=True)
+    assert len(dnat_rule(rs.rules, hp)) == 1
+    assert dnat_rule(rs.rules, dataclasses.replace(hp, host_port=7999)).empty
+
+
 # -- node_rules ------------------------------------------------------------------------------------
 class FakeLab:
     def __init__(self, text: str):

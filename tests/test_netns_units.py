@@ -18,15 +18,16 @@ from conftest import KIND_CONFIG, ROOT
 
 from kindlab import topology
 from kindlab.backends.netns import (
-    agent,
     cni,
     controllers,
     curl,
     events,
     files,
+    kubelet_loop,
     mounts,
     names,
     plugin,
+    pod_status,
     preflight,
     workloads,
 )
@@ -213,7 +214,7 @@ def test_events_are_journaled_and_compacted(tmp_path, monkeypatch):
 class FakePod:
     node: str | None
     ports: list
-    stage: agent.Stage = agent.Stage.RUNNING
+    stage: pod_status.Stage = pod_status.Stage.RUNNING
 
     def host_ports(self):
         return self.ports
@@ -231,16 +232,16 @@ def test_scheduler_avoids_the_control_plane_and_taken_ports():
                                  FakeNode("w2", "worker", 2))}
     port80 = [("tcp", 80, "")]
     new = FakePod(None, port80)
-    assert controllers.pick_node(new, nodes, [new], agent.ports_conflict) == ("w1", "")
+    assert controllers.pick_node(new, nodes, [new], pod_status.ports_conflict) == ("w1", "")
     placed = [FakePod("w1", port80), FakePod("w2", port80), new]
-    node, why = controllers.pick_node(new, nodes, placed, agent.ports_conflict)
+    node, why = controllers.pick_node(new, nodes, placed, pod_status.ports_conflict)
     assert node is None and why == ("0/3 nodes are available: 1 node(s) had untolerated taint "
                                     "{node-role.kubernetes.io/control-plane: }, 2 node(s) didn't have free ports "
                                     "for the requested pod ports.")
-    assert controllers.pick_node(FakePod(None, []), nodes, placed, agent.ports_conflict)[0] == "w1"
-    assert agent.ports_conflict([("tcp", 80, "1.2.3.4")], [("tcp", 80, "")])
-    assert not agent.ports_conflict([("tcp", 80, "")], [("udp", 80, "")])
-    assert not agent.ports_conflict([("tcp", 80, "1.1.1.1")], [("tcp", 80, "2.2.2.2")])
+    assert controllers.pick_node(FakePod(None, []), nodes, placed, pod_status.ports_conflict)[0] == "w1"
+    assert pod_status.ports_conflict([("tcp", 80, "1.2.3.4")], [("tcp", 80, "")])
+    assert not pod_status.ports_conflict([("tcp", 80, "")], [("udp", 80, "")])
+    assert not pod_status.ports_conflict([("tcp", 80, "1.1.1.1")], [("tcp", 80, "2.2.2.2")])
     assert len(controllers.template_hash({"a": 1})) == 10
 
 
@@ -328,33 +329,33 @@ def test_preflight_says_what_to_install(monkeypatch):
 
 
 def test_rejected_and_waiting_statuses_have_kubernetes_shape():
-    st = agent.PodState(key="default_p", uid="u", meta={"name": "p", "creationTimestamp": "t0"},
+    st = pod_status.PodState(key="default_p", uid="u", meta={"name": "p", "creationTimestamp": "t0"},
                         spec={"containers": [{"name": "echo", "image": "inanimate/echo-server"}]}, node="n")
     st.start_time = "t1"
-    status = agent.v1_status(st, "172.18.0.3")
+    status = pod_status.v1_status(st, "172.18.0.3")
     assert status["phase"] == "Pending" and status["hostIP"] == "172.18.0.3"
     assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
     assert [c["status"] for c in status["conditions"] if c["type"] == "Ready"] == ["False"]
-    assert st.stage == agent.Stage.NEW
-    st.stage, st.phase, st.reason, st.message = agent.Stage.REJECTED, "Failed", "NodePorts", "Pod was rejected: x"
-    assert agent.v1_status(st, None)["reason"] == "NodePorts"
+    assert st.stage == pod_status.Stage.NEW
+    st.stage, st.phase, st.reason, st.message = pod_status.Stage.REJECTED, "Failed", "NodePorts", "Pod was rejected: x"
+    assert pod_status.v1_status(st, None)["reason"] == "NodePorts"
 
 
 def test_a_started_container_shows_only_after_the_relist_that_sees_it():
     """containerd's start is the process's; the kubelet's status changes at PLEG's next relist, with Running and
     Ready together (no readiness probe): until then it is the status from before the start."""
-    st = agent.PodState(key="default_p", uid="u", meta={"name": "p", "creationTimestamp": "t0"},
+    st = pod_status.PodState(key="default_p", uid="u", meta={"name": "p", "creationTimestamp": "t0"},
                         spec={"containers": [{"name": "echo", "image": "inanimate/echo-server"}]}, node="n")
     st.start_time, st.workload, st.running_at, st.started_at = "t1", (4242, 1), 100.0, "t2"
     for before, phase in (("ContainerCreating", "Pending"), ("CrashLoopBackOff", "Running")):
-        st.stage, st.waiting_reason, st.phase = agent.Stage.STARTING, before, phase
-        status = agent.v1_status(st, "172.18.0.3")
+        st.stage, st.waiting_reason, st.phase = pod_status.Stage.STARTING, before, phase
+        status = pod_status.v1_status(st, "172.18.0.3")
         container = status["containerStatuses"][0]
         assert container["state"] == {"waiting": {"reason": before}} and not container["started"]
         assert "containerID" not in container and not container["ready"]
         assert status["phase"] == st.phase   # a restarting pod stays Running, a new one Pending
-    st.stage, st.phase, st.waiting_reason = agent.Stage.RUNNING, "Running", None
-    container = agent.v1_status(st, "172.18.0.3")["containerStatuses"][0]
+    st.stage, st.phase, st.waiting_reason = pod_status.Stage.RUNNING, "Running", None
+    container = pod_status.v1_status(st, "172.18.0.3")["containerStatuses"][0]
     assert container["state"] == {"running": {"startedAt": "t2"}} and container["started"] and container["ready"]
     assert container["containerID"] == "kindlab://4242"
 
@@ -366,13 +367,13 @@ def test_a_kept_sandbox_is_retried_at_the_first_relist_after_its_failure():
     now = time.time()
     fake = SimpleNamespace(lock=threading.RLock(), relist_period=1.0, next_retry=lambda: now + 12.0,
                            events=SimpleNamespace(record=lambda *a, **k: None), write=lambda pod: None)
-    fake.relist = lambda t: agent.Agent.relist(fake, t)
-    fake.next_relist = lambda after: agent.Agent.next_relist(fake, after)
+    fake.relist = lambda t: kubelet_loop.Agent.relist(fake, t)
+    fake.next_relist = lambda after: kubelet_loop.Agent.next_relist(fake, after)
     # a relist while the sandbox was made, one due that no tick has run yet, a sandbox not kept
     for last, due, kept in ((now - 0.01, now + 0.7, True), (now - 0.99, now - 0.02, True), (now, now + 1, False)):
         fake.last_relist, fake.relist_at = last, due
-        st = agent.PodState(key="default_p", uid="u", meta={"name": "p"}, spec={"containers": []}, node="n")
-        agent.Agent.sandbox_failed(fake, st, "plugin type=\"portmap\" failed", kept=kept)
+        st = pod_status.PodState(key="default_p", uid="u", meta={"name": "p"}, spec={"containers": []}, node="n")
+        kubelet_loop.Agent.sandbox_failed(fake, st, "plugin type=\"portmap\" failed", kept=kept)
         assert len(st.attempts) == 1 and st.phase == "Pending"
         if kept:
             assert st.attempts[0] < st.next_try <= max(due, st.attempts[0]) + 1.05, (last, due)
@@ -387,18 +388,18 @@ def test_a_relist_between_the_containers_exit_and_the_sandboxs_stop_leaves_the_s
     now = time.time()
     fake = SimpleNamespace(lock=threading.RLock(), backoff=10.0, sync_origin=now - 100.0, gc_origin=now - 100.0,
                            relist_period=1.0, last_relist=now - 0.5, relist_at=now + 0.5)
-    fake.relist = lambda t: agent.Agent.relist(fake, t)
-    fake.next_relist = lambda after: agent.Agent.next_relist(fake, after)
+    fake.relist = lambda t: kubelet_loop.Agent.relist(fake, t)
+    fake.next_relist = lambda after: kubelet_loop.Agent.next_relist(fake, after)
     for first_relist, state, gone in ((now - 0.01, {"waiting": {"reason": "ContainerCreating"}}, now + 30.0),
                                       (now + 0.5, "terminated", now + 10.0)):
-        st = agent.PodState(key="default_p", uid="u", meta={"name": "p", "creationTimestamp": "t0"},
+        st = pod_status.PodState(key="default_p", uid="u", meta={"name": "p", "creationTimestamp": "t0"},
                             spec={"containers": [{"name": "echo", "image": "inanimate/echo-server"}]}, node="n",
-                            stage=agent.Stage.RUNNING, phase="Running", waiting_reason=None, workload=(4242, 1))
-        agent.Agent.terminated(fake, st, True, exited=now - 0.04, first_relist=first_relist, stopped=now)
-        assert st.stage == agent.Stage.TERMINATED and st.exit_seen_at == now + 0.5 and st.active
+                            stage=pod_status.Stage.RUNNING, phase="Running", waiting_reason=None, workload=(4242, 1))
+        kubelet_loop.Agent.terminated(fake, st, True, exited=now - 0.04, first_relist=first_relist, stopped=now)
+        assert st.stage == pod_status.Stage.TERMINATED and st.exit_seen_at == now + 0.5 and st.active
         assert st.remove_at == pytest.approx(gone), (first_relist, st.remove_at - now)
         st.exit_seen = True
-        container = agent.v1_status(st, None)["containerStatuses"][0]
+        container = pod_status.v1_status(st, None)["containerStatuses"][0]
         assert not st.active and not container["ready"]
         assert container["state"] == state if isinstance(state, dict) else container["state"][state]["exitCode"] == 0
 

@@ -33,7 +33,8 @@ quoted argument, in which a backslash escapes the next character; whitespace is 
 
 The modules: `arguments` (splitting and quoting a rule's arguments, the options read), `parsing`
 (text -> Ruleset), `frames` (the DataFrames), `ruleset` (Ruleset, and its text written back from the
-frames), `diffing` and `tracing`.
+frames), `diffing`, `tracing`, and `ports` (whether a `--dport`/`--dports` value covers a port: tracing's
+and doctor's rule, `ports.in_ports`).
 """
 
 from __future__ import annotations

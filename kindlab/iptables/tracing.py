@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..errors import KindlabError
 from .arguments import GOTO, JUMP, MATCH, OPTIONS, split_args
+from .ports import in_ports
 from .ruleset import Ruleset
 
 STEP_COLUMNS = ["step", "depth", "table", "chain", "position", "target", "to_destination", "action", "matched",
@@ -229,14 +230,14 @@ def _check_option(module: str, option: str, values: list[str], packet: _Packet) 
         return None
     if module in _PORT_MODULES and option in ("--dport", "--destination-port", "--sport", "--source-port"):
         port = packet.dst_port if option in ("--dport", "--destination-port") else packet.src_port
-        return _in_ports(port, value)
+        return in_ports(port, value)
     if module == "multiport":
         if option in ("--dports", "--destination-ports"):
-            return _in_ports(packet.dst_port, value)
+            return in_ports(packet.dst_port, value)
         if option in ("--sports", "--source-ports"):
-            return _in_ports(packet.src_port, value)
+            return in_ports(packet.src_port, value)
         if option == "--ports":
-            hits = [_in_ports(packet.dst_port, value), _in_ports(packet.src_port, value)]
+            hits = [in_ports(packet.dst_port, value), in_ports(packet.src_port, value)]
             return True if True in hits else (None if None in hits else False)
     if module == "addrtype" and option in ("--dst-type", "--src-type"):
         local = packet.dst_local if option == "--dst-type" else packet.src_local
@@ -252,22 +253,6 @@ def _check_option(module: str, option: str, values: list[str], packet: _Packet) 
         mark, mask = _mark_value(value)
         return None if packet.mark is None or mark is None else (packet.mark & mask) == mark
     return None
-
-
-def _in_ports(port: int | None, spec: str) -> bool | None:
-    """Is the port in `80`, `80:90` or `80,443:445`?"""
-    if port is None:
-        return None
-    for part in spec.split(","):
-        low, colon, high = part.partition(":")
-        try:
-            lo = int(low) if low else 0
-            hi = (int(high) if high else 65535) if colon else lo
-        except ValueError:
-            return None
-        if lo <= port <= hi:
-            return True
-    return False
 
 
 def _mark_value(text: str) -> tuple[int | None, int]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .kubelet import KUBELET_BACKOFF, KUBELET_JITTER
+from .kubelet import KUBELET_BACKOFF, KUBELET_JITTER, window
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,12 @@ class BackoffModel:
     @property
     def low(self) -> float:
         """The earliest retry after a failure (s)."""
-        return self.backoff
+        return window(self.backoff, self.jitter)[0]
 
     @property
     def high(self) -> float:
         """The latest retry after a failure (s)."""
-        return self.backoff * (1 + self.jitter)
+        return window(self.backoff, self.jitter)[1]
 
     def _gaps(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.uniform(self.low, self.high, n) if self.high > self.low else np.full(n, self.low)

@@ -17,6 +17,7 @@ from ... import topology as topology_mod
 from ...errors import ConfigError, KindlabError, WaitTimeout
 from ...progress import Reporter, quiet
 from ...topology import Mount, Networking, Node, Topology
+from ...waiting import Deadline
 from ..kube.shapes import is_ready
 from . import tools
 from .cluster import KindCluster
@@ -102,7 +103,7 @@ def cilium_agents_ready(cluster: KindCluster) -> int:
 def wait_count(desc: str, total: int, count: Callable[[], int], timeout: float, report: Reporter = quiet,
                hint: str = "") -> None:
     """Poll `count()` until it reaches `total`, reporting each change; WaitTimeout after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     shown = -1
     while True:
         done = min(count(), total)
@@ -111,7 +112,7 @@ def wait_count(desc: str, total: int, count: Callable[[], int], timeout: float, 
             shown = done
         if done >= total:
             return
-        if time.monotonic() >= deadline:
+        if deadline.passed:
             raise WaitTimeout(f"{desc}: {done}/{total} after {timeout:g}s" + (f"; {hint}" if hint else ""))
         time.sleep(POLL_SECONDS)
 

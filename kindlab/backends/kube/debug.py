@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ...errors import ClusterError, ExecError, WaitTimeout
+from ...waiting import Deadline
 
 NAMESPACE = "kindlab-doctor"
 LABEL = "app.kubernetes.io/name"
@@ -76,7 +77,7 @@ class DebugPods:
     def _namespace(self) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        deadline = time.monotonic() + self.timeout
+        deadline = Deadline(self.timeout)
         while True:   # an earlier run's namespace may still be going away
             try:
                 ns = self.core.read_namespace(self.namespace)
@@ -88,7 +89,7 @@ class DebugPods:
                 return
             if (ns.status.phase if ns.status else None) != "Terminating":
                 return
-            if time.monotonic() > deadline:
+            if deadline.passed:
                 raise WaitTimeout(f"namespace {self.namespace} is still being deleted after {self.timeout:g}s")
             time.sleep(0.5)
 
@@ -98,13 +99,13 @@ class DebugPods:
         the namespace is then checked again, as at the start, until the start timeout."""
         from kubernetes.client.exceptions import ApiException
 
-        deadline = time.monotonic() + self.timeout
+        deadline = Deadline(self.timeout)
         while True:
             try:
                 self.core.create_namespaced_pod(self.namespace, body)
                 return
             except ApiException as exc:
-                if exc.status != 403 or TERMINATING not in (exc.body or "") or time.monotonic() > deadline:
+                if exc.status != 403 or TERMINATING not in (exc.body or "") or deadline.passed:
                     raise
             time.sleep(0.5)
             self._namespace()
@@ -119,7 +120,7 @@ class DebugPods:
         name = body["metadata"]["name"]
         self.pods[node] = name   # before it exists: an interrupt during the create still deletes it
         self._create(body)
-        deadline = time.monotonic() + self.timeout
+        deadline = Deadline(self.timeout)
         while True:
             status = self.core.read_namespaced_pod(name, self.namespace).status
             if status.phase == "Running":
@@ -127,7 +128,7 @@ class DebugPods:
             if status.phase in ("Failed", "Succeeded"):
                 raise ClusterError(f"the debug pod on {node} ended ({status.phase}: {status.reason or ''}); "
                                    f"see: kubectl -n {self.namespace} describe pod {name}")
-            if time.monotonic() > deadline:
+            if deadline.passed:
                 waiting = [c.state.waiting.reason for c in status.container_statuses or [] if c.state.waiting]
                 raise WaitTimeout(f"the debug pod on {node} is not Running after {self.timeout:g}s "
                                   f"({', '.join(w for w in waiting if w) or status.phase}); is image {self.image} "
@@ -144,10 +145,10 @@ class DebugPods:
                       stdin=False, stdout=True,
                       tty=False, _preload_content=False)
         out, err = [], []
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         try:
             while resp.is_open():
-                if time.monotonic() > deadline:
+                if deadline.passed:
                     raise ExecError(f"{node}: `{' '.join(argv)}` did not finish in {timeout:g}s", returncode=124)
                 resp.update(timeout=1)
                 if resp.peek_stdout():

@@ -16,54 +16,28 @@ Module map:
   workloads    what a container runs (the echo server), kubelet-style env, hosts and resolv.conf
   events       events aggregated as Kubernetes' event correlator does
   processes    process identity, liveness, the ledger of each lab's processes
-  agent        the node agent: one per lab, the kubelet's reconcile loop (its clocks: model/kubelet.py)
+  agent        the node agent's entry point (`python -m kindlab.backends.netns.agent`): one per lab
+  kubelet_loop the agent's kubelet: sync loop, admission, back-off and relist clocks (model/kubelet.py)
+  pod_worker   the kubelet's pod work on pool threads: make, retry, remake, kill pods; their events
+  pod_status   what the agent knows of a pod (PodState, Stage) and the v1 status it writes
+  container_runtime  the agent's containerd: sandboxes, CNI ADD/DEL, container processes, orphans
   records      the agent's record of a pod's attempts and start, as annotations (the runtime's times)
   runtime_events  container starts pushed by the agent as they happen (as containerd's task events)
   controllers  deployments and scheduling for pods without a node
   lifecycle    making and removing whole labs
   files, curl  docker cp and curl for the lab
-  cluster      NetnsCluster: a lab whose pods the model runs
+  cluster      NetnsLab (what every lab is) and ModelLab, a lab whose pods the model runs
+  lab_nodes    the node half of every lab: exec, cp, curl
+  model_api    the model's API half: the store as the API server
   real/        real Kubernetes in the nodes: components, PKI, images, registry, RealLab
-  backend      the module API below; which Kubernetes a lab runs (real where built, else model)
-The functions below import lazily, so that the agent and plugin start without pandas.
+  backend      the backend's functions (up, get, delete, ...); which Kubernetes a lab runs (real where built,
+               else model)
+Registering the backend imports nothing more, so that the agent and plugin start without pandas.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from ..contract import ModuleBackend
+from ..registry import register
 
-from ...progress import Reporter, quiet
-
-if TYPE_CHECKING:
-    from .cluster import NetnsCluster
-
-
-def up(topology: Any, backoff: float | None = None, report: Reporter = quiet,
-       kubernetes: str | None = None) -> NetnsCluster:
-    """Get-or-create the lab for `topology`, run by real or model Kubernetes (see api.up)."""
-    from .backend import up as _up
-    return _up(topology, backoff=backoff, report=report, kubernetes=kubernetes)
-
-
-def get(name: str) -> NetnsCluster:
-    """The lab called `name`; NotFound otherwise."""
-    from .backend import get as _get
-    return _get(name)
-
-
-def delete(name: str) -> bool:
-    """Delete lab `name`; False if there was none."""
-    from .backend import delete as _delete
-    return _delete(name)
-
-
-def clusters() -> list[str]:
-    """Names of the labs on this machine."""
-    from .backend import clusters as _clusters
-    return _clusters()
-
-
-def delete_all() -> list[str]:
-    """Delete every lab, dead ones too."""
-    from .backend import delete_all as _delete_all
-    return _delete_all()
+BACKEND = register(ModuleBackend("netns", order=20, kubernetes=("real", "model"), module=f"{__name__}.backend"))

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .names import BRIDGE, GATEWAY, NETNS_DIR, PREFIX_LEN, host_netns, netns_path, owns_netns
+from .names import BRIDGE, GATEWAY, NETNS_DIR, PREFIX_LEN, host_netns, netns_path, node_netns, owns_netns
 from .tools import ip_batch, nsenter, run
 
 
 def create(lab_name: str, nodes: list[str]) -> list[str]:
     """Make the lab host namespace, the node network namespaces and their veths; returns the node netns names."""
     host = host_netns(lab_name)
-    node_ns = [f"kindlab-{lab_name}-{n}" for n in nodes]
+    node_ns = [node_netns(lab_name, n) for n in nodes]
     ip_batch([f"netns add {name}" for name in (host, *node_ns)], f"lab {lab_name!r}: making network namespaces")
     lines = [
         "link set lo up",
@@ -45,12 +45,12 @@ def existing(lab_name: str) -> list[str]:
 
 def destroy(names: list[str]) -> None:
     """Delete network namespaces (their veths, bridges and rules go with them)."""
-    present = [n for n in names if (NETNS_DIR / n).exists()]
+    present = [n for n in names if netns_path(n).exists()]
     if present:
         run(["ip", "-force", "-batch", "-"], "deleting network namespaces", check=False,
             input="".join(f"netns del {n}\n" for n in present))
     for n in present:   # a namespace file left by an interrupted `ip netns add`
-        p: Path = NETNS_DIR / n
+        p: Path = netns_path(n)
         if p.exists():
             run(["umount", "-l", p], f"unmounting {p}", check=False)
             p.unlink(missing_ok=True)

@@ -24,7 +24,18 @@ from ...progress import Reporter, quiet
 from ...topology import Topology
 from . import host, nodes, preflight, processes, provider
 from .mounts import NodeDirs, Substitution, plan, prepare
-from .names import LABS_DIR, NETNS_DIR, NODE_LINK, STATE_ROOT, labs_of_netns, node_ip, state_dir
+from .names import (
+    LABS_DIR,
+    NETNS_DIR,
+    NODE_LINK,
+    STATE_ROOT,
+    host_netns,
+    labs_of_netns,
+    netns_path,
+    node_ip,
+    node_netns,
+    state_dir,
+)
 from .nodes import NodePlan, NodeView
 from .real import startup
 from .real import teardown as real_teardown
@@ -105,7 +116,7 @@ def create(topology: Topology, backoff: float | None, kubernetes: str = "model",
         provider.install(topology, node, mounts, dirs, cni_dir)
         routes = [(o.pod_cidr, oip) for o, oip in zip(topology.nodes, ips, strict=True) if o.name != node.name]
         plans.append(NodePlan(lab_name=lab_name, name=node.name, role=node.role, index=node.index, ip=ip,
-                              pod_cidr=node.pod_cidr, netns=f"kindlab-{lab_name}-{node.name}", routes=routes,
+                              pod_cidr=node.pod_cidr, netns=node_netns(lab_name, node.name), routes=routes,
                               mounts=mounts, dirs=dirs, ns_dir=ns_dir, root=root))
     base = topology.source.parent if topology.source else None
     record["substitutions"] = substitution_lines(subs, base)
@@ -148,7 +159,7 @@ def problems(record: dict[str, Any]) -> list[str]:
             return [f"lab {record.get('name')!r} is being made (by process {record['creator'][0]})"]
         return [f"lab {record.get('name')!r} was not completely made (its `create` was interrupted)"]
     out = []
-    host_ns = NETNS_DIR / f"kindlab-{record['name']}-host"
+    host_ns = netns_path(host_netns(record["name"]))
     if not host_ns.exists():
         out.append(f"the lab host namespace {host_ns.name} is gone")
     for n in record["nodes"]:
@@ -163,7 +174,7 @@ def teardown(lab_name: str) -> bool:
     _stop_agent(lab_name)
     found |= _kill_recorded(lab_name)
     # what the ledger cannot name: containerd's shims and the containers (real Kubernetes), found by namespace
-    found |= bool(real_teardown.sweep([NETNS_DIR / n for n in host.existing(lab_name)],
+    found |= bool(real_teardown.sweep([netns_path(n) for n in host.existing(lab_name)],
                                       sorted((root / "ns").glob("*.mnt"))))
     mounted = _mounts_under(root)
     if mounted:

@@ -12,10 +12,10 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from ...errors import ClusterError
+from ...waiting import Deadline
 from .names import ledger, marked_lab
 
 CHILDREN: dict[int, subprocess.Popen] = {}
@@ -129,15 +129,15 @@ def kill(pids: list[int], sig: int = signal.SIGKILL, wait: float = 3.0) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-    deadline = time.monotonic() + wait
+    deadline = Deadline(wait)
     pending = list(pids)
-    while pending and time.monotonic() < deadline:
+    while pending and not deadline.passed:
         for pid in list(pending):
             _collect(pid)
             if not alive(pid):
                 pending.remove(pid)
         if pending:
-            time.sleep(0.005)
+            deadline.sleep(0.005)
 
 
 def terminate(pid: int, start: int | None, grace: float = TERMINATE_GRACE) -> bool:

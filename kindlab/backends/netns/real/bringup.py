@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 from ..tools import run
 from . import components, forward, kubeconfig
-from .cluster import poll
 from .images import Image
+from .startup import poll
 from .testbed import BedNode, Testbed
 
 T = TypeVar("T")

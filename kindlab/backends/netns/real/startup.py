@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from ....errors import ClusterError
 from ....model.cni import NET_D
 from ....progress import Reporter, quiet
+from ....waiting import until
 from .. import processes
 from ..mounts import NodeDirs
 from ..names import GATEWAY, STD_PATH, host_netns, marker, netns_path
@@ -83,17 +84,8 @@ def poll(what: str, check: Callable[[], T], timeout: float, every: float = 0.1,
          fail: Callable[[str], Exception] = ClusterError) -> T:
     """Poll `check` until it returns something true (its errors count as not yet: components start in any
     order); its value, else `fail(message)` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001
-            last = exc
-        time.sleep(every)
-    raise fail(f"{what}: not reached in {timeout:g}s" + (f" (last error: {str(last)[:200]})" if last else ""))
+    # `fail` may be any exception type (bringup.wait fails with AssertionError)
+    return until(check, timeout, every, what, fail=fail, tolerate=(Exception,))  # type: ignore[arg-type]
 
 
 def _wait(what: str, check: Callable[[], T], timeout: float, logs: Path, every: float = 0.1) -> T:

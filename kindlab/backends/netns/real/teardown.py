@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
 
+from ....waiting import Deadline
 from ..processes import alive, start_time
 
 
@@ -117,12 +117,12 @@ def kill_all(net: set[int], mnt: set[int], timeout: float = 10.0) -> tuple[list[
     """SIGKILL every member until none is left; returns the pids killed and the cgroups they were in."""
     killed: list[int] = []
     groups: set[Path] = set()
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     while True:
         pids = [p for p in members(net, mnt) if alive(p)]
         if not pids:
             return killed, groups
-        if time.monotonic() > deadline:
+        if deadline.passed:
             raise TimeoutError(f"processes still alive after {timeout:g}s: {pids}")
         groups |= cgroups_of(pids)
         for pid in pids:
@@ -132,7 +132,7 @@ def kill_all(net: set[int], mnt: set[int], timeout: float = 10.0) -> tuple[list[
         for pid in pids:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.02)
+        deadline.sleep(0.02)
 
 
 def remove_cgroups(groups: set[Path], keep: set[Path]) -> list[Path]:
