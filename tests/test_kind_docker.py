@@ -27,7 +27,8 @@ import pytest
 from kindlab import scenario
 from kindlab import topology as topology_mod
 from kindlab.backends.kind import lifecycle, state
-from kindlab.backends.kind.cluster import TIMEOUT_EXIT, KindCluster, is_docker_desktop
+from kindlab.backends.kind.cluster import KindCluster, is_docker_desktop
+from kindlab.backends.kind.nodes import TIMEOUT_EXIT
 from kindlab.errors import BackendUnavailable, ClusterError, ExecError, KindlabError, NotFound
 from kindlab.walkthrough import private_config
 

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import KIND_CONFIG, ROOT
 
+from kindlab import cni_plugin as plugin
 from kindlab import topology
 from kindlab.backends.netns import (
     cni,
@@ -26,7 +27,6 @@ from kindlab.backends.netns import (
     kubelet_loop,
     mounts,
     names,
-    plugin,
     pod_status,
     preflight,
     workloads,

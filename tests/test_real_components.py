@@ -12,13 +12,13 @@ pytest.importorskip("cryptography", reason="cryptography is not installed (requi
 
 from kindlab.backends.netns.real import components as c  # noqa: E402
 
-NODES = [c.Node("kind-control-plane", "172.18.0.2", "control-plane"), c.Node("kind-worker", "172.18.0.3"),
-         c.Node("kind-worker2", "172.18.0.4")]
+NODES = [c.NodeSpec("kind-control-plane", "172.18.0.2", "control-plane"), c.NodeSpec("kind-worker", "172.18.0.3"),
+         c.NodeSpec("kind-worker2", "172.18.0.4")]
 
 
 @pytest.fixture(scope="module")
-def cluster() -> c.Cluster:
-    return c.Cluster(name="kind", nodes=NODES, bin_dir=Path("/cache/bin"), registry="172.18.0.1:5000")
+def cluster() -> c.ClusterSpec:
+    return c.ClusterSpec(name="kind", nodes=NODES, bin_dir=Path("/cache/bin"), registry="172.18.0.1:5000")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_start_order_per_role(cluster):
     assert [x.name for x in c.control_plane(cluster)] == ["etcd", "kube-apiserver", "kube-controller-manager",
                                                           "kube-scheduler"]
     assert [x.name for x in c.node_agents(cluster, NODES[0])] == ["containerd", "kubelet", "kube-proxy"]
-    no_kubelet = c.Node("cp", "172.18.0.2", "control-plane", kubelet=False)
+    no_kubelet = c.NodeSpec("cp", "172.18.0.2", "control-plane", kubelet=False)
     assert c.node_agents(cluster, no_kubelet) == []
     assert "kubelet" not in [x.name for x in c.components(cluster, no_kubelet)]
 
@@ -83,7 +83,7 @@ def test_containerd_config(cluster):
     docker = tomllib.loads(hosts["docker.io/hosts.toml"])
     assert docker == {"server": "http://172.18.0.1:5000",
                       "host": {"http://172.18.0.1:5000": {"capabilities": ["pull", "resolve"]}}}
-    no_registry = c.Cluster(name="kind", nodes=NODES, bin_dir=Path("/b"))
+    no_registry = c.ClusterSpec(name="kind", nodes=NODES, bin_dir=Path("/b"))
     assert "registry" not in tomllib.loads(c.containerd_config(no_registry))["plugins"]["io.containerd.grpc.v1.cri"]
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from kindlab.backends.netns.real import binaries, images, registry
+from kindlab.backends.netns.real import binaries
+from kindlab.backends.oci import images, registry
 
 PYTHON_MISSING = not images.PYTHON.exists()
 
@@ -201,7 +202,7 @@ def test_the_registry_runs_as_a_process_and_stops_on_sigterm(made):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "kindlab.backends.netns.real.registry", "--listen",
+    proc = subprocess.Popen([sys.executable, "-m", "kindlab.backends.oci.registry", "--listen",
                              f"127.0.0.1:{port}", "--marker", "kindlab-lab=kr-test", str(made["pause"].layout)])
     try:
         deadline = time.monotonic() + 10

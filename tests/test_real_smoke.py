@@ -64,7 +64,8 @@ def test_real_cluster_serves_a_hostport_pod_and_leaves_nothing(host_network, tmp
     from kubernetes import client
 
     from kindlab.backends.netns.processes import alive
-    from kindlab.backends.netns.real import bringup, components, forward, images, registry, teardown, testbed
+    from kindlab.backends.netns.real import bringup, components, forward, teardown, testbed
+    from kindlab.backends.oci import images, registry
 
     testbed.sweep_stale()   # what a killed earlier run left (a live run's testbed is left alone)
     before, before_cgroups = host_network(), teardown.cgroup_tree()

@@ -10,7 +10,7 @@ Module map:
   mounts       each node's mounts on that root: overlay /opt/cni/bin, its own /etc/cni/net.d, extraMounts
   nodes        node mount+UTS namespaces and node init processes
   provider     the CNI provider install (kindlab-cni, loopback, 05-kindlab.conf)
-  plugin       kindlab-cni itself (standalone, stdlib only)
+  (kindlab-cni itself, the primary plugin it installs: kindlab/cni_plugin.py, standalone, stdlib only)
   cni          the CNI runtime: config choice, chained ADD/DEL/CHECK, result cache (libcni + containerd)
   sandbox      pod sandboxes (network, UTS and mount namespaces held by a pause process)
   workloads    what a container runs (the echo server), kubelet-style env, hosts and resolv.conf

@@ -15,14 +15,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from ... import cni_plugin as plugin
 from ...model.cni import CNI_BIN, NET_D
 from ...topology import Node, Topology
-from . import plugin
 from .mounts import NodeDirs, NodeMount, host_path
 
-PLUGIN = "kindlab-cni"
-CONF = "05-kindlab.conf"
-CNI_VERSION = "0.4.0"
+PLUGIN = plugin.PLUGIN
+CONF = plugin.CONF_NAME
 
 
 def plugin_script() -> str:
@@ -32,7 +31,7 @@ def plugin_script() -> str:
 
 def conf() -> dict:
     """05-kindlab.conf, as Cilium 1.5 wrote 05-cilium.conf (today: 05-cilium.conflist)."""
-    return {"cniVersion": CNI_VERSION, "name": "kindlab", "type": PLUGIN}
+    return dict(plugin.CONF)
 
 
 def install(topology: Topology, node: Node, mounts: list[NodeMount], dirs: NodeDirs, cni_dir: Path) -> None:

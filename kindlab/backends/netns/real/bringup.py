@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ...oci.images import Image
 from ..tools import run
 from . import components, forward, kubeconfig
-from .images import Image
 from .startup import poll
 from .testbed import BedNode, Testbed
 

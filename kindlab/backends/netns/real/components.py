@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 
 from ....model.cni import CNI_BIN, NET_D
+from ...oci.images import PAUSE_NAME
 from . import kubeconfig, pki
-from .images import PAUSE_NAME
 
 K8S = "/etc/kubernetes"
 PKI = f"{K8S}/pki"

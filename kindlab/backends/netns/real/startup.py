@@ -26,12 +26,13 @@ from ....errors import ClusterError
 from ....model.cni import NET_D
 from ....progress import Reporter, quiet
 from ....waiting import until
+from ...oci import images
 from .. import processes
 from ..mounts import NodeDirs
 from ..names import GATEWAY, STD_PATH, host_netns, marker, netns_path
 from ..nodes import NodeView
 from ..tools import ENV, nsenter, run
-from . import binaries, components, images, kubeconfig
+from . import binaries, components, kubeconfig
 
 REGISTRY_PORT = 5000
 API_PORT = 6443
@@ -131,7 +132,7 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
     by_name = {v.name: v for v in views}
     cp = by_name[c.control_plane.name]
 
-    _python(lab_name, "kindlab.backends.netns.real.registry",
+    _python(lab_name, "kindlab.backends.oci.registry",
             ["--listen", f"{GATEWAY}:{REGISTRY_PORT}", *(str(i.layout) for i in made)], host_netns(lab_name),
             logs / "registry.log")
     port = _forwarder(lab_name, cp, logs)

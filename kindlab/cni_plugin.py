@@ -15,6 +15,10 @@ import os
 import sys
 
 SUBNET_FILE = "/run/kindlab/node/subnet.env"
+PLUGIN = "kindlab-cni"
+#: The provider's own config, as Cilium 1.5 wrote 05-cilium.conf (today: 05-cilium.conflist).
+CONF_NAME = "05-kindlab.conf"
+CONF = {"cniVersion": "0.4.0", "name": "kindlab", "type": PLUGIN}
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]
 
 

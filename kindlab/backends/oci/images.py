@@ -21,12 +21,14 @@ import hashlib
 import io
 import json
 import re
+import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .... import echo as echo_module
-from ..tools import run
+from ... import echo as echo_module
+from ...errors import EnvironmentProblem
+from .registry import MANIFEST
 
 PAUSE_NAME = "registry.k8s.io/pause:3.2"
 ECHO_NAME = "docker.io/inanimate/echo-server:latest"
@@ -34,7 +36,6 @@ PYTHON = Path("/usr/bin/python3.11")
 BUSYBOX_NAME = "docker.io/library/busybox:1.36"
 BUSYBOX = Path("/bin/busybox")
 LEFT_OUT = ("ssl", "_ssl", "bz2", "_bz2", "lzma", "_lzma", "hashlib", "_hashlib")   # optional imports
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar"
 ENTRY = """\
@@ -81,15 +82,22 @@ def _blob(layout: Path, data: bytes) -> dict:
     return {"digest": digest, "size": len(data)}
 
 
-def layer_tar(files: dict[str, Path | bytes], executables: set[str] = frozenset()) -> bytes:
-    """A reproducible tar of `files` (image path -> host file or bytes), with every parent folder; a host file
-    keeps its mtime (for Python's bytecode cache), folders and bytes have mtime 0."""
-    dirs = {str(p) for f in files for p in Path(f).parents if str(p) not in ("/", ".")}
+def layer_tar(files: dict[str, Path | bytes], executables: set[str] = frozenset(),
+              links: dict[str, str] | None = None) -> bytes:
+    """A reproducible tar of `files` (image path -> host file or bytes) and symbolic `links` (image path ->
+    target), with every parent folder; a host file keeps its mtime (for Python's bytecode cache), folders,
+    links and bytes have mtime 0."""
+    links = links or {}
+    dirs = {str(p) for f in [*files, *links] for p in Path(f).parents if str(p) not in ("/", ".")}
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(dirs | set(files) | {"/tmp"}):
+        for name in sorted(dirs | set(files) | set(links) | {"/tmp"}):
             info = tarfile.TarInfo(name.lstrip("/"))
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+            if name in links:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, links[name], 0o777
+                tar.addfile(info)
+                continue
             source = files.get(name)
             if source is None:
                 info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "/tmp" else 0o755
@@ -128,10 +136,10 @@ def write_layout(folder: Path, name: str, layer: bytes, config: dict) -> Image:
     return Image(name, folder, archive, manifest_desc["digest"], len(layer))
 
 
-def pause_image(pause_binary: Path, folder: Path) -> Image:
+def pause_image(pause_binary: Path, folder: Path, name: str = PAUSE_NAME) -> Image:
     """The sandbox image: the static pause binary as /pause."""
     layer = layer_tar({"/pause": pause_binary}, executables={"/pause"})
-    return write_layout(folder / "pause", PAUSE_NAME, layer, {"Entrypoint": ["/pause"], "WorkingDir": "/"})
+    return write_layout(folder / "pause", name, layer, {"Entrypoint": ["/pause"], "WorkingDir": "/"})
 
 
 def busybox_image(folder: Path, busybox: Path = BUSYBOX) -> Image:
@@ -139,6 +147,15 @@ def busybox_image(folder: Path, busybox: Path = BUSYBOX) -> Image:
     layer = layer_tar({"/bin/busybox": busybox}, executables={"/bin/busybox"})
     return write_layout(folder / "busybox", BUSYBOX_NAME, layer,
                         {"Entrypoint": ["/bin/busybox"], "Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"})
+
+
+def run(argv: list[str | Path], what: str) -> subprocess.CompletedProcess:
+    """Run a tool of the machine's; EnvironmentProblem with its words when it fails."""
+    done = subprocess.run([str(a) for a in argv], capture_output=True)
+    if done.returncode != 0:
+        raise EnvironmentProblem(f"{what}: `{' '.join(map(str, argv))}` exited {done.returncode}: "
+                                 f"{done.stderr.decode(errors='replace').strip()}")
+    return done
 
 
 def shared_libraries(binary: Path) -> list[Path]:

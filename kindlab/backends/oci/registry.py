@@ -10,8 +10,9 @@ k8s.gcr.io (`components.registry_hosts`); it answers the three calls of the dist
     GET|HEAD /v2/<repository>/manifests/<tag|digest>
     GET|HEAD /v2/<repository>/blobs/<digest>
 
-Run it as `python -m kindlab.backends.netns.real.registry --listen IP:PORT LAYOUT...` (under
-`nsenter --net=` of the lab's bridge namespace), or in-process with `serve`.
+Run it as `python -m kindlab.backends.oci.registry --listen IP:PORT LAYOUT...` (under
+`nsenter --net=` of the lab's bridge namespace), or in-process with `serve`. It uses only the standard library
+and this one file, so that a kind node image carries it as a program of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .images import MANIFEST
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 class Layouts:
@@ -129,7 +130,7 @@ def serve(layouts: list[Path], sock: socket.socket) -> Registry:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="kindlab.backends.netns.real.registry", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kindlab.backends.oci.registry", description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True, help="IP:PORT")
     parser.add_argument("layouts", nargs="+", type=Path)
     parser.add_argument("--marker", default="", help="a word for the lab's sweep, e.g. kindlab-lab=<lab>")
