@@ -5,15 +5,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup setup-test book test lint bench clean sweep
+.PHONY: setup setup-test setup-kind book book-kind node-image test lint bench clean sweep
 
 setup:
 	@bash scripts/setup.sh
 
-# The tests also open the built book in headless Chromium, and run a Docker Engine of their own
-# (tests/test_kind_docker.py: Debian's dockerd, and a busybox node image made from busybox-static).
+# The tests also open the built book in headless Chromium, and run kind for real on a Docker Engine of
+# kindlab's own (Debian's dockerd in namespaces of its own) with kindlab's node image (debootstrap).
 setup-test:
-	@bash scripts/setup.sh chromium docker.io busybox-static
+	@bash scripts/setup.sh --kind chromium docker.io busybox-static debootstrap
+
+# kind, Debian's Docker Engine and debootstrap: what the kind backend needs where no Docker runs.
+setup-kind:
+	@bash scripts/setup.sh --kind docker.io busybox-static debootstrap
+
+# kindlab's kind node image, made on this machine (cached: made again only when its inputs change).
+node-image: setup-kind
+	$(BIN)/kindlab build node-image
 
 # On failure, the failing cells' tracebacks (jupyter-book's reports) are printed last, where a log's tail shows them.
 book: setup
@@ -21,6 +29,14 @@ book: setup
 	  for f in $$(find _build/html/reports -name '*.log' 2>/dev/null); do echo "== $$f"; tail -n 25 "$$f"; done; \
 	  exit 1; }
 	@echo "The book: $(abspath _build/html/index.html)"
+
+# The book on kind: every notebook run on a kind cluster (kindlab-cni where helm is not installed), into _build/kind.
+book-kind: setup-kind
+	KINDLAB_BACKEND=kind $(BIN)/jupyter-book build . --all --builder html --warningiserror --keep-going \
+	  --path-output _build/kind || { \
+	  for f in $$(find _build/kind/_build/html/reports -name '*.log' 2>/dev/null); do echo "== $$f"; tail -n 25 "$$f"; done; \
+	  exit 1; }
+	@echo "The book on kind: $(abspath _build/kind/_build/html/index.html)"
 
 test: setup-test book
 	$(BIN)/ruff check .

@@ -93,6 +93,8 @@ class Capabilities:
     kubeconfig: bool = False
     #: The plugins a healthy node's /opt/cni/bin holds besides the primary plugin.
     node_plugins: tuple[str, ...] = ("host-local", "loopback", "portmap")
+    #: The primary CNI plugin and how it got onto the nodes, in words.
+    cni: str = "kindlab-cni"
 
     @property
     def retry_bounds(self) -> tuple[float, float]:
@@ -108,7 +110,7 @@ class Capabilities:
         """One line: the backend, which kubelet (with its versions) and the back-off."""
         kubelet = ("kindlab's model of the kubelet" if self.kubelet == "model" else
                    f"the real kubelet {self.kubernetes_version} with {self.runtime_version}")
-        return f"{self.backend} backend, {kubelet}, sandbox retry back-off {self.sandbox_backoff:g} s"
+        return f"{self.backend} backend, {kubelet}, {self.cni}, sandbox retry back-off {self.sandbox_backoff:g} s"
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a dict (JSON output)."""

@@ -1,6 +1,7 @@
 """The `kindlab` command: kind's and kubectl's verbs for a kindlab cluster.
 
-    kindlab create cluster --name kind --config kind/config [--kubernetes real|model] [--backoff S]
+    kindlab create cluster --name kind --config kind/config [--kubernetes real|model] [--backoff S] [--cni C]
+    kindlab build node-image
     kindlab delete cluster --name kind | kindlab delete clusters --all
     kindlab get clusters|nodes|pods|events [-o wide|json] | kindlab get kubeconfig
     kindlab apply -f PATH | kindlab delete -f PATH | kindlab delete pod NAME
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the real kubelet and API server, or kindlab's model of the kubelet (netns) "
                              "(default: $KINDLAB_KUBERNETES, else real where set-up built it)")
     create.add_argument("--backoff", type=float, help="the model's sandbox retry back-off in seconds (default 10)")
+    create.add_argument("--cni", choices=registry.cni_choices(),
+                        help="kind: Cilium (helm) or kindlab-cni (default: $KINDLAB_CNI, else cilium where helm is "
+                             "installed, else kindlab); netns: always kindlab")
+
+    build = sub.add_parser("build", help="make on this machine what a backend needs (like kind build node-image)")
+    build.add_argument("what", choices=registry.build_choices())
 
     delete = sub.add_parser("delete", parents=[common], help="delete a cluster, clusters, a pod, or -f PATH")
     delete.add_argument("what", nargs="?", choices=("cluster", "clusters", "pod", "pods"))
@@ -141,8 +148,17 @@ def cmd_create(args: argparse.Namespace) -> int:
     from .progress import Bars
 
     lab = up(args.config, name=args.name, backend=args.backend, backoff=args.backoff, progress=Bars(sys.stderr),
-             kubernetes=args.kubernetes)
+             kubernetes=args.kubernetes, cni=args.cni)
     print(f"Cluster {lab.name!r} is up: {len(lab.node_names())} nodes, {lab.capabilities.describe()}.")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """`kindlab build WHAT`: the backend that makes it, reporting as it goes; what was made on stdout."""
+    from .backends import registry
+    from .progress import Bars
+
+    print(registry.builder(args.what).build(args.what, Bars(sys.stderr)))
     return 0
 
 
@@ -339,8 +355,8 @@ def _print_findings(findings, output: str | None) -> int:
     return 0 if bool(findings["ok"].all()) else 1
 
 
-COMMANDS = {"create": cmd_create, "delete": cmd_delete, "get": cmd_get, "apply": cmd_apply, "exec": cmd_exec,
-            "cp": cmd_cp, "curl": cmd_curl, "doctor": cmd_doctor}
+COMMANDS = {"build": cmd_build, "create": cmd_create, "delete": cmd_delete, "get": cmd_get, "apply": cmd_apply,
+            "exec": cmd_exec, "cp": cmd_cp, "curl": cmd_curl, "doctor": cmd_doctor}
 
 
 # -- kubectl-style tables -------------------------------------------------------------

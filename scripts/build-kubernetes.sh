@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build the real lab's Kubernetes from Debian's own source package, once, into a cache outside
-# the checkout keyed by the source package's version:
-#   $KINDLAB_CACHE/kubernetes/<version>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,
+# Build the real lab's Kubernetes (and the kind node image's kubeadm and kubectl) from Debian's own source
+# package, once, into a cache outside the checkout keyed by the source package's version:
+#   $KINDLAB_CACHE/kubernetes/<version>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubeadm,kubectl,
 #                                            kubelet,kube-proxy,pause}
 # Later runs and clones find the stamp and build nothing. Also installs the Debian packages the
 # real lab runs (containerd, runc, etcd-server, busybox-static).
@@ -10,7 +10,12 @@
 set -euo pipefail
 
 CACHE=${KINDLAB_CACHE:-/var/cache/kindlab}
-WHAT="cmd/kubelet cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kube-proxy"
+WHAT="cmd/kubelet cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kube-proxy cmd/kubeadm cmd/kubectl"
+# The vendored modern-go/reflect2 v1.0.1 reads Go's map internals of before 1.18: built with Go 1.19, kubeadm init
+# panics (nil pointer in reflect2.UnsafeMapIterator.HasNext, encoding its kubeconfig). v1.0.2 is that fix and only
+# that; it is fetched from the Go module proxy and put in vendor/ in its place.
+REFLECT2=v1.0.2
+STAMP="$WHAT pause reflect2-$REFLECT2"
 RUN_PACKAGES=(containerd runc etcd-server busybox-static)
 BUILD_PACKAGES=(golang-go rsync jq dpkg-dev gcc libc6-dev)
 
@@ -58,7 +63,7 @@ fi
 upstream=${version##*really}; upstream=${upstream%%-*}   # 1.20.5+really1.20.2-1.1+deb12u1 -> 1.20.2
 dest="$CACHE/kubernetes/$version"
 stamp="$dest/.built"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$WHAT pause" ]; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$STAMP" ]; then
   say "v$version already built in $dest/bin"
   exit 0
 fi
@@ -71,6 +76,17 @@ cd "$work"
 say "fetching the source package kubernetes $version"
 apt-get source -qq --download-only "kubernetes=$version" >/dev/null 2>&1 || apt-get source -qq --download-only kubernetes >/dev/null
 dpkg-source -x --no-check ./*.dsc src >/dev/null
+say "vendoring github.com/modern-go/reflect2 $REFLECT2 (the Go 1.18+ fix of the vendored v1.0.1)"
+GO_PROXY_TOOL=$(command -v /usr/local/go/bin/go go 2>/dev/null | head -1 || true)
+[ -n "$GO_PROXY_TOOL" ] || { echo "kindlab kubernetes: no Go toolchain to fetch reflect2 $REFLECT2 with" >&2; exit 1; }
+reflect2=$(cd / && env GOMODCACHE="$CACHE/go-mod" GOFLAGS=-mod=mod GO111MODULE=on \
+           "$GO_PROXY_TOOL" mod download -json "github.com/modern-go/reflect2@$REFLECT2" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+[ -d "$reflect2" ] || { echo "kindlab kubernetes: could not fetch reflect2 $REFLECT2" >&2; exit 1; }
+rm -rf src/vendor/github.com/modern-go/reflect2
+cp -r "$reflect2" src/vendor/github.com/modern-go/reflect2
+chmod -R u+w src/vendor/github.com/modern-go/reflect2
+rm -f src/vendor/github.com/modern-go/reflect2/go.mod src/vendor/github.com/modern-go/reflect2/go.sum src/vendor/github.com/modern-go/reflect2/*_test.go
+sed -i "s#github.com/modern-go/reflect2 v1.0.1#github.com/modern-go/reflect2 $REFLECT2#g" src/go.mod src/vendor/modules.txt
 mkdir -p .go/src/k8s.io
 ln -s "$work/src" .go/src/k8s.io/kubernetes
 
@@ -99,7 +115,7 @@ for b in $WHAT; do
 done
 gcc -static -Os -o "$dest/bin/pause" src/build/pause/linux/pause.c
 strip "$dest/bin/pause" 2>/dev/null || true
-echo "$WHAT pause" > "$stamp"
+echo "$STAMP" > "$stamp"
 cd /
 rm -rf "$work"
 say "built v$version in $(( $(date +%s) - start )) s: $dest/bin"

@@ -2,15 +2,19 @@
 # Install what kindlab needs and is missing, nothing else:
 #   the Debian packages of the netns backend, the real lab's Kubernetes build (cached, once),
 #   then .venv with the pinned requirements.
+#   With --kind: kind itself (scripts/install-kind.sh: go install, into the cache) for the kind backend.
 # Where it cannot (not root, no apt-get), it says what to install by hand and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+KIND=
+if [ "${1:-}" = "--kind" ]; then KIND=1; shift; fi
 
 APT_PACKAGES=(iproute2 iptables util-linux containernetworking-plugins curl)
 # A tool each package provides, to tell whether it is there.
 declare -A PROVIDES=([iproute2]=/usr/sbin/ip [iptables]=/usr/sbin/iptables-save [util-linux]=/usr/bin/nsenter
                      [containernetworking-plugins]=/usr/lib/cni/portmap [curl]=/usr/bin/curl)
-EXTRA_APT=("$@")   # e.g. chromium for the browser check
+EXTRA_APT=("$@")   # e.g. chromium for the browser check; docker.io and debootstrap for kind
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -49,6 +53,11 @@ if [ -z "${KINDLAB_NO_KUBERNETES_BUILD:-}" ]; then
     echo "kindlab setup: building Kubernetes failed (exit $rc)" >&2
     exit "$rc"
   fi
+fi
+
+# kind, as its docs install it (go install), where asked for; without a Go toolchain (exit 3) it says so.
+if [ -n "$KIND" ]; then
+  bash scripts/install-kind.sh
 fi
 
 PY=${PYTHON:-python3}

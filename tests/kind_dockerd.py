@@ -1,11 +1,10 @@
 """A real Docker Engine for the kind backend's tests, in namespaces of its own, and kind-like node containers.
 
-`start()` runs Debian's dockerd (docker.io 20.10) with its own data root, exec root, pid file and unix socket in a
-temporary folder, inside a network namespace made for it (`ip netns add kdock-<hex>`: its bridges and iptables
-rules live there, never in the host's) and a private mount namespace (a tmpfs over /run and a private folder over
-/etc/docker, so that its plugin folder and trust key stay in the temporary folder too); containers go under the
-cgroup parent `kdock-<hex>`. `stop()` removes every container, stops the daemon, kills whatever is left in its
-namespace or cgroups, deletes the namespace, the cgroups and the folder, and says what it could not remove.
+`start()` runs kindlab's own engine (kindlab.backends.kind.engine: Debian's dockerd 20.10 in a network namespace
+`kdock-<hex>` and a private mount namespace, runc less the capabilities this machine lacks) with its data root,
+exec root, pid file and unix socket in a temporary folder. `stop()` removes every container, stops the daemon,
+kills whatever is left in its namespace or cgroups, deletes the namespace, the cgroups and the folder, and says
+what it could not remove. `sweep()` does that for the daemons of test sessions that died.
 
 Nodes are made as kind makes them (pkg/cluster/internal/providers/docker/provision.go): named `<cluster>-<role>N`,
 labelled `io.x-k8s.kind.cluster` and `io.x-k8s.kind.role`, a tmpfs on /tmp and /run, a volume on /var,
@@ -21,7 +20,6 @@ import io
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -32,21 +30,15 @@ from typing import Any
 
 import docker
 
+from kindlab.backends.kind import engine as engine_mod
+from kindlab.errors import BackendUnavailable
 from kindlab.topology import Node, Topology
 
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 15.0
 NODE_IMAGE = "kindlab/node:docker-test"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KIND_PLUGINS = ("host-local", "loopback", "portmap", "ptp")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: Debian's own tools in kind's node image that busybox lacks or does differently (timeout's exit 124, find -delete).
 FROM_HOST = ("timeout", "find")
-#: In a daemon's folder: the test process that owns it and the daemon's network namespace, for `sweep`.
-OWNER = "owner"
-TOOLS = ("dockerd", "containerd", "containerd-shim-runc-v2", "runc", "ip", "nsenter", "unshare", "busybox", *FROM_HOST)
-# The daemon's mount namespace: a fresh /run (its plugin folder, xtables lock) and a private /etc/docker (key.json).
-WRAPPER = 'mount -t tmpfs -o mode=0755 kdock /run && mount --bind "$0" /etc/docker && exec dockerd "$@"'
 
 
 class Unavailable(Exception):
@@ -55,99 +47,59 @@ class Unavailable(Exception):
 
 @dataclass
 class Daemon:
-    """A running dockerd: its folder, network namespace, process and client."""
+    """A test's engine (kindlab.backends.kind.engine) and its network namespace's inode."""
 
-    folder: Path
-    netns: str
+    engine: engine_mod.Engine
     netns_inode: int  # to find its processes after the namespace's name is gone
-    proc: subprocess.Popen
+
+    @property
+    def folder(self) -> Path:
+        return self.engine.folder
+
+    @property
+    def netns(self) -> str:
+        return self.engine.netns
 
     @property
     def url(self) -> str:
         """The daemon's unix socket, as docker.DockerClient's base_url."""
-        return f"unix://{self.folder / 'docker.sock'}"
+        return self.engine.url
+
+    def pid(self) -> int | None:
+        return self.engine.pid()
 
     def client(self) -> docker.DockerClient:
         """A Docker SDK client on this daemon."""
         return docker.DockerClient(base_url=self.url, timeout=30)
 
     def log_tail(self, lines: int = 15) -> str:
-        """The end of the daemon's log."""
-        try:
-            return "\n".join((self.folder / "dockerd.log").read_text().splitlines()[-lines:])
-        except OSError:
-            return ""
+        return self.engine.log_tail(lines)
 
 
 def missing() -> str | None:
     """Why dockerd cannot run here (not root, a tool missing), or None."""
-    if os.geteuid() != 0:
-        return "needs root (network and mount namespaces, cgroups)"
-    absent = [t for t in TOOLS if not shutil.which(t)]
-    if absent:
-        return f"missing {', '.join(absent)} (apt-get install docker.io busybox-static)"
-    if not Path("/etc/docker").is_dir():
-        return "/etc/docker is missing (the docker.io package makes it)"
-    return None
+    lack = engine_mod.missing() + [f"{t} (apt-get install busybox-static)" for t in ("busybox",) if not shutil.which(t)]
+    return "; ".join(lack) or None
 
 
 def start(folder: Path) -> Daemon:
-    """Start dockerd in a new network namespace and a private mount namespace; Unavailable when it cannot."""
+    """Start kindlab's engine in `folder` with a network namespace of its own; Unavailable when it cannot."""
     reason = missing()
     if reason:
         raise Unavailable(reason)
-    netns = f"kdock-{secrets.token_hex(3)}"
-    (folder / OWNER).write_text(f"{os.getpid()} {netns}\n")
-    for sub in ("etc", "data", "run"):
-        (folder / sub).mkdir(parents=True)
-    (folder / "daemon.json").write_text("{}")
-    if subprocess.run(["ip", "netns", "add", netns], capture_output=True).returncode != 0:
-        raise Unavailable(f"`ip netns add {netns}` failed (a network namespace of its own is needed)")
-    inode = os.stat(f"/run/netns/{netns}").st_ino
-    daemon = Daemon(folder, netns, inode, _spawn(folder, netns))
+    engine = engine_mod.Engine(folder, f"kdock-{secrets.token_hex(3)}", folder / "data")
     try:
-        _wait_until_up(daemon)
-    except Unavailable:
-        stop(daemon)
-        raise
-    return daemon
-
-
-def _spawn(folder: Path, netns: str) -> subprocess.Popen:
-    args = ["--config-file", folder / "daemon.json", "--data-root", folder / "data", "--exec-root", folder / "run",
-            "--pidfile", folder / "docker.pid", "--host", f"unix://{folder / 'docker.sock'}",
-            "--cgroup-parent", f"/{netns}", "--userland-proxy=false"]
-    argv = ["nsenter", f"--net=/run/netns/{netns}", "unshare", "--mount", "--propagation", "slave",
-            "sh", "-c", WRAPPER, str(folder / "etc"), *map(str, args)]
-    with open(folder / "dockerd.log", "wb") as log:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-
-
-def _wait_until_up(daemon: Daemon) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if daemon.proc.poll() is not None:
-            raise Unavailable(f"dockerd exited {daemon.proc.returncode}:\n{daemon.log_tail()}")
-        if (daemon.folder / "docker.sock").exists():
-            try:
-                if daemon.client().ping():
-                    return
-            except docker.errors.DockerException:
-                pass
-        time.sleep(0.2)
-    raise Unavailable(f"dockerd did not answer in {START_TIMEOUT:g}s:\n{daemon.log_tail()}")
+        engine_mod.start(engine)
+    except BackendUnavailable as exc:
+        raise Unavailable(str(exc)) from None
+    return Daemon(engine, engine.netns_path.stat().st_ino)
 
 
 # -- teardown ----------------------------------------------------------------------------------------
 def stop(daemon: Daemon) -> list[str]:
     """Remove the containers, stop dockerd and everything it started, delete its state; what is left, if any."""
-    _remove_containers(daemon)
-    _terminate(daemon.proc)
-    for pid in netns_pids(daemon):  # by inode: found even where the namespace's name is gone
-        _kill(pid)
-    _dismantle(daemon.folder, daemon.netns)
-    return leftovers(daemon)
+    left = engine_mod.stop(daemon.engine)
+    return left + [f"process {pid}" for pid in netns_pids(daemon) if f"process {pid}" not in left]
 
 
 def sweep(min_age: float = 60.0) -> list[str]:
@@ -160,21 +112,22 @@ def sweep(min_age: float = 60.0) -> list[str]:
     removed, claimed, now = [], set(), time.time()
     for folder in sorted(Path(tempfile.gettempdir()).glob("kdock-*")):
         try:
-            owner, netns = (folder / OWNER).read_text().split()
+            owner, netns = (folder / engine_mod.OWNER).read_text().split()
         except (OSError, ValueError):
             owner, netns = "", ""
         claimed.add(netns)
         alive = Path(f"/proc/{owner}").exists() if owner else now - _mtime(folder) < min_age
         if alive or not folder.is_dir():
             continue
-        removed += [f"{what} (of dead test session {owner or '?'})" for what in _dismantle(folder, netns)]
+        gone = engine_mod.dismantle(engine_mod.Engine(folder, netns, folder / "data"))
+        removed += [f"{what} (of dead test session {owner or '?'})" for what in gone]
     for path in sorted(Path("/run/netns").glob("kdock-*")):
         try:
             idle = now - _mtime(path) >= min_age and not pids_in_netns(path.stat().st_ino)
         except OSError:
             continue
         if path.name not in claimed and idle:
-            removed += _dismantle(None, path.name)
+            removed += engine_mod.dismantle(engine_mod.Engine(Path("/nonexistent"), path.name, Path("/nonexistent")))
     return removed
 
 
@@ -182,125 +135,15 @@ def _mtime(path: Path) -> float:
     return path.stat().st_mtime
 
 
-def _dismantle(folder: Path | None, netns: str) -> list[str]:
-    """Kill what runs in a daemon's namespace and cgroups, delete them and its folder; what there was."""
-    found = []
-    ns = Path(f"/run/netns/{netns}") if netns else None
-    if ns and ns.exists():
-        for pid in pids_in_netns(ns.stat().st_ino):
-            _kill(pid)
-            found.append(f"process {pid}")
-        found.append(f"network namespace {netns}")
-    if netns:
-        for pid in cgroup_pids(netns):
-            _kill(pid)
-            found.append(f"process {pid}")
-        found += [str(d) for d in cgroup_dirs(netns)]
-        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
-        remove_cgroups(netns)
-    if folder:
-        for mount in host_mounts_under(folder):
-            subprocess.run(["umount", "-l", mount], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
-        found.append(str(folder))
-    return found
-
-
-def leftovers(daemon: Daemon) -> list[str]:
-    """What of the daemon still exists: processes, its namespace, cgroups, mounts, its folder."""
-    left = [f"process {pid}" for pid in sorted(set(netns_pids(daemon) + cgroup_pids(daemon.netns)))]
-    if daemon.proc.poll() is None:
-        left.append(f"dockerd {daemon.proc.pid}")
-    if Path(f"/run/netns/{daemon.netns}").exists():
-        left.append(f"network namespace {daemon.netns}")
-    left += [str(p) for p in cgroup_dirs(daemon.netns)]
-    left += [f"mount {m}" for m in host_mounts_under(daemon.folder)]
-    if daemon.folder.exists():
-        left.append(str(daemon.folder))
-    return left
-
-
-def _remove_containers(daemon: Daemon) -> None:
-    if daemon.proc.poll() is not None:
-        return
-    try:
-        client = daemon.client()
-        for container in client.containers.list(all=True):
-            container.remove(force=True, v=True)
-    except docker.errors.DockerException:
-        pass  # the processes are killed below
-
-
-def _terminate(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        if not Path(f"/proc/{pid}").exists():
-            return
-        time.sleep(0.1)
-
-
 def netns_pids(daemon: Daemon) -> list[int]:
     """The processes in the daemon's network namespace (dockerd, containerd, the shims), as `ip netns pids`."""
     return pids_in_netns(daemon.netns_inode)
 
 
-def pids_in_netns(inode: int) -> list[int]:
-    """The processes whose network namespace is the one with this inode."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "ns" / "net").stat().st_ino == inode:
-                pids.append(int(proc.name))
-        except OSError:
-            pass
-    return pids
-
-
-def cgroup_dirs(netns: str) -> list[Path]:
-    """The daemon's cgroup parent in every hierarchy, deepest first."""
-    found = [p for top in CGROUP_ROOT.glob(f"*/{netns}") for p in top.rglob("*") if p.is_dir()]
-    found += list(CGROUP_ROOT.glob(f"*/{netns}"))
-    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
-
-
-def cgroup_pids(netns: str) -> list[int]:
-    """The processes in the daemon's cgroups (the containers')."""
-    pids = set()
-    for folder in cgroup_dirs(netns):
-        try:
-            pids.update(int(p) for p in (folder / "cgroup.procs").read_text().split())
-        except OSError:
-            pass
-    return sorted(pids)
-
-
-def remove_cgroups(netns: str) -> None:
-    """rmdir the daemon's (empty) cgroups, deepest first."""
-    for folder in cgroup_dirs(netns):
-        try:
-            folder.rmdir()
-        except OSError:
-            pass
-
-
-def host_mounts_under(folder: Path) -> list[str]:
-    """Mount points under `folder` in this (the host's) mount namespace: there should be none."""
-    prefix = str(folder.resolve() if folder.exists() else folder)
-    with open("/proc/self/mountinfo") as info:
-        points = [line.split()[4] for line in info]
-    return sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), reverse=True)
+pids_in_netns = engine_mod.pids_in_netns
+cgroup_dirs = engine_mod.cgroup_dirs
+cgroup_pids = engine_mod.cgroup_pids
+host_mounts_under = engine_mod.host_mounts_under
 
 
 # -- the node image ----------------------------------------------------------------------------------

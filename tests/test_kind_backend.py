@@ -26,7 +26,7 @@ from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from kindlab import objects, topology
-from kindlab.backends.kind import archive, backend, cluster, curl, kube, lifecycle, state, tools
+from kindlab.backends.kind import archive, backend, cluster, curl, docker_host, kube, lifecycle, state, tools
 from kindlab.backends.kind.cluster import KindCluster, exec_argv
 from kindlab.backends.kind.translate import to_kindlab_error, translate_errors
 from kindlab.backends.kube import shapes
@@ -647,6 +647,7 @@ def tooling(monkeypatch, tmp_path):
     monkeypatch.setenv("KINDLAB_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("KINDLAB_CILIUM_VERSION", raising=False)
     monkeypatch.setattr(lifecycle, "POLL_SECONDS", 0)
+    monkeypatch.setattr(docker_host, "machine_docker", lambda: "unix:///var/run/docker.sock")   # the machine's
     return run
 
 
@@ -758,8 +759,10 @@ def test_clusters_and_get(tooling, seed_config, monkeypatch):
         backend.get("nope")
 
 
-def test_missing_tools_say_what_to_install(monkeypatch):
+def test_missing_tools_say_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("KINDLAB_CACHE", str(tmp_path))   # nor where set-up puts kind
+    monkeypatch.setattr(docker_host, "machine_docker", lambda: None)
     with pytest.raises(BackendUnavailable) as err:
         tools.require()
     message = str(err.value)

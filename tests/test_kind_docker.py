@@ -158,7 +158,7 @@ daemon = kd.start(pathlib.Path(tempfile.mkdtemp(prefix="kdock-")))
 client = daemon.client()
 kd.import_node_image(client)
 client.containers.run(kd.NODE_IMAGE, ["sleep", "600"], name="orphan", detach=True)
-print(daemon.folder, daemon.netns, daemon.netns_inode, daemon.proc.pid)
+print(daemon.folder, daemon.netns, daemon.netns_inode, daemon.pid())
 """  # a test session that dies with its dockerd and a container running: its teardown never runs
 
 
@@ -395,3 +395,21 @@ def fake_curl(folder: Path) -> Path:
     path.write_bytes(FAKE_CURL)
     path.chmod(0o755)
     return path
+
+
+def test_privileged_nodes_get_what_the_machine_can_give(nodes: Nodes):
+    """kind's nodes are privileged: the engine's runtime leaves out of their spec, and of `docker exec
+    --privileged`, only the capabilities this machine's bounding set lacks."""
+    host = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("CapBnd:")), 16)
+    out = nodes.client.containers.run(kd.NODE_IMAGE, ["grep", "CapBnd", "/proc/self/status"], privileged=True,
+                                      remove=True, cgroupns="private").decode()
+    mask = int(out.split()[1], 16)
+    assert mask & ~host == 0, f"{mask:x} has what the machine lacks ({host:x})"
+    assert mask >> 21 & 1 and mask >> 12 & 1, "CAP_SYS_ADMIN and CAP_NET_ADMIN, as a privileged node needs"
+    node = nodes.client.containers.run(kd.NODE_IMAGE, ["sleep", "60"], privileged=True, detach=True,
+                                       cgroupns="private", name="privileged-probe")
+    try:
+        code, out = node.exec_run(["grep", "CapEff", "/proc/self/status"], privileged=True)
+        assert code == 0 and int(out.split()[1], 16) == mask
+    finally:
+        node.remove(force=True)

@@ -1,8 +1,10 @@
-"""The seed's scenario on a real kind cluster with Cilium (opt in: `pytest -m kind`).
+"""The seed's scenario on a real kind cluster: kind's own `kind create cluster`, the real kubelet in kind's nodes.
 
-Needs Docker, kind and helm, and network access for the node, Cilium and echo-server images.
-Creates the cluster `kind` (the manifests pin nodes kind-worker..3) and deletes it at the end;
-skips when a cluster of that name already exists rather than touch it.
+Where helm is installed (and the internet answers), the CNI is Cilium on kind's default node image, as in the
+seed; elsewhere (this machine, CI) kindlab-cni on kindlab's node image made on the machine, with the nodes in
+kindlab's own Docker Engine where no Docker runs. Needs kind (`make setup-kind`) and set-up's Kubernetes build.
+Creates the cluster `kind` (the manifests pin nodes kind-worker..3) and deletes it at the end, with the engine
+kindlab started; skips when a cluster of that name already exists rather than touch it.
 Set KINDLAB_RECORD_DIR to also save the API server's JSON for tests/data/kind/.
 """
 
@@ -10,14 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 import kindlab
 from kindlab.backends.kind import backend
-from kindlab.backends.kind.tools import docker_answers
 from kindlab.errors import ConnectionRefused, ExecError
 
 pytestmark = pytest.mark.kind
@@ -29,11 +29,8 @@ POD_TIMEOUT = 300
 
 def why_not_here() -> str | None:
     """Why the real scenario cannot run on this machine, or None."""
-    missing = [tool for tool in ("docker", "kind", "helm") if not shutil.which(tool)]
-    if missing:
-        return f"needs {', '.join(missing)} on PATH (see kindlab.backends.kind.tools.INSTALL_HINTS)"
-    if not docker_answers():
-        return "needs a Docker daemon (`docker info` does not answer)"
+    if lack := backend.missing("real"):
+        return "needs " + "; ".join(lack)
     if "kind" in backend.clusters():
         return "a kind cluster named 'kind' already exists; delete it (`kind delete cluster`) to run the scenario"
     return None
@@ -79,13 +76,30 @@ def test_nodes_are_the_seed_topology_and_ready(lab):
     assert nodes["ip"].notna().all()
 
 
-def test_cilium_left_the_seed_conflist_alone(lab):
+def provider_conf(lab) -> str:
+    """The CNI provider's own config: Cilium's, or kindlab-cni's."""
+    return "05-cilium.conflist" if lab.cni == "cilium" else "05-kindlab.conf"
+
+
+def test_the_cni_left_the_seed_conflist_alone(lab):
     listing = lab.exec("kind-worker", "ls /etc/cni/net.d").split()
-    assert "000-cilium-portmap.conflist" in listing and "05-cilium.conflist" in listing
+    chained = "000-cilium-portmap.conflist" if lab.cni == "cilium" else "000-kindlab-portmap.conflist"
+    assert chained in listing and provider_conf(lab) in listing
     assert not [f for f in listing if f.endswith(".cilium_bak")]
-    assert lab.exec("kind-worker3", "ls /etc/cni/net.d").split() == ["05-cilium.conflist"]
+    assert lab.exec("kind-worker3", "ls /etc/cni/net.d").split() == [provider_conf(lab)]
     with pytest.raises(ExecError):
         lab.exec("kind-worker2", "ls /opt/cni/bin/portmap")
+
+
+def test_the_nodes_are_kinds_and_run_the_real_kubelet(lab):
+    caps = lab.capabilities
+    assert caps.kubelet == "real" and caps.kubernetes_version.startswith("v1.")
+    nodes = lab.nodes()
+    assert (nodes["kubeletVersion"] == caps.kubernetes_version).all()
+    assert lab.exec("kind-control-plane", "cat /kind/version").strip() == caps.kubernetes_version
+    assert "kubeadm" in lab.exec("kind-control-plane", "cat /etc/kubernetes/manifests/kube-apiserver.yaml")
+    labels = {c.name: c.labels for c in lab.docker.containers.list(filters={"label": "io.x-k8s.kind.cluster=kind"})}
+    assert labels["kind-worker3"]["io.x-k8s.kind.role"] == "worker"
 
 
 def test_apply_the_static_pods(lab):
@@ -116,7 +130,11 @@ def test_worker3_refuses_without_the_chained_conflist(lab):
 
 
 def test_worker2_heals_once_portmap_is_there(lab):
-    lab.cp("kind-worker:/opt/cni/bin/portmap", "kind-worker2:/opt/cni/bin/")
+    from kindlab import scenario
+
+    folder = scenario.host_cni_bin(lab)   # the seed's fix: into the host folder mounted over worker2's /opt/cni
+    lab.cp("kind-worker:/opt/cni/bin/portmap", str(folder) + "/")
+    assert lab.exec("kind-worker2", "ls /opt/cni/bin").split().count("portmap") == 1
     for _, _, pod in lab.watch_pods(timeout=POD_TIMEOUT):
         if pod["metadata"]["name"] == "echo-kind-worker2" and pod["status"].get("phase") == "Running":
             break
@@ -125,7 +143,10 @@ def test_worker2_heals_once_portmap_is_there(lab):
 
 
 def test_worker3_needs_the_conflist_and_a_new_pod(lab):
-    lab.cp(str(ROOT / "kind" / "cni" / "000-cilium-portmap.conflist"), "kind-worker3:/etc/cni/net.d/")
+    from kindlab import scenario
+
+    source = scenario.chained_conflist_source(lab)
+    lab.cp(str(source), f"kind-worker3:/etc/cni/net.d/{source.name}")
     with pytest.raises(ConnectionRefused):  # a running pod's network is not redone
         lab.curl(f"http://{lab.node_ip('kind-worker3')}/")
     assert lab.delete_pod("echo-kind-worker3") == 'pod "echo-kind-worker3" deleted'

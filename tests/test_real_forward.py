@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kindlab.backends.netns.real import forward
+from kindlab.backends.kube import forward
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(os.geteuid() != 0, reason="making a network namespace needs root")]
@@ -88,7 +88,7 @@ def test_in_netns_reports_a_missing_namespace():
 def test_the_forwarder_runs_as_a_process(netns):
     server = forward.listen(netns, "127.0.0.1", 0)
     threading.Thread(target=serve_upper, args=(server,), daemon=True).start()
-    proc = subprocess.Popen([sys.executable, "-m", "kindlab.backends.netns.real.forward", "--netns", str(netns),
+    proc = subprocess.Popen([sys.executable, "-m", "kindlab.backends.kube.forward", "--netns", str(netns),
                              "--to", f"127.0.0.1:{server.getsockname()[1]}", "--marker", "kindlab-lab=kr-test"],
                             stdout=subprocess.PIPE, text=True)
     try:

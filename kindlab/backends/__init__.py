@@ -59,11 +59,12 @@ def describe_choice(backend: str | None = None, kubernetes: str | None = None) -
 
 def up(config: str | Path = "kind/config", name: str = "kind", backend: str | None = None,
        backoff: float | None = None, progress: Reporter | bool | None = None,
-       kubernetes: str | None = None) -> Cluster:
+       kubernetes: str | None = None, cni: str | None = None) -> Cluster:
     """Get-or-create cluster `name` from a kind config; returns the running Cluster.
 
     `kubernetes`: "real" for the real components, "model" for kindlab's model of the kubelet (where the
-    backend offers it); default $KINDLAB_KUBERNETES, else the backend's choice.
+    backend offers it); default $KINDLAB_KUBERNETES, else the backend's choice. `cni`: the primary CNI plugin
+    ("cilium", "kindlab") where the backend offers a choice; default $KINDLAB_CNI, else the backend's.
     `progress` receives what the backend is doing: a reporter (`kindlab.progress`), True for bars and lines
     on stdout, or None/False for nothing.
     """
@@ -71,7 +72,7 @@ def up(config: str | Path = "kind/config", name: str = "kind", backend: str | No
 
     chosen = select(backend)
     topo = topology.load(config, name=name)
-    return chosen.up(topo, backoff=backoff, report=resolve(progress), kubernetes=kubernetes)
+    return chosen.up(topo, backoff=backoff, report=resolve(progress), kubernetes=kubernetes, cni=cni)
 
 
 def get(name: str = "kind", backend: str | None = None) -> Cluster:

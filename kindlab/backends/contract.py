@@ -30,6 +30,10 @@ class Backend(Protocol):
     #: Which Kubernetes its clusters can run: "real" (the real kubelet), "model" (kindlab's model); the first
     #: is its default where the backend does not choose by what is built.
     kubernetes: tuple[str, ...]
+    #: The primary CNI plugins it can install ("cilium", "kindlab"); it chooses one where none is asked for.
+    cnis: tuple[str, ...]
+    #: What `kindlab build WHAT` makes with it ("node-image"), if anything.
+    builds: tuple[str, ...]
 
     def available(self) -> bool:
         """Whether auto-detection may choose it on this machine (its tools answer)."""
@@ -42,7 +46,7 @@ class Backend(Protocol):
         """In words, what `up` would run here, e.g. "the kind backend (kind's real Kubernetes, with Cilium)"."""
 
     def up(self, topology: Topology, backoff: float | None, report: Reporter,
-           kubernetes: str | None) -> Cluster:
+           kubernetes: str | None, cni: str | None) -> Cluster:
         """Get-or-create the cluster `topology.name`; a KindlabError naming the fix when it cannot."""
 
     def get(self, name: str) -> Cluster:
@@ -60,16 +64,22 @@ class Backend(Protocol):
     def broken(self, name: str) -> str | None:
         """Why cluster `name` cannot be used (half-made by an interrupted create), or None."""
 
+    def build(self, what: str, report: Reporter) -> str:
+        """Make `what` (one of `builds`) on this machine; what was made, in words."""
+
 
 class ModuleBackend:
     """A Backend whose work is done by the functions of one module (`available`, `describe`, `up`, `get`,
     `delete`, `clusters`, `delete_all`, `broken`), imported when first asked: registering a backend costs
     nothing, and a process that needs only part of a package (the model's node agent) loads nothing more."""
 
-    def __init__(self, name: str, order: int, kubernetes: tuple[str, ...], module: str):
+    def __init__(self, name: str, order: int, kubernetes: tuple[str, ...], module: str,
+                 cnis: tuple[str, ...] = ("kindlab",), builds: tuple[str, ...] = ()):
         self.name = name
+        self.builds = builds
         self.order = order
         self.kubernetes = kubernetes
+        self.cnis = cnis
         self.module = module
 
     def __repr__(self) -> str:
@@ -87,8 +97,9 @@ class ModuleBackend:
     def describe(self, kubernetes: str | None = None) -> str:
         return str(self._impl("describe")(kubernetes))
 
-    def up(self, topology: Topology, backoff: float | None, report: Reporter, kubernetes: str | None) -> Cluster:
-        return self._impl("up")(topology, backoff=backoff, report=report, kubernetes=kubernetes)
+    def up(self, topology: Topology, backoff: float | None, report: Reporter, kubernetes: str | None,
+           cni: str | None = None) -> Cluster:
+        return self._impl("up")(topology, backoff=backoff, report=report, kubernetes=kubernetes, cni=cni)
 
     def get(self, name: str) -> Cluster:
         return self._impl("get")(name)
@@ -104,3 +115,6 @@ class ModuleBackend:
 
     def broken(self, name: str) -> str | None:
         return self._impl("broken")(name)
+
+    def build(self, what: str, report: Reporter) -> str:
+        return str(self._impl("build")(what, report))

@@ -48,6 +48,24 @@ def kubernetes_choices() -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for b in all_backends() for k in b.kubernetes))
 
 
+def cni_choices() -> tuple[str, ...]:
+    """Every primary CNI plugin some backend can install."""
+    return tuple(dict.fromkeys(c for b in all_backends() for c in b.cnis))
+
+
+def builder(what: str) -> Backend:
+    """The backend that makes `what` (`kindlab build WHAT`)."""
+    for backend in all_backends():
+        if what in backend.builds:
+            return backend
+    raise KindlabError(f"nothing builds {what!r}; kindlab builds: {', '.join(build_choices()) or 'nothing'}")
+
+
+def build_choices() -> tuple[str, ...]:
+    """What `kindlab build` can make."""
+    return tuple(w for b in all_backends() for w in b.builds)
+
+
 def select(name: str | None = None) -> Backend:
     """The backend `name`, else $KINDLAB_BACKEND, else the first one available here."""
     choice = name or os.environ.get(ENV) or ""

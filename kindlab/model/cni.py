@@ -21,6 +21,10 @@ CNI_BIN = "/opt/cni/bin"
 NET_D = "/etc/cni/net.d"
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")
 #: Where Debian's containernetworking-plugins puts the reference plugins.
+#: Where kindlab-cni stands in for Cilium, a mounted file of Cilium's (e.g. the seed's chained
+#: 000-cilium-portmap.conflist) is replaced by kindlab-cni's beside it: the same name, "cilium" -> "kindlab".
+STAND_IN_FROM, STAND_IN_TO = "cilium", "kindlab"
+
 PACKAGE_DIR = Path("/usr/lib/cni")
 PACKAGE_PORTMAP = PACKAGE_DIR / "portmap"
 
@@ -172,3 +176,15 @@ NOT_INITIALIZED = "cni plugin not initialized"
 def missing_plugin_error(plugin_type: str, path: str = CNI_BIN) -> str:
     """libcni's words when a plugin of the chain is not in CNI_PATH."""
     return f'failed to find plugin "{plugin_type}" in path [{path.replace(":", " ")}]'
+
+
+def stand_in(host: Path, container: str) -> tuple[Path, str] | None:
+    """kindlab-cni's file for a mounted file of Cilium's, where one is beside it: (its host path, its path in the
+    node); None for any other mount."""
+    if STAND_IN_FROM not in host.name:
+        return None
+    sibling = host.with_name(host.name.replace(STAND_IN_FROM, STAND_IN_TO))
+    if not sibling.exists():
+        return None
+    target = Path(container)
+    return sibling, str(target.with_name(target.name.replace(STAND_IN_FROM, STAND_IN_TO)))

@@ -35,4 +35,5 @@ from __future__ import annotations
 from ..contract import ModuleBackend
 from ..registry import register
 
-BACKEND = register(ModuleBackend("kind", order=10, kubernetes=("real",), module=f"{__name__}.backend"))
+BACKEND = register(ModuleBackend("kind", order=10, kubernetes=("real",), module=f"{__name__}.backend",
+                                  cnis=("cilium", "kindlab"), builds=("node-image",)))

@@ -11,7 +11,9 @@ from ...cluster import Cluster
 from ...errors import KindlabError
 from ...topology import Topology
 from ..kube.client import KubeApi
+from . import cni as cni_mod
 from . import kube as kind_kube
+from .cni import description as cni_description
 from .nodes import DockerNodes, ExecResult, exec_argv, is_docker_desktop
 from .translate import edge
 
@@ -49,9 +51,21 @@ class KindCluster(Cluster):
         return self.docker_nodes.docker
 
     @property
+    def core(self) -> Any:
+        """CoreV1Api on this cluster."""
+        return self.kube.core
+
+    @property
     def apps(self) -> Any:
         """AppsV1Api on this cluster."""
         return self.kube.apps
+
+    @property
+    def substitutions(self) -> list[str]:
+        """Each Cilium file kindlab-cni's replaced, as printed at create (none with Cilium)."""
+        from .state import load_state
+
+        return list(load_state(self.name).get("substitutions") or [])
 
     @property
     def curl_from_node(self) -> bool | None:
@@ -77,7 +91,14 @@ class KindCluster(Cluster):
             immediate_retries=1, kubeconfig=True,
             poll_interval=POLL_SECONDS, pod_timeout=300.0, heal_slack=KIND_HEAL_SLACK, portmap_source=None,
             runtime_timestamps=False,
-            node_plugins=KIND_NODE_PLUGINS)
+            node_plugins=KIND_NODE_PLUGINS, cni=cni_description(self.cni))
+
+    @property
+    def cni(self) -> str:
+        """The CNI kindlab installed on the cluster: "cilium" or "kindlab" (kindlab.backends.kind.cni)."""
+        from .state import load_state
+
+        return str(load_state(self.name).get("cni") or cni_mod.CILIUM)
 
     def _node_info(self) -> dict[str, str]:
         if self._info is None:
@@ -90,10 +111,8 @@ class KindCluster(Cluster):
 
     @edge
     def kubeconfig(self) -> str:
-        """`kind get kubeconfig --name NAME`."""
-        from . import tools
-
-        return tools.run(tools.kind_get_kubeconfig(self.name), timeout=60)
+        """`kind get kubeconfig --name NAME` (its server at the host's port where kindlab forwards it)."""
+        return kind_kube.kubeconfig(self.name)
 
     def watch_events(self, timeout: float = 60.0, namespace: str | None = None) -> Iterator[tuple[float, str, dict]]:
         """Event changes as (time.monotonic(), ADDED|MODIFIED|DELETED, v1 Event dict) until `timeout` seconds."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import http.client
+import subprocess
 import time
+from pathlib import Path
 
 from ... import curl_output
 from ...cluster import HttpResponse
@@ -45,6 +47,19 @@ def host_get(url: str, timeout: float = 5.0) -> HttpResponse:
         conn.close()
     return HttpResponse(url=url, status=resp.status, headers=dict(resp.getheaders()), body=body,
                         elapsed=time.monotonic() - started)
+
+
+def netns_get(netns: Path, url: str, timeout: float = 5.0) -> HttpResponse:
+    """GET `url` with the machine's curl inside network namespace `netns` (kindlab's Docker Engine's, where the
+    nodes' network is): no address outside it can be reached from there."""
+    started = time.monotonic()
+    argv = ["nsenter", f"--net={netns}", *curl_argv(url, timeout)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 10)
+    except subprocess.TimeoutExpired:
+        raise RequestTimeout(f"curl: (28) Operation timed out after {timeout * 1000:.0f} milliseconds "
+                             f"({url})") from None
+    return from_curl(url, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
 
 def curl_argv(url: str, timeout: float) -> list[str]:

@@ -1,5 +1,6 @@
-"""Making a kind cluster: kind for the nodes, helm for Cilium, a state file for the host folders kindlab
-made (as Docker makes a missing bind-mount source); waiting until it is Ready; its topology read back."""
+"""Making a kind cluster: kind for the nodes (on kindlab's node image where it runs kindlab-cni), the CNI
+(Cilium by helm, or kindlab-cni by its DaemonSet: cni.py), a state file for the host folders kindlab made (as
+Docker makes a missing bind-mount source); waiting until it is Ready; its topology read back."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ import yaml
 
 from ... import topology as topology_mod
 from ...errors import ConfigError, KindlabError, WaitTimeout
+from ...model.cni import stand_in
 from ...progress import Reporter, quiet
 from ...topology import Mount, Networking, Node, Topology
 from ...waiting import Deadline
+from ..kube.errors import kube_errors
 from ..kube.shapes import is_ready
-from . import tools
+from . import cni as cni_mod
+from . import docker_host, tools
 from .cluster import KindCluster
 from .state import forget, load_state, remove_created, save_state
 
@@ -32,20 +36,42 @@ KIND_OWN_MOUNTS = ("/lib/modules", "/dev/mapper")  # kind binds /dev/mapper on b
 
 
 # -- create ------------------------------------------------------------------------------------
-def create(topology: Topology) -> None:
-    """Make missing mount folders, write the config with absolute hostPaths, run `kind create cluster`."""
+def create(topology: Topology, cni: str = cni_mod.CILIUM, image: str | None = None) -> None:
+    """Make missing mount folders, write the config with absolute hostPaths, run `kind create cluster` (on
+    `image`, else $KINDLAB_KIND_IMAGE, else kind's default); a failed create leaves no cluster behind."""
     created = make_missing_mount_dirs(topology)
-    save_state(topology.name, topology.source, created)
+    wanted, substitutions = kind_config(topology, cni)
+    save_state(topology.name, topology.source, created, cni=cni, substitutions=substitutions)
     try:
         with tempfile.TemporaryDirectory(prefix="kindlab-") as tmp:
             config = Path(tmp) / "kind-config.yaml"
-            config.write_text(yaml.safe_dump(topology.to_kind_config(), sort_keys=False))
-            image = os.environ.get("KINDLAB_KIND_IMAGE")
+            config.write_text(yaml.safe_dump(wanted, sort_keys=False))
+            image = image or os.environ.get("KINDLAB_KIND_IMAGE")
             tools.run(tools.kind_create(topology.name, config, image=image), timeout=CREATE_TIMEOUT)
     except KindlabError:
+        if topology.name in tools.kind_cluster_names():   # kind removes its nodes itself; a killed run may not
+            tools.run(tools.kind_delete(topology.name), timeout=300)
         remove_created(created)
         forget(topology.name)
         raise
+
+
+def kind_config(topology: Topology, cni: str) -> tuple[dict[str, Any], list[str]]:
+    """The config kind gets (absolute hostPaths) and, with kindlab-cni, the lines saying which of Cilium's files
+    its own replaced (the seed's chained conflist names cilium-cni; model.cni.stand_in)."""
+    config = topology.to_kind_config()
+    lines: list[str] = []
+    if cni != cni_mod.KINDLAB:
+        return config, lines
+    base = topology.source.parent if topology.source else None
+    for node in config["nodes"]:
+        for mount in node.get("extraMounts", []):
+            if replaced := stand_in(Path(mount["hostPath"]), mount["containerPath"]):
+                shown = [os.path.relpath(p, base) if base else str(p) for p in (mount["hostPath"], replaced[0])]
+                line = f"kind: kindlab-cni stands in for cilium-cni: {shown[0]} -> {shown[1]}"
+                lines += [] if line in lines else [line]
+                mount["hostPath"], mount["containerPath"] = str(replaced[0]), replaced[1]
+    return config, lines
 
 
 def make_missing_mount_dirs(topology: Topology) -> list[dict[str, str]]:
@@ -60,22 +86,28 @@ def make_missing_mount_dirs(topology: Topology) -> list[dict[str, str]]:
     return created
 
 
-def ensure_cilium(cluster: KindCluster) -> bool:
-    """Install Cilium with helm unless its DaemonSet is there; True when it installed."""
-    if cilium_installed(cluster):
+def ensure_cni(cluster: KindCluster, cni: str) -> bool:
+    """Install the CNI unless its DaemonSet is there (Cilium with helm, kindlab-cni by its manifest); True when
+    it installed."""
+    if daemonset_exists(cluster, cni_mod.DAEMONSETS[cni]):
         return False
-    tools.require_helm()
-    tools.run(tools.helm_repo_add(), timeout=120)
-    tools.run(tools.helm_install_cilium(cluster.name), timeout=600)
+    if cni == cni_mod.CILIUM:
+        tools.require_helm()
+        tools.run(tools.helm_repo_add(), timeout=120)
+        tools.run(tools.helm_install_cilium(cluster.name), timeout=600)
+    else:
+        with kube_errors(f"kind cluster {cluster.name!r}"):
+            cluster.apps.create_namespaced_daemon_set(cni_mod.NAMESPACE,
+                                                      cni_mod.daemonset(cluster.topology.networking.pod_subnet))
     return True
 
 
-def cilium_installed(cluster: KindCluster) -> bool:
-    """True when the cilium DaemonSet exists in kube-system."""
+def daemonset_exists(cluster: KindCluster, name: str) -> bool:
+    """True when DaemonSet `name` exists in kube-system."""
     from kubernetes.client.exceptions import ApiException
 
     try:
-        cluster.apps.read_namespaced_daemon_set("cilium", "kube-system")
+        cluster.apps.read_namespaced_daemon_set(name, cni_mod.NAMESPACE)
     except ApiException as exc:
         if exc.status == 404:
             return False
@@ -84,19 +116,21 @@ def cilium_installed(cluster: KindCluster) -> bool:
 
 
 # -- waiting -----------------------------------------------------------------------------------
-def wait_ready(cluster: KindCluster, timeout: float = READY_TIMEOUT, report: Reporter = quiet) -> None:
-    """Wait for a ready Cilium agent on every node, then for every node Ready, reporting the counts."""
+def wait_ready(cluster: KindCluster, cni: str = cni_mod.CILIUM, timeout: float = READY_TIMEOUT,
+               report: Reporter = quiet) -> None:
+    """Wait for the CNI's pod ready on every node, then for every node Ready, reporting the counts."""
     total = len(cluster.topology.nodes)
-    hint = f"see `kubectl --context kind-{cluster.name} -n kube-system get pods -l k8s-app=cilium`"
-    wait_count(f"{cluster.name}: Cilium agents ready", total, lambda: cilium_agents_ready(cluster),
+    name = cni_mod.DAEMONSETS[cni]
+    hint = f"see `kubectl --context kind-{cluster.name} -n kube-system get pods -l k8s-app={name}`"
+    wait_count(f"{cluster.name}: {cni_mod.AGENTS[cni]} ready", total, lambda: agents_ready(cluster, name),
                timeout, report, hint)
     wait_count(f"{cluster.name}: nodes Ready", total,
                lambda: sum(is_ready(n) for n in cluster.node_list()), timeout, report, hint)
 
 
-def cilium_agents_ready(cluster: KindCluster) -> int:
-    """How many Cilium agent pods are ready (the DaemonSet's status.numberReady)."""
-    status = cluster.apps.read_namespaced_daemon_set("cilium", "kube-system").status
+def agents_ready(cluster: KindCluster, daemonset: str) -> int:
+    """How many of the DaemonSet's pods are ready (its status.numberReady)."""
+    status = cluster.apps.read_namespaced_daemon_set(daemonset, cni_mod.NAMESPACE).status
     return int(getattr(status, "number_ready", 0) or 0)
 
 
@@ -126,9 +160,7 @@ def topology_for(name: str) -> Topology:
             return topology_mod.load(config, name=name)
         except ConfigError:
             pass
-    import docker
-
-    found = docker.from_env().containers.list(all=True, filters={"label": f"{KIND_CLUSTER_LABEL}={name}"})
+    found = docker_host.client().containers.list(all=True, filters={"label": f"{KIND_CLUSTER_LABEL}={name}"})
     return topology_from_containers(name, found)
 
 

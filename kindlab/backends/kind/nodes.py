@@ -12,7 +12,7 @@ from typing import Any
 
 from ...cluster import HttpResponse
 from ...errors import ExecError, KindlabError, NotFound
-from . import archive, curl
+from . import archive, curl, docker_host
 from .translate import edge
 
 #: Where stdin is staged in a node. Not /tmp: kind mounts a tmpfs on /tmp and /run, and Docker's archive API
@@ -57,15 +57,15 @@ class DockerNodes:
         self.name = name
         self._node_names = node_names
         self._docker = docker_client
+        #: The engine is the one kindlab uses (docker_host), not a client handed in (tests, a Docker Desktop).
+        self._own_client = docker_client is None
         self.curl_from_node: bool | None = None  # None: decide on first curl
 
     @property
     def docker(self) -> Any:
         """The Docker SDK client (imported lazily, so that `import kindlab` needs no docker package)."""
         if self._docker is None:
-            import docker
-
-            self._docker = docker.from_env()
+            self._docker = docker_host.client()
         return self._docker
 
     def _container(self, node: str) -> Any:
@@ -144,6 +144,8 @@ class DockerNodes:
     # -- curl ------------------------------------------------------------------------------------
     @edge
     def curl(self, url: str, timeout: float = 5.0) -> HttpResponse:
+        if self._own_client and (netns := docker_host.netns()) is not None:
+            return curl.netns_get(netns, url, timeout)   # kindlab's engine: the nodes' network is its namespace
         if self.curl_from_node is None:
             self.curl_from_node = is_docker_desktop(self.docker.info())
         if not self.curl_from_node:

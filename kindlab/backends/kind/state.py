@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import KindlabError
-from . import tools
+from . import docker_host, tools
 from .translate import translate_errors
 
 
@@ -34,12 +34,20 @@ def state_dir() -> Path:
     return Path(base) / "kind"
 
 
-def save_state(name: str, config: Path | None, created: list[dict[str, str]]) -> None:
-    """Remember the config a cluster came from and the host folders kindlab made for it."""
+def save_state(name: str, config: Path | None, created: list[dict[str, str]], **more: Any) -> None:
+    """Remember the config a cluster came from, the host folders kindlab made for it, and `more` (its CNI)."""
     path = state_dir() / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    saved = {"config": str(Path(config).resolve()) if config else None, "created": created}
+    saved = {"config": str(Path(config).resolve()) if config else None, "created": created, **more}
     path.write_text(json.dumps(saved, indent=2))
+
+
+def update_state(name: str, **changes: Any) -> None:
+    """Change some fields of the saved state of cluster `name`."""
+    saved = load_state(name)
+    path = state_dir() / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**saved, **changes}, indent=2))
 
 
 def load_state(name: str) -> dict[str, Any]:
@@ -59,9 +67,7 @@ def _empty_from_node(node: str, path: str) -> None:
     """Empty a mounted folder from inside its node: what Cilium wrote there is root's, not ours."""
     try:
         with translate_errors(f"node {node}"):
-            import docker
-
-            docker.from_env().containers.get(node).exec_run(["find", path, "-mindepth", "1", "-delete"])
+            docker_host.client().containers.get(node).exec_run(["find", path, "-mindepth", "1", "-delete"])
     except KindlabError:
         pass  # the host-side removal below reports what is left
 

@@ -10,7 +10,15 @@ import subprocess
 from pathlib import Path
 
 from ...errors import BackendUnavailable, ClusterError, WaitTimeout
+from . import docker_host, engine
 
+#: kind's release, installed by set-up with `go install` (scripts/install-kind.sh reads this line). The newest:
+#: from v0.26.0 to v0.33.0 kind's kubeadm config still handles Kubernetes 1.20 (kubeadm v1beta2 below 1.23, the
+#: cgroupfs driver below 1.24, the IPv6DualStack gate for 1.20, --skip-phases=preflight, the `master` role label;
+#: pkg/cluster/internal/kubeadm/config.go, kubeadminit/init.go, kubeadmjoin/join.go, waitforready.go) with no
+#: minimum version anywhere, and on a cgroup v1 host v0.32.0 and later only warn. kind's own v0.27+ base images
+#: moved to containerd 2 (no CRI v1alpha2 for the kubelet 1.20), which is no matter here: kindlab makes its image.
+KIND_VERSION = "v0.33.0"
 CILIUM_VERSION = "1.20.2"  # the pinned Cilium chart; KINDLAB_CILIUM_VERSION overrides
 CILIUM_REPO = "https://helm.cilium.io/"
 # The values of Cilium's "Installation Using Kind" guide, plus two of kindlab's:
@@ -26,8 +34,10 @@ CILIUM_VALUES = {
 }
 
 INSTALL_HINTS = {
-    "docker": "Docker Engine or Docker Desktop, with the daemon running (`docker info` must answer)",
-    "kind": "kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
+    "docker": "Docker Engine or Docker Desktop, with the daemon running (`docker info` must answer); or, as root, "
+              "Debian's docker.io, for kindlab to start a Docker Engine of its own",
+    "kind": f"kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation; `make setup-kind` runs "
+            f"go install sigs.k8s.io/kind@{KIND_VERSION})",
     "helm": "Helm 3 or newer (https://helm.sh/docs/intro/install/)",
     "python": "the Python packages docker and kubernetes (`pip install 'kindlab[kind]'`)",
 }
@@ -43,14 +53,25 @@ def cilium_version() -> str:
     return os.environ.get("KINDLAB_CILIUM_VERSION") or CILIUM_VERSION
 
 
+def kind_binary() -> str | None:
+    """kind: on PATH, else where set-up installed it ($KINDLAB_CACHE/kind/<version>/bin/kind)."""
+    cached = Path(os.environ.get("KINDLAB_CACHE", "/var/cache/kindlab")) / "kind" / KIND_VERSION / "bin" / "kind"
+    return shutil.which("kind") or (str(cached) if cached.is_file() else None)
+
+
+def kind_image_override() -> str | None:
+    """The node image $KINDLAB_KIND_IMAGE names, if any."""
+    return os.environ.get("KINDLAB_KIND_IMAGE") or None
+
+
 def docker_answers() -> bool:
-    """True when `docker info` answers (a daemon is reachable)."""
-    if not shutil.which("docker"):
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    """True when the Docker Engine kindlab uses answers (the machine's, or kindlab's own once started)."""
+    return docker_host.answers()
+
+
+def docker_can_run() -> bool:
+    """True when a Docker Engine answers or kindlab can start its own."""
+    return docker_answers() or not engine.missing()
 
 
 def missing_tools(*, helm: bool = False) -> list[str]:
@@ -58,9 +79,9 @@ def missing_tools(*, helm: bool = False) -> list[str]:
     missing = []
     if not all(importlib.util.find_spec(m) for m in ("docker", "kubernetes")):
         missing.append("python")
-    if not shutil.which("kind"):
+    if not kind_binary():
         missing.append("kind")
-    if not docker_answers():
+    if not docker_can_run():
         missing.append("docker")
     if helm and not shutil.which("helm"):
         missing.append("helm")
@@ -83,12 +104,15 @@ def require_helm() -> None:
 
 
 def run(args: list[str], *, timeout: float | None = 600) -> str:
-    """Run a tool, return its stdout; ClusterError with the tail of its stderr when it fails."""
+    """Run a tool (kind from where set-up put it) with DOCKER_HOST on the engine kindlab uses, return its stdout;
+    ClusterError with the tail of its stderr when it fails."""
+    if args[0] == "kind" and not shutil.which("kind"):
+        args = [kind_binary() or "kind", *args[1:]]
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=docker_host.env())
     except FileNotFoundError:
-        raise BackendUnavailable(f"`{args[0]}` is not installed; install "
-                                 f"{INSTALL_HINTS.get(args[0], args[0])}") from None
+        tool = Path(args[0]).name
+        raise BackendUnavailable(f"`{tool}` is not installed; install {INSTALL_HINTS.get(tool, tool)}") from None
     except subprocess.TimeoutExpired:
         raise WaitTimeout(f"`{shlex.join(args)}` did not finish in {timeout:g}s") from None
     if done.returncode != 0:

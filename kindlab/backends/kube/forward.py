@@ -1,12 +1,12 @@
-"""Sockets in the lab's network namespaces, from a process that stays in the host's.
+"""Sockets in a network namespace (a lab's, kindlab's Docker Engine's), from a process that stays in the host's.
 
 A thread that calls setns(2) on a network namespace moves alone (Linux keeps network namespaces
 per thread), and a socket belongs to the namespace it was made in: so one short-lived thread per
 socket is enough to listen or connect inside the lab without a link, route or rule on the host.
 
-`Forwarder` is the lab's loopback port: it listens on 127.0.0.1:<port> of the host and joins each
-connection to `<ip>:<port>` inside a lab namespace (the API server), as `kind` publishes its port.
-Run it as `python -m kindlab.backends.netns.real.forward --netns PATH --to IP:PORT [--listen PORT]`.
+`Forwarder` is a loopback port: it listens on 127.0.0.1:<port> of the host and joins each connection to
+`<ip>:<port>` inside the namespace (an API server), as Docker publishes kind's port on the host.
+Run it as `python -m kindlab.backends.kube.forward --netns PATH --to IP:PORT [--listen PORT]`.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class Forwarder:
 
 def main(argv: list[str] | None = None) -> None:
     """Forward until SIGTERM; prints the port on stdout once listening."""
-    parser = argparse.ArgumentParser(prog="kindlab.backends.netns.real.forward", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kindlab.backends.kube.forward", description=__doc__.splitlines()[0])
     parser.add_argument("--netns", required=True, type=Path)
     parser.add_argument("--to", required=True, help="IP:PORT inside the namespace")
     parser.add_argument("--listen", type=int, default=0, help="loopback port (0: any free port)")

@@ -39,6 +39,11 @@ def select_kubernetes(kubernetes: str | None = None) -> str:
     return "model" if binaries.missing() else "real"
 
 
+def build(what: str, report: Reporter = quiet) -> str:
+    """The netns lab builds nothing with `kindlab build` (set-up builds its Kubernetes)."""
+    raise ClusterError(f"the netns backend builds nothing ({what!r}); its Kubernetes is built by `make setup`")
+
+
 def available() -> bool:
     """Always: the netns lab is where auto-detection ends (its preflight says what a machine lacks)."""
     return True
@@ -68,8 +73,12 @@ def _cluster(record: dict[str, Any], topology: Topology) -> NetnsLab:
 
 
 def up(topology: Topology, backoff: float | None = None, report: Reporter = quiet,
-       kubernetes: str | None = None) -> NetnsLab:
-    """Get-or-create the lab `topology.name`: the same config gives the same lab; another config, ClusterError."""
+       kubernetes: str | None = None, cni: str | None = None) -> NetnsLab:
+    """Get-or-create the lab `topology.name`: the same config gives the same lab; another config, ClusterError.
+    Its CNI is always kindlab-cni (`cni` may say so, nothing else)."""
+    if cni not in (None, "kindlab"):
+        raise ConfigError(f"the netns lab's primary CNI plugin is kindlab-cni, not {cni!r}; Cilium runs on kind "
+                          "(--backend kind --cni cilium)")
     preflight.check()
     name = check_lab_name(topology.name)
     if backoff is not None and not (isinstance(backoff, int | float) and backoff >= 0):

@@ -23,13 +23,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...model.cni import CNI_BIN, NET_D
+from ...model.cni import CNI_BIN, NET_D, stand_in
 from ...topology import Node, Topology
 from . import rootfs
 from .names import NODE_LINK
 from .state import hostpaths
 
-SUBSTITUTE_FROM, SUBSTITUTE_TO = "cilium", "kindlab"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -130,12 +129,9 @@ def plan(topology: Topology, node: Node, dirs: NodeDirs, cni_dir: Path,
     extra = sorted(enumerate(node.mounts), key=lambda im: len(os.path.normpath(im[1].container_path).split("/")))
     for i, m in extra:
         source, target = m.host_path.absolute(), os.path.normpath(m.container_path)
-        if SUBSTITUTE_FROM in source.name:
-            sibling = source.with_name(source.name.replace(SUBSTITUTE_FROM, SUBSTITUTE_TO))
-            if sibling.exists():
-                new_target = str(Path(target).with_name(Path(target).name.replace(SUBSTITUTE_FROM, SUBSTITUTE_TO)))
-                subs.append(Substitution(node.name, source, sibling, target, new_target))
-                source, target = sibling, new_target
+        if replaced := stand_in(source, target):
+            subs.append(Substitution(node.name, source, replaced[0], target, replaced[1]))
+            source, target = replaced
         made = not source.exists()
         mounts.append(NodeMount(target, source, read_only=m.read_only, is_dir=made or source.is_dir(),
                                 origin=f"extraMounts[{i}]", made_source=made))

@@ -1,8 +1,5 @@
-"""Where set-up (scripts/build-kubernetes.sh) keeps the built Kubernetes binaries, and what is missing.
-
-    $KINDLAB_CACHE/kubernetes/<Debian source version>/bin/{kube-apiserver,...,kubelet,kube-proxy,pause}
-    $KINDLAB_CACHE/kubernetes/<Debian source version>/.built   the stamp, written last
-"""
+"""The real lab's Kubernetes binaries (kindlab.kubernetes_build says where set-up keeps them), and what this
+machine lacks to run them."""
 
 from __future__ import annotations
 
@@ -10,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+from .... import kubernetes_build
+from ....kubernetes_build import cache as cache
 from ..names import STD_PATH
 
 KUBERNETES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "pause")
@@ -19,18 +18,9 @@ PACKAGES = {"containerd": "containerd", "containerd-shim-runc-v2": "containerd",
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 
 
-def cache() -> Path:
-    return Path(os.environ.get("KINDLAB_CACHE", "/var/cache/kindlab")) / "kubernetes"
-
-
 def bin_dir() -> Path | None:
     """The newest complete build's bin folder, or None when set-up has not built one."""
-    builds = sorted(cache().glob("*/.built"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for stamp in builds:
-        folder = stamp.parent / "bin"
-        if all((folder / b).is_file() for b in KUBERNETES):
-            return folder
-    return None
+    return kubernetes_build.bin_dir(KUBERNETES)
 
 
 def missing(cni_dir: Path = Path("/usr/lib/cni")) -> list[str]:

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ...kube import forward
 from ...oci.images import Image
 from ..tools import run
-from . import components, forward, kubeconfig
+from . import components, kubeconfig
 from .startup import poll
 from .testbed import BedNode, Testbed
 

@@ -153,7 +153,7 @@ def start(record: dict[str, Any], views: list[NodeView], state: Path, report: Re
 
 def _forwarder(lab_name: str, cp: NodeView, logs: Path) -> int:
     """Start the loopback forwarder to the control plane's API server; the machine's port it listens on."""
-    fwd = _python(lab_name, "kindlab.backends.netns.real.forward", ["--netns", str(cp.netns_path), "--to",
+    fwd = _python(lab_name, "kindlab.backends.kube.forward", ["--netns", str(cp.netns_path), "--to",
                   f"{cp.ip}:{API_PORT}"], None, logs / "forward.log", stdout=subprocess.PIPE)
     assert fwd.stdout is not None
     line = fwd.stdout.readline().strip()

@@ -1,0 +1,113 @@
+"""The API server's port on the host, where the nodes live in kindlab's own Docker Engine.
+
+kind publishes the control plane's 6443 on 127.0.0.1:<port> of the engine's network namespace, which is not
+the host's. A forwarder (kube/forward.py, a detached process) listens on the same port of the host's loopback
+(another where that one is taken) and joins each connection to it, so that `kind get kubeconfig`'s server,
+kubectl and kindlab reach the API server as on a machine whose Docker publishes on the host. On a machine with
+a Docker of its own nothing is forwarded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from ...errors import ClusterError
+from ...waiting import until
+from . import docker_host
+from .state import load_state, update_state
+
+API_PORT = "6443/tcp"
+START_TIMEOUT = 10.0
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def published_port(name: str) -> int:
+    """The port kind published the control plane's API server on (`docker inspect`)."""
+    container = docker_host.client().containers.get(f"{name}-control-plane")
+    bindings = (container.attrs.get("NetworkSettings") or {}).get("Ports", {}).get(API_PORT) or []
+    for binding in bindings:
+        if binding.get("HostIp") in ("127.0.0.1", "0.0.0.0", ""):
+            return int(binding["HostPort"])
+    raise ClusterError(f"kind cluster {name!r}: its control plane publishes no {API_PORT}; recreate it")
+
+
+def start_time(pid: int) -> str | None:
+    """A process's start time (field 22 of /proc/PID/stat), to tell it from a later one with its pid."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()[19]
+
+
+def running(name: str) -> dict | None:
+    """The cluster's forwarder as its state records it, while that process runs."""
+    forward = load_state(name).get("forward")
+    if forward and start_time(forward["pid"]) == forward["start"]:
+        return forward
+    return None
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def ensure(name: str) -> int | None:
+    """Start the cluster's forwarder unless it runs (only with kindlab's own engine); the host's port."""
+    netns = docker_host.netns()
+    if netns is None:
+        return None
+    if forward := running(name):
+        return int(forward["port"])
+    inner = published_port(name)
+    listen = inner if _free(inner) else 0
+    argv = [sys.executable, "-m", "kindlab.backends.kube.forward", "--netns", str(netns), "--to",
+            f"127.0.0.1:{inner}", "--listen", str(listen), "--marker", f"kindlab-kind={name}"]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            env=env, start_new_session=True, cwd="/")
+    line = proc.stdout.readline().strip() if proc.stdout else b""
+    if not line.isdigit():
+        proc.kill()
+        raise ClusterError(f"kind cluster {name!r}: the API server's forwarder did not start")
+    port = int(line)
+    started = until(lambda: start_time(proc.pid), START_TIMEOUT, what="the forwarder's start time")
+    update_state(name, forward={"pid": proc.pid, "start": started, "port": port, "inner": inner})
+    return port
+
+
+def stop(name: str) -> None:
+    """Stop the cluster's forwarder, where it runs."""
+    if forward := running(name):
+        try:
+            os.kill(forward["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        until(lambda: start_time(forward["pid"]) != forward["start"], START_TIMEOUT, every=0.05,
+              what="the API server's forwarder stopped")
+    update_state(name, forward=None)
+
+
+def host_kubeconfig(name: str, text: str) -> str:
+    """`kind get kubeconfig`'s text with the server at the host's port (where it is forwarded to another)."""
+    forward = running(name)
+    if not forward or forward["port"] == forward["inner"]:
+        return text
+    config = yaml.safe_load(text)
+    for cluster in config.get("clusters") or []:
+        server = cluster["cluster"]["server"]
+        cluster["cluster"]["server"] = re.sub(r":\d+$", f":{forward['port']}", server)
+    return yaml.safe_dump(config, sort_keys=False)
