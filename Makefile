@@ -38,7 +38,7 @@ book-kind: setup-kind
 	  exit 1; }
 	@echo "The book on kind: $(abspath _build/kind/_build/html/index.html)"
 
-test: setup-test book
+test: setup-test book book-kind
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -4,8 +4,9 @@ netns labs: `make_lab` makes labs with short unique names and always deletes the
 test fails; `host_network` snapshots the machine's own network namespace (links, routes, iptables)
 so a test can check the lab changed nothing there.
 
-The suite's labs run kindlab's model of the kubelet (quick, with a short back-off) unless a test asks
-for real Kubernetes (kubernetes="real": tests/test_real_lab.py); `make book` runs the book on real.
+The suite's labs are netns labs running kindlab's model of the kubelet (quick, with a short back-off) unless a
+test asks for kind (tests/test_kind_real.py) or for real Kubernetes (kubernetes="real": tests/test_real_lab.py);
+`make book` runs the book on real.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from kindlab.errors import ConnectionRefused
 ROOT = Path(__file__).resolve().parents[1]
 KIND_CONFIG = ROOT / "kind" / "config"
 os.environ.setdefault("KINDLAB_KUBERNETES", "model")   # inherited by the notebooks' kernels and the CLI's runs
+# The suite's labs are netns labs unless a test asks for kind (backend="kind"): kind is chosen by itself wherever a
+# Docker Engine answers, kindlab's own included, which a kind test may still be stopping.
+os.environ.setdefault("KINDLAB_BACKEND", "netns")
 
 
 # -- the netns backend ---------------------------------------------------------------------------

@@ -183,21 +183,22 @@ def test_nodes_frame_from_recorded_nodes(lab, fake_api):
     frame = lab.nodes()
     assert list(frame["name"]) == ["kind-control-plane", "kind-worker", "kind-worker2", "kind-worker3"]
     assert list(frame["role"]) == ["control-plane", "worker", "worker", "worker"]
-    assert list(frame["ip"]) == ["172.18.0.4", "172.18.0.2", "172.18.0.5", "172.18.0.3"]
-    assert frame.loc[1, "podCIDR"] == "192.168.1.0/24"
+    assert list(frame["ip"]) == ["172.18.0.4", "172.18.0.2", "172.18.0.3", "172.18.0.5"]   # Docker's order
+    assert frame.loc[1, "podCIDR"] == "192.168.3.0/24"
     assert set(frame["backend"]) == {"kind"}
-    assert lab.node_ip("kind-worker3") == "172.18.0.3"
+    assert list(frame["kubeletVersion"]) == ["v1.20.2"] * 4
+    assert lab.node_ip("kind-worker3") == "172.18.0.5"
 
 
 def test_pods_frame_shows_pending_container_creating_and_running(lab, fake_api):
     pods = lab.pods().set_index("name")
     stuck = pods.loc["echo-kind-worker2"]
     assert (stuck["phase"], stuck["reason"], stuck["ready"], stuck["hostIP"]) == \
-        ("Pending", "ContainerCreating", False, "172.18.0.5")
+        ("Pending", "ContainerCreating", False, "172.18.0.3")
     assert pd.isna(stuck["podIP"])
     running = pods.loc["echo-kind-worker"]
     assert (running["phase"], running["ready"], running["hostIP"], running["podIP"]) == \
-        ("Running", True, "172.18.0.2", "192.168.1.183")
+        ("Running", True, "172.18.0.2", "192.168.3.2")
     assert running["node"] == "kind-worker"
     assert ("pods", ("default",)) in fake_api
 
@@ -206,8 +207,8 @@ def test_pod_dicts_have_kubernetes_json_names_and_z_timestamps(lab, fake_api):
     pod = lab.pod("echo-kind-worker")
     assert pod["spec"]["nodeName"] == "kind-worker"
     assert pod["spec"]["containers"][0]["ports"][0] == {"containerPort": 8080, "hostPort": 80, "protocol": "TCP"}
-    assert pod["status"]["startTime"] == "2026-09-20T10:01:04Z"
-    assert pod["status"]["hostIPs"] == [{"ip": "172.18.0.2"}]
+    assert pod["status"]["startTime"] == "2026-12-07T02:37:45Z"
+    assert pod["status"]["hostIP"] == "172.18.0.2"
     # Nothing lost or renamed; only explicit nulls (lastProbeTime) drop out, as models cannot tell them from unset.
     assert pod == without_nulls(json.loads((DATA / "pods.json").read_text())["items"][0])
 
@@ -407,7 +408,9 @@ def test_apply_creates_then_unchanged_then_configured(lab, monkeypatch):
 
 
 def test_apply_against_a_live_model_compares_the_annotation(lab, monkeypatch):
-    live = recorded("pods", "V1PodList").items[0]  # applied by kubectl: a different annotation text
+    live = recorded("pods", "V1PodList").items[0]
+    notes = live.metadata.annotations   # as kubectl writes it: the same object, another text
+    notes[shapes.LAST_APPLIED] = json.dumps(json.loads(notes[shapes.LAST_APPLIED]), indent=1)
     rec = ApiRecorder(live)
     patch_pod_api(monkeypatch, rec)
     assert lab.apply_object(objects.load(ROOT / "manifests/static/echo-kind-worker.yaml")[0]) == \
@@ -763,6 +766,7 @@ def test_missing_tools_say_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setenv("KINDLAB_CACHE", str(tmp_path))   # nor where set-up puts kind
     monkeypatch.setattr(docker_host, "machine_docker", lambda: None)
+    monkeypatch.setattr(docker_host, "answers", lambda: False)
     with pytest.raises(BackendUnavailable) as err:
         tools.require()
     message = str(err.value)

@@ -120,6 +120,11 @@ def test_worker2_cannot_set_up_the_sandbox_without_portmap(lab):
                             interval=2, what="FailedCreatePodSandBox on worker2")
     assert any(PORTMAP_MISSING in m for m in messages)
     assert lab.pod("echo-kind-worker2")["status"]["phase"] == "Pending"
+
+    def retried() -> bool:   # the kubelet retries: one SandboxChanged whose count grows
+        return any(e["count"] > 1 for e in lab.event_list() if e["involvedObject"]["name"] == "echo-kind-worker2"
+                   and e["reason"] == "SandboxChanged")
+    lab.wait_for(retried, timeout=POD_TIMEOUT, interval=1, what="worker2's sandbox retried")
     record(lab)
 
 
@@ -153,3 +158,20 @@ def test_worker3_needs_the_conflist_and_a_new_pod(lab):
     lab.apply(ROOT / "manifests" / "static" / "echo-kind-worker3.yaml")
     lab.wait_for_pod("echo-kind-worker3", timeout=POD_TIMEOUT)
     assert lab.curl(f"http://{lab.node_ip('kind-worker3')}/").status == 200
+
+
+def test_delete_leaves_nothing_behind(lab):
+    from kindlab.backends.kind import docker_host, engine
+
+    own = docker_host.own()
+    client = lab.docker
+    lab.down()
+    assert "kind" not in kindlab.clusters(backend="kind")
+    assert not (ROOT / "kind" / "empty").exists()   # the host folder kindlab made for worker2
+    if own:   # kindlab's engine went with its last cluster: nothing of it is left on the machine
+        assert engine.leftovers(docker_host.OWN) == []
+        assert not docker_host.OWN.netns_path.exists() and not docker_host.OWN.folder.exists()
+    else:
+        assert not client.containers.list(all=True, filters={"label": "io.x-k8s.kind.cluster=kind"})
+        if not kindlab.clusters(backend="kind"):
+            assert "kind" not in [n.name for n in client.networks.list()]

@@ -77,3 +77,14 @@ def test_every_way_says_what_it_lacks():
     for way in kindlab.ways():
         assert way.runs_here == (not way.missing)
         assert way.label in ("kind", "netns, real Kubernetes", "netns, model")
+
+
+def test_auto_detection_asks_kind_first_then_the_lab(monkeypatch):
+    from kindlab.backends import registry
+
+    monkeypatch.delenv("KINDLAB_BACKEND", raising=False)
+    kind, netns = registry.all_backends()
+    monkeypatch.setattr(type(kind), "available", lambda self: self.name == "kind")
+    assert kindlab.select_backend() == "kind"
+    monkeypatch.setattr(type(kind), "available", lambda self: self.name == "netns")
+    assert kindlab.select_backend() == "netns"

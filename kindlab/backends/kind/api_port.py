@@ -9,6 +9,7 @@ a Docker of its own nothing is forwarded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -25,6 +26,7 @@ from . import docker_host
 from .state import load_state, update_state
 
 API_PORT = "6443/tcp"
+MODULE = "kindlab.backends.kube.forward"
 START_TIMEOUT = 10.0
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -40,12 +42,13 @@ def published_port(name: str) -> int:
 
 
 def start_time(pid: int) -> str | None:
-    """A process's start time (field 22 of /proc/PID/stat), to tell it from a later one with its pid."""
+    """A live process's start time (field 22 of /proc/PID/stat), to tell it from a later one with its pid; None
+    when it is gone or a zombie (it ended, its parent, the process that started it, has not reaped it)."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return text.rsplit(")", 1)[1].split()[19]
+    return None if fields[0] == "Z" else fields[19]
 
 
 def running(name: str) -> dict | None:
@@ -54,6 +57,22 @@ def running(name: str) -> dict | None:
     if forward and start_time(forward["pid"]) == forward["start"]:
         return forward
     return None
+
+
+def forwarders(name: str) -> list[int]:
+    """Every live forwarder process of cluster `name`, recorded or not (found by its marker)."""
+    marker = f"kindlab-kind={name}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if MODULE.encode() in argv and marker in argv and start_time(int(proc.name)):
+            found.append(int(proc.name))
+    return found
 
 
 def _free(port: int) -> bool:
@@ -72,9 +91,10 @@ def ensure(name: str) -> int | None:
         return None
     if forward := running(name):
         return int(forward["port"])
+    stop(name)   # one whose record was lost (a create writes the state anew)
     inner = published_port(name)
     listen = inner if _free(inner) else 0
-    argv = [sys.executable, "-m", "kindlab.backends.kube.forward", "--netns", str(netns), "--to",
+    argv = [sys.executable, "-m", MODULE, "--netns", str(netns), "--to",
             f"127.0.0.1:{inner}", "--listen", str(listen), "--marker", f"kindlab-kind={name}"]
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
@@ -90,15 +110,17 @@ def ensure(name: str) -> int | None:
 
 
 def stop(name: str) -> None:
-    """Stop the cluster's forwarder, where it runs."""
-    if forward := running(name):
-        try:
-            os.kill(forward["pid"], signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        until(lambda: start_time(forward["pid"]) != forward["start"], START_TIMEOUT, every=0.05,
+    """Stop the cluster's forwarders, where any runs."""
+    for pid in forwarders(name):
+        started = start_time(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        until(lambda pid=pid, started=started: start_time(pid) != started, START_TIMEOUT, every=0.05,
               what="the API server's forwarder stopped")
-    update_state(name, forward=None)
+        with contextlib.suppress(ChildProcessError):   # reap it where this process started it
+            os.waitpid(pid, os.WNOHANG)
+    if load_state(name).get("forward"):
+        update_state(name, forward=None)
 
 
 def host_kubeconfig(name: str, text: str) -> str:

@@ -16,8 +16,9 @@ from . import api_port, docker_host, node_image, tools
 from . import cni as cni_mod
 from .cluster import KindCluster
 from .lifecycle import READY_TIMEOUT, create, ensure_cni, topology_for, wait_ready
-from .state import delete as delete_cluster
 from .state import load_state
+from .teardown import clusters as _clusters
+from .teardown import delete as delete
 from .translate import translate_errors
 
 
@@ -133,20 +134,6 @@ def get(name: str) -> KindCluster:
         return KindCluster(name, topology_for(name))
 
 
-def delete(name: str) -> bool:
-    """Delete the cluster, the host folders kindlab made for it and its forwarder; with kindlab's own engine,
-    the engine too once it runs no cluster. False if there was no cluster."""
-    if docker_host.own() and not docker_host.answers():
-        return False   # no engine, no cluster
-    api_port.stop(name)
-    found = delete_cluster(name)
-    if docker_host.own() and not _clusters():
-        left = docker_host.stop_own()
-        if left:
-            raise KindlabError(f"kindlab's Docker Engine left behind: {', '.join(left)}; remove them by hand")
-    return found
-
-
 def clusters() -> list[str]:
     """`kind get clusters` (none where kindlab's own engine does not run)."""
     tools.require()
@@ -163,7 +150,3 @@ def delete_all() -> list[str]:
     return names
 
 
-def _clusters() -> list[str]:
-    if docker_host.own() and not docker_host.answers():
-        return []
-    return tools.kind_cluster_names()

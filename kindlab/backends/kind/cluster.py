@@ -119,6 +119,8 @@ class KindCluster(Cluster):
         return self.kube.watch_events(timeout, namespace)
 
     def down(self) -> None:
-        from .state import delete
+        """`kindlab delete cluster`: the cluster, its host folders, its forwarder, and kindlab's engine once it runs
+        no cluster."""
+        from .teardown import delete
 
         delete(self.name)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import platform
 import re
 import subprocess
 import tarfile
@@ -38,6 +39,8 @@ BUSYBOX = Path("/bin/busybox")
 LEFT_OUT = ("ssl", "_ssl", "bz2", "_bz2", "lzma", "_lzma", "hashlib", "_hashlib")   # optional imports
 CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar"
+#: The OCI architecture of the machine's files (uname's name -> the image config's).
+ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 ENTRY = """\
 import signal
 import sys
@@ -118,7 +121,7 @@ def write_layout(folder: Path, name: str, layer: bytes, config: dict) -> Image:
     """Write an OCI image layout with one layer into `folder` and an archive `<folder>.tar` beside it."""
     folder.mkdir(parents=True, exist_ok=True)
     layer_desc = {"mediaType": LAYER, **_blob(folder, layer)}
-    full = {"architecture": "amd64", "os": "linux", "config": config,
+    full = {"architecture": ARCHITECTURES.get(platform.machine(), platform.machine()), "os": "linux", "config": config,
             "rootfs": {"type": "layers", "diff_ids": [layer_desc["digest"]]},
             "history": [{"created_by": "kindlab (made on this machine)"}]}
     config_desc = {"mediaType": CONFIG, **_blob(folder, json.dumps(full, sort_keys=True).encode())}

@@ -1,8 +1,7 @@
-"""The real-derived parts of tests/data/kind match what a real cluster recorded (tests/data/real, record.py).
-
-The kind fixtures stay a kind cluster's (newer Kubernetes, Cilium, kind's labels and addresses, see
-their README); what the real lab produces the same way must agree: the kubelet's event messages and
-event shape, the sequence of worker2's events, the API server's pod and node field layout.
+"""kind's recording (tests/data/kind, a real kind cluster) and the real lab's (tests/data/real, record.py) agree
+where the same components made them: the kubelet v1.20.2 and containerd 1.6.20 run in kind's nodes (kindlab's node
+image) and in the lab's. The kubelet's event messages and event shape, the sequence of worker2's events, the API
+server's pod and node field layout must be the same; kind's own (its addresses, labels, providerID) may differ.
 """
 
 from __future__ import annotations
@@ -80,8 +79,8 @@ def test_worker2_retries_as_one_sandbox_changed_event_whose_count_grows():
     assert fixture["firstTimestamp"] < fixture["lastTimestamp"]
     reasons = [e["reason"] for e in of(real("events"), "echo-kind-worker2")
                if e["source"]["component"] == "kubelet" and e["reason"] not in INCIDENTAL]
-    assert [e["reason"] for e in of(kind("events"), "echo-kind-worker2")] == reasons == \
-        ["FailedCreatePodSandBox", "SandboxChanged"]
+    assert [e["reason"] for e in of(kind("events"), "echo-kind-worker2") if e["reason"] not in INCIDENTAL] == \
+        reasons == ["FailedCreatePodSandBox", "SandboxChanged"]
 
 
 @pytest.mark.parametrize("reason", ["Pulling", "Started"])
@@ -94,7 +93,10 @@ def test_container_event_messages_match_the_real_kubelet(reason):
 
 def test_event_fields_are_the_real_ones():
     recorded = {e["reason"]: e for e in real("events") if e["involvedObject"]["kind"] == "Pod"}
-    for fixture in kind("events"):
+    shared = [e for e in kind("events") if e["involvedObject"]["kind"] == "Pod" and e["reason"] in recorded]
+    assert {"FailedCreatePodSandBox", "SandboxChanged", "Pulling", "Pulled", "Created", "Started"} <= \
+        {e["reason"] for e in shared}
+    for fixture in shared:
         twin = recorded[fixture["reason"]]
         assert set(fixture) == set(twin)
         assert set(fixture["involvedObject"]) == set(twin["involvedObject"])
