@@ -651,6 +651,7 @@ def tooling(monkeypatch, tmp_path):
     monkeypatch.delenv("KINDLAB_CILIUM_VERSION", raising=False)
     monkeypatch.setattr(lifecycle, "POLL_SECONDS", 0)
     monkeypatch.setattr(docker_host, "machine_docker", lambda: "unix:///var/run/docker.sock")   # the machine's
+    monkeypatch.setattr(tools, "require_versions", lambda: None)   # test_old_kind_or_docker_is_refused
     return run
 
 
@@ -772,6 +773,34 @@ def test_missing_tools_say_what_to_install(monkeypatch, tmp_path):
     message = str(err.value)
     assert "kind (https://kind.sigs.k8s.io" in message and "Docker Engine or Docker Desktop" in message
     assert "KINDLAB_BACKEND=netns" in message
+
+
+def test_old_kind_or_docker_is_refused(monkeypatch):
+    class Client:
+        def __init__(self, api: str | None):
+            self.api = api
+
+        def version(self):
+            if self.api is None:
+                raise ConnectionError("Connection refused")
+            return {"ApiVersion": self.api}
+
+    kind = {"out": "kind v0.19.0 go1.20.4 linux/amd64"}
+    client = Client("1.41")
+    monkeypatch.setattr(tools, "run", lambda args, timeout=None: kind["out"])
+    monkeypatch.setattr(docker_host, "url", lambda: "unix:///var/run/docker.sock")
+    monkeypatch.setattr(docker_host, "client", lambda timeout=60: client)
+    with pytest.raises(BackendUnavailable, match="kind v0.19.0 .*is too old: kindlab needs kind v0.20.0 or later"):
+        tools.require_versions()
+    kind["out"] = "kind v0.33.0 go1.26.8 linux/amd64"
+    tools.require_versions()
+    client.api = "1.40"
+    with pytest.raises(BackendUnavailable, match="speaks API 1.40: kind's nodes need API 1.41 .*upgrade Docker"):
+        tools.require_versions()
+    client.api = None
+    with pytest.raises(BackendUnavailable, match="does not answer .*Connection refused.*start it"):
+        tools.require_versions()
+    assert tools.version_tuple("1.41") == (1, 41) and tools.version_tuple("none") == ()
 
 
 def test_a_failing_tool_reports_its_stderr(monkeypatch):

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 import kindlab
 from kindlab.backends.kind import backend
-from kindlab.errors import ConnectionRefused, ExecError
+from kindlab.errors import ConnectionRefused, ExecError, KindlabError
 
 pytestmark = pytest.mark.kind
 
@@ -46,6 +47,27 @@ def lab():
         yield cluster
     finally:
         cluster.down()
+
+
+def test_a_failed_create_leaves_nothing_behind(tmp_path, monkeypatch):
+    """kind cannot make the nodes (their image is nowhere): one KindlabError, and no cluster, container, host
+    folder or state left, nor kindlab's engine where it started one for this."""
+    from kindlab.backends.kind import docker_host, engine
+
+    if reason := why_not_here():
+        pytest.skip(reason)
+    shutil.copytree(ROOT / "kind", tmp_path / "kind", ignore=shutil.ignore_patterns("empty"))
+    monkeypatch.setenv("KINDLAB_KIND_IMAGE", "kindlab/no-such-node:v0")
+    ran_before = docker_host.answers()
+    with pytest.raises(KindlabError, match="kind create cluster"):
+        kindlab.up(tmp_path / "kind" / "config", name="kindfail", backend="kind")
+    assert "kindfail" not in backend.clusters()
+    assert not (tmp_path / "kind" / "empty").exists()
+    if docker_host.own() and not ran_before:
+        assert engine.leftovers(docker_host.OWN) == [] and not docker_host.answers()
+    else:
+        client = docker_host.client()
+        assert not client.containers.list(all=True, filters={"label": "io.x-k8s.kind.cluster=kindfail"})
 
 
 def record(lab) -> None:
@@ -158,6 +180,18 @@ def test_worker3_needs_the_conflist_and_a_new_pod(lab):
     lab.apply(ROOT / "manifests" / "static" / "echo-kind-worker3.yaml")
     lab.wait_for_pod("echo-kind-worker3", timeout=POD_TIMEOUT)
     assert lab.curl(f"http://{lab.node_ip('kind-worker3')}/").status == 200
+
+
+def test_an_echo_image_made_here_loads_with_kind_load(lab, tmp_path):
+    """The arm64 readers' way (book/running.md): the echo server's image made on the machine, loaded into the
+    nodes by `kind load image-archive`."""
+    from kindlab.backends.kind import tools
+    from kindlab.backends.oci import images
+
+    image = images.echo_image(tmp_path)
+    tools.run(["kind", "load", "image-archive", str(image.archive), "--name", "kind"], timeout=300)
+    listed = lab.exec("kind-worker3", ["ctr", "-n", "k8s.io", "images", "ls", "-q"])
+    assert image.name in listed.split()
 
 
 def test_delete_leaves_nothing_behind(lab):

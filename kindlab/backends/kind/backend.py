@@ -56,6 +56,7 @@ def up(topology: Topology, backoff: float | None = None, report: Reporter = quie
         raise KindlabError("kind runs real Kubernetes; kindlab's model runs on the netns backend "
                            "(--backend netns --kubernetes model)")
     tools.require()
+    tools.require_versions()
     try:
         return _up(topology, report, cni, timeout)
     except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -95,6 +96,37 @@ def require(*, helm: bool = False) -> None:
         wanted = "; ".join(INSTALL_HINTS[m] for m in missing)
         raise BackendUnavailable(f"the kind backend cannot run here; install: {wanted}. "
                                  "Or use the netns backend (KINDLAB_BACKEND=netns).")
+
+
+#: kind adds --cgroupns=private to its nodes since v0.20.0, which needs Docker's API 1.41 (Docker 20.10).
+MIN_KIND = (0, 20, 0)
+MIN_DOCKER_API = (1, 41)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """(0, 33, 0) from "kind v0.33.0 go1.26.8 linux/amd64" or "1.41"; () where there is no version."""
+    found = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(g) for g in found.groups() if g is not None) if found else ()
+
+
+def require_versions() -> None:
+    """BackendUnavailable where kind or Docker is too old for the nodes kind makes today, or Docker does not
+    answer: what is there, and what to install or start."""
+    kind = run(["kind", "version"], timeout=30).strip()
+    if version_tuple(kind) < MIN_KIND:
+        raise BackendUnavailable(f"{kind or 'kind'} is too old: kindlab needs kind v0.20.0 or later "
+                                 f"({INSTALL_HINTS['kind']})")
+    url = docker_host.url()
+    if url is None:
+        return   # kindlab's own engine, not started yet: Debian's docker.io, 20.10
+    try:
+        api = docker_host.client(timeout=10).version().get("ApiVersion", "")
+    except Exception as exc:   # any failure to talk to it is the same answer
+        raise BackendUnavailable(f"the Docker Engine at {url} does not answer ({exc}); start it "
+                                 "(`docker info` must answer), or unset DOCKER_HOST") from None
+    if version_tuple(api) < MIN_DOCKER_API:
+        raise BackendUnavailable(f"the Docker Engine at {url} speaks API {api}: kind's nodes need API 1.41 "
+                                 "(Docker 20.10) or later; upgrade Docker")
 
 
 def require_helm() -> None:
