@@ -22,15 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_real import running  # noqa: E402  (the pods' wait, as the real lab's benchmark has it)
+
 from kindlab import backends, scenario  # noqa: E402
 
 NAMES = {"kind": "kind", "netns": "klkind"}
 GOAL_UP_RATIO = 3.0
-
-
-def running(lab, names: list[str]) -> bool:
-    pods = {p["metadata"]["name"]: p for p in lab.pod_list()}
-    return all(pods.get(n, {}).get("status", {}).get("phase") == "Running" for n in names)
 
 
 def one_run(config: Path, backend: str) -> dict[str, float]:
