@@ -1,7 +1,7 @@
 """Fidelity: the seed's scenario on the lab's real Kubernetes and on kindlab's model of the kubelet, side by side.
 
 Run as root: .venv/bin/python benchmarks/bench_fidelity.py [--runs 10] [--model-runs 20] [--pods 4]
-[--attempts 4] [--csv PATH] [--pool PATH] [--pool-only VARIANT] [--only real|model|model-fast]. Each variant
+[--attempts 4] [--csv PATH] [--pool PATH] [--pool-only VARIANT] [--only real|model|model-fast] [--quick]. Each variant
 brings kind/config's four nodes up (a copy of kind/, cluster `klfidelity`) and repeats the seed's run `--runs`
 times on real, `--model-runs` times (twice as many unless told) on the model:
 
@@ -646,7 +646,14 @@ def main() -> int:
                         help="join only this variant's samples from the --pool files (repeatable), e.g. real's "
                              "earlier runs against a model changed since")
     parser.add_argument("--only", action="append", choices=["real", "model", "model-fast"])
+    parser.add_argument("--quick", action="store_true",
+                        help="one run of each variant, one pod, 3 attempts, its own CSV (checks it runs to its end): "
+                             "the event texts are judged, the distributions' goals shown only")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.model_runs, args.pods, args.attempts = 1, 1, 1, 3
+        if args.csv == parser.get_default("csv"):
+            args.csv = args.csv.with_name("fidelity-quick.csv")   # never over the full runs' samples
     if args.attempts < 3:
         parser.error("--attempts must be at least 3: the first failure, the first retry, one back-off")
     if not 1 <= args.pods <= 20:
@@ -684,11 +691,15 @@ def main() -> int:
     print_control(by["model"])
     judged_texts = runs["real"] > 0 and runs["model"] > 0
     misses = text_misses(by["real"], by["model"]) if judged_texts else []
-    misses += goal_misses(by["real"], by["model"], ranges)
+    if args.quick:
+        print("\n--quick: one run of each; the distributions' goals are shown, not judged")
+    else:
+        misses += goal_misses(by["real"], by["model"], ranges)
     if not judged_texts:
         print("\nevent texts and facts not judged: they come from this invocation's runs, and it ran no real and "
               "model pair")
-    passed = ("every text identical, " if judged_texts else "") + "every distribution within the goals"
+    passed = ", ".join((["every text identical"] if judged_texts else [])
+                       + ([] if args.quick else ["every distribution within the goals"])) or "nothing judged"
     print("\nreal against the model at 10 s: " + (passed if not misses else f"{len(misses)} differences"))
     for miss in misses:
         print(f"  - {miss}")

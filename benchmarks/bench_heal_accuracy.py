@@ -5,6 +5,8 @@ lab of the seed's config under its own name (`bench-heal`, so it never touches a
 then prints the error distribution (goal: p95 < 50 ms) and the heal times against the back-off model.
 
     .venv/bin/python benchmarks/bench_heal_accuracy.py [--backoff 1.0] [--repeats 3] [--delays 0 0.3 0.6 0.9]
+
+`--quick` is one heal (one repeat at delay 0; tests/test_benchmarks.py): it shows the figures, the goal unjudged.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from kindlab import backends, heal, walkthrough  # noqa: E402
 from kindlab.progress import Bars  # noqa: E402
 
 NAME = "bench-heal"
+GOAL_MS = 50.0   # |measured - agent| at p95
 
 
 def run(backoff: float, delays: list[float], repeats: int):
@@ -43,20 +46,24 @@ def main() -> int:
     parser.add_argument("--backoff", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--delays", type=float, nargs="+", default=[0.0, 0.3, 0.6, 0.9])
+    parser.add_argument("--quick", action="store_true", help="one heal (checks the benchmark runs to its end)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.delays = 1, [0.0]
     df = run(args.backoff, args.delays, args.repeats)
     acc = heal.accuracy(df)
     model = heal.backoff_model(args.backoff)
     print(df.round(4).to_string(index=False))
     print(f"\nruns: {acc['n']}, back-off {args.backoff:g} s")
     print(f"|measured - agent| Running time: p50 {acc['p50']:.1f} ms, p95 {acc['p95']:.1f} ms, "
-          f"max {acc['max']:.1f} ms (goal p95 < 50 ms: {'met' if acc['p95'] < 50 else 'NOT met'})")
+          f"max {acc['max']:.1f} ms (goal p95 < {GOAL_MS:g} ms: {'met' if acc['p95'] < GOAL_MS else 'NOT met'})")
+    print(f"ratio: p95/goal {acc['p95'] / GOAL_MS:.2f}x" + ("   (--quick: one heal, not judged)" if args.quick else ""))
     for delay, group in df.groupby("delay"):
         print(f"delay {delay:4.2f} s: time to Running mean {group['running_after'].mean():6.3f} s, "
               f"back-off model {model.mean(delay):6.3f} s (+ sandbox and container start)")
     print(f"sandbox + container start after the retry (estimate_setup): {heal.estimate_setup(df):.3f} s")
     print(f"curl after Running: median {1000 * (df['curl_after'] - df['running_after']).median():.1f} ms")
-    return 0 if acc["p95"] < 50 else 1
+    return 0 if args.quick or acc["p95"] < GOAL_MS else 1
 
 
 if __name__ == "__main__":

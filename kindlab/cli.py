@@ -26,6 +26,9 @@ from typing import Any
 from . import __version__
 from .errors import KindlabError, ManifestError
 
+# Bounds of the numbers the command line takes: (option, lowest, whether the lowest itself is allowed, highest).
+SECONDS = {"timeout": ("--timeout", 0.0, False, 86400.0), "backoff": ("--backoff", 0.0, True, 300.0)}
+
 GET_KINDS = {"clusters": "clusters", "cluster": "clusters", "nodes": "nodes", "node": "nodes", "no": "nodes",
              "pods": "pods", "pod": "pods", "po": "pods", "events": "events", "event": "events", "ev": "events",
              "kubeconfig": "kubeconfig"}
@@ -37,7 +40,7 @@ class _Intermixed(argparse.ArgumentParser):
 
     _mixing = False
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_known_args(self, args=None, namespace=None):
         remainder = any(a.nargs == argparse.REMAINDER for a in self._get_positional_actions())
         if self._mixing or remainder:
             return super().parse_known_args(args, namespace)
@@ -52,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per verb."""
     from .backends import registry
 
-    common = argparse.ArgumentParser(add_help=False)
+    # the options every cluster verb shares, lent to their sub-parsers (`parents`): of the sub-parsers' class, as
+    # typeshed types `add_parser`'s parents (a parent only lends its options; it never parses)
+    common = _Intermixed(add_help=False)
     common.add_argument("--name", default="kind", help="cluster name (default: kind)")
     common.add_argument("--backend", choices=registry.names(), help="backend (default: $KINDLAB_BACKEND or auto)")
 
@@ -116,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run one command; KindlabError becomes one line on stderr and its exit code."""
     args = build_parser().parse_args(argv)
     try:
+        check_seconds(args)
         code = COMMANDS[args.verb](args) or 0
         sys.stdout.flush()
         return code
@@ -127,6 +133,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kindlab: interrupted", file=sys.stderr)
         return 130
+
+
+def check_seconds(args: argparse.Namespace) -> None:
+    """KindlabError unless every number of seconds given is finite and within its bounds (SECONDS): nan, inf,
+    a negative or zero timeout would turn a deadline off or overflow the timer."""
+    import math
+
+    for dest, (option, low, low_ok, high) in SECONDS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if not (math.isfinite(value) and (value >= low if low_ok else value > low) and value <= high):
+            floor = f">= {low:g}" if low_ok else f"> {low:g}"
+            raise KindlabError(f"{option} {value:g}: must be a number of seconds {floor} and at most {high:g}")
 
 
 def _stdout_closed() -> int:
@@ -166,10 +186,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from . import backends, objects
 
     if args.filename:
-        lab = _lab(args)
         items = objects.load(args.filename)
         if not items:
             raise ManifestError(f"no objects passed to delete (from {args.filename})")
+        lab = _lab(args)
         for obj in items:
             if isinstance(obj, objects.PodSpec):
                 print(lab.delete_pod(obj.name, obj.namespace))
@@ -240,10 +260,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     """Apply each object of the manifests; like kubectl, print what was made and what failed (exit 1 then)."""
     from . import objects
 
-    lab = _lab(args)
-    items = objects.load_each(args.filename)
+    items = objects.load_each(args.filename)     # read first: a file that cannot be read needs no cluster
     if not items:
         raise ManifestError(f"no objects passed to apply (from {args.filename})")
+    if len(items) == 1 and isinstance(items[0], KindlabError):
+        raise items[0]
+    lab = _lab(args)
     failed = 0
     for item in items:
         try:
@@ -267,12 +289,15 @@ def cmd_exec(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    if not command:
+    if not command or not command[0]:
         raise KindlabError("exec needs a command: kindlab exec NODE -- CMD [ARGS...]")
     lab = _lab(args)
     try:
         out = lab.exec(args.node, command)
     except ExecError as exc:
+        if not exc.stdout and not exc.stderr:   # the command did not start: kindlab's own one line
+            print(f"kindlab: error: {exc}", file=sys.stderr)
+            return exc.returncode or 1
         sys.stdout.write(exc.stdout)
         sys.stderr.write(exc.stderr)
         return exc.returncode or 1
@@ -306,21 +331,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     image = args.image or debug.IMAGE
     if args.kubeconfig:
-        target = remote.connect(args.kubeconfig, args.context, image=image, nodes=args.nodes)
+        kubeconfig: Any = args.kubeconfig
+        name, topology = None, None
     else:
         lab = _lab(args)
         if not lab.capabilities.kubeconfig:   # the model: no API server, its nodes are read directly
             if args.dry_run:
                 print("# nothing to create: this cluster's nodes are read directly (it has no API server)")
                 return 0
-            return _print_findings(doctor(lab), args.output)
-        target = remote.connect(yaml.safe_load(lab.kubeconfig()), name=lab.name, image=image, nodes=args.nodes,
-                                topology=lab.topology)
-    if args.dry_run:
-        print(yaml.safe_dump_all(debug.dry_run(target.node_names(), image), sort_keys=False), end="")
-        return 0
-    with _deadline(args.timeout, "doctor"), target:
-        findings = doctor(target)
+            with _deadline(args.timeout, "doctor"):
+                return _print_findings(doctor(lab), args.output)
+        kubeconfig, name, topology = yaml.safe_load(lab.kubeconfig()), lab.name, lab.topology
+    with _deadline(args.timeout, "doctor"):    # reaching the API server is under the one deadline too
+        target = remote.connect(kubeconfig, args.context, name=name, image=image, nodes=args.nodes,
+                                topology=topology)
+        if args.dry_run:
+            print(yaml.safe_dump_all(debug.dry_run(target.node_names(), image), sort_keys=False), end="")
+            return 0
+        with target:
+            findings = doctor(target)
     return _print_findings(findings, args.output)
 
 

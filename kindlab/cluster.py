@@ -18,7 +18,8 @@ from typing import Any, Protocol
 import pandas as pd
 
 from . import objects
-from .capabilities import Capabilities, ContainerStarts, RuntimeTimes
+from .capabilities import Capabilities, ContainerStarts
+from .capabilities import RuntimeTimes as RuntimeTimes  # re-exported: backends take it from here
 from .errors import ClusterError, NotFound
 from .model import pods as pod_rules
 from .topology import Topology
@@ -246,7 +247,7 @@ class Cluster(ABC):
 
     def wait_for_pod(self, name: str, phase: str = "Running", timeout: float = 60) -> dict[str, Any]:
         """Wait until pod `name` has `phase` (and, for Running, is ready)."""
-        def check():
+        def check() -> dict[str, Any] | None:
             try:
                 p = self.pod(name)
             except NotFound:
@@ -257,7 +258,8 @@ class Cluster(ABC):
             if phase == "Running" and not pod_rules.is_ready(p):
                 return None
             return p
-        return self.wait_for(check, timeout=timeout, what=f"pod {name} {phase}")
+        pod: dict[str, Any] = self.wait_for(check, timeout=timeout, what=f"pod {name} {phase}")
+        return pod
 
 
 def node_summary(node: dict[str, Any]) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def make_handler(hosts_file: str, resolv_file: str) -> type[BaseHTTPRequestHandl
         server_version = "echo-server"
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:  # http.server's naming
             env = dict(os.environ)
             headers = response_headers(env)
             body = render(
@@ -82,7 +82,7 @@ def make_handler(hosts_file: str, resolv_file: str) -> type[BaseHTTPRequestHandl
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
+        def log_message(self, format: str, *args) -> None:  # http.server's signature
             pass
 
     return EchoHandler

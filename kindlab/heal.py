@@ -141,7 +141,7 @@ def wait_running(lab: Cluster, pod: str, *, since: float, timeout: float = 60.0)
     deadline = Deadline(timeout)
     previous = since
     for seen, value in _reads(lab, pod, timeout):
-        if pod_rules.is_running(value):
+        if value is not None and pod_rules.is_running(value):
             return (seen if pushed else (previous + seen) / 2), value
         if deadline.passed:
             break
@@ -266,9 +266,10 @@ def _spec_for(lab: Cluster, pod: str) -> objects.PodSpec:
     if live is not None:
         spec = pod_manifest(live)
     else:
-        spec = scenario.static_pods(lab).get(pod)
-        if spec is None:
+        static = scenario.static_pods(lab).get(pod)
+        if static is None:
             raise NotFound(f"pod {pod!r} is not in cluster {lab.name!r} and not in {scenario.static_manifests(lab)}")
+        spec = static
     if not spec.node_name:
         raise KindlabError(f"pod {pod!r} has no spec.nodeName; the experiment needs a pod pinned to a node")
     return spec

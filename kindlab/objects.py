@@ -6,15 +6,17 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, TypeGuard
 
 from .errors import ManifestError
+from .input_files import load_all, read_text, shown
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")       # at most 63 characters
+ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")                          # the API server's rule
+PRINTABLE = re.compile(r"[^\x00-\x20\x7f]+")                                   # no space, no control
 
 
 @dataclass(frozen=True)
@@ -136,21 +138,11 @@ def _manifest_files(path: Path) -> list[Path]:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start}); a manifest is a YAML or JSON file") from None
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read: {exc.strerror}") from None
+    return read_text(path, ManifestError, "manifest")
 
 
 def _documents(text: str, source: str) -> list[Any]:
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" line {mark.line + 1}:" if mark else ""
-        raise ManifestError(f"{source}:{at} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return load_all(text, source, ManifestError)
 
 
 def loads(text: str, source: str = "<manifest>") -> list[Manifest]:
@@ -169,6 +161,7 @@ def from_dict(doc: Any, where: str = "<manifest>") -> list[Manifest]:
         raise ManifestError(f"{where}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
     kind = doc.get("kind")
     if kind == "List":
+        _api(doc, where, ("v1",))
         items = _list(doc.get("items"), where, "items")
         return [m for j, item in enumerate(items) for m in from_dict(item, f"{where} items[{j}]")]
     if kind == "Pod":
@@ -185,7 +178,8 @@ def _api(doc: dict, where: str, allowed: tuple[str, ...]) -> None:
     if api not in allowed:
         removed = api == "extensions/v1beta1"
         hint = " (extensions/v1beta1 was removed in Kubernetes 1.16; use apps/v1)" if removed else ""
-        raise ManifestError(f"{where}: apiVersion: {doc.get('kind')} needs {' or '.join(allowed)}, got {api!r}{hint}")
+        raise ManifestError(f"{where}: apiVersion: {doc.get('kind')} needs {' or '.join(allowed)}, "
+                            f"got {shown(api)}{hint}")
 
 
 def _list(value: Any, where: str, field_path: str) -> list:
@@ -207,22 +201,29 @@ def _mapping(value: Any, where: str, field_path: str) -> dict:
 def _pod(doc: dict, where: str, prefix: str, template: bool = False) -> PodSpec:
     meta = _mapping(doc.get("metadata"), where, f"{prefix}metadata")
     name = meta.get("name")
-    if not template and (not isinstance(name, str) or not name):
-        raise ManifestError(f"{where}: {prefix}metadata.name: is required")
     if not template:
+        if not isinstance(name, str) or not name:
+            raise ManifestError(f"{where}: {prefix}metadata.name: is required")
         _check_name(name, where, f"{prefix}metadata.name")
     namespace = _namespace(meta, where, f"{prefix}metadata.namespace")
-    labels = _mapping(meta.get("labels"), where, f"{prefix}metadata.labels")
+    labels = _labels(meta, where, f"{prefix}metadata.labels")
     spec = _mapping(doc.get("spec"), where, f"{prefix}spec")
     raw_containers = spec.get("containers")
     if not isinstance(raw_containers, list) or not raw_containers:
         raise ManifestError(f"{where}: {prefix}spec.containers: is required (a non-empty list)")
     containers = tuple(_container(c, where, f"{prefix}spec.containers[{i}]") for i, c in enumerate(raw_containers))
-    node_name = spec.get("nodeName")
-    if node_name is not None and not isinstance(node_name, str):
-        raise ManifestError(f"{where}: {prefix}spec.nodeName: must be a string")
+    seen: dict[str, int] = {}
+    for i, c in enumerate(containers):
+        if c.name in seen:
+            raise ManifestError(f"{where}: {prefix}spec.containers[{i}].name: Duplicate value: {c.name!r} "
+                                f"(containers[{seen[c.name]}] has it)")
+        seen[c.name] = i
+    node_name = spec.get("nodeName") or None
+    if node_name is not None and (not isinstance(node_name, str) or not DNS_SUBDOMAIN.fullmatch(node_name)):
+        raise ManifestError(f"{where}: {prefix}spec.nodeName: must be a node name (lower-case letters, digits, "
+                            f"'-' and '.'), got {shown(node_name)}")
     return PodSpec(name=name or "", namespace=namespace,
-                   labels={str(k): str(v) for k, v in labels.items()}, node_name=node_name,
+                   labels=labels, node_name=node_name,
                    containers=containers, source=where)
 
 
@@ -231,12 +232,30 @@ def _container(raw: Any, where: str, field_path: str) -> Container:
         raise ManifestError(f"{where}: {field_path}: must be a mapping")
     for key in ("name", "image"):
         if not isinstance(raw.get(key), str) or not raw[key]:
-            raise ManifestError(f"{where}: {field_path}.{key}: is required")
+            raise ManifestError(f"{where}: {field_path}.{key}: is required (a string)")
+    if not PRINTABLE.fullmatch(raw["image"]):
+        raise ManifestError(f"{where}: {field_path}.image: {shown(raw['image'])} is not an image name (it holds "
+                            "spaces or control characters)")
+    name = raw["name"]
+    if len(name) > 63 or not DNS_LABEL.fullmatch(name):
+        raise ManifestError(f"{where}: {field_path}.name: {shown(name)} is not a valid container name: use "
+                            "lower-case letters, digits and '-', starting and ending with a letter or digit, at "
+                            "most 63 characters")
     env = []
     for k, e in enumerate(_list(raw.get("env"), where, f"{field_path}.env")):
-        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
-            raise ManifestError(f"{where}: {field_path}.env[{k}].name: is required")
-        env.append((e["name"], str(e.get("value", ""))))
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not e["name"]:
+            raise ManifestError(f"{where}: {field_path}.env[{k}].name: is required (a string)")
+        if not ENV_NAME.fullmatch(e["name"]):
+            raise ManifestError(f"{where}: {field_path}.env[{k}].name: {shown(e['name'])} is not a valid environment "
+                                "variable name: letters, digits, '_', '-' and '.', not starting with a digit")
+        value = e.get("value", "")
+        if not isinstance(value, str | None):
+            raise ManifestError(f"{where}: {field_path}.env[{k}].value: must be a string, got {shown(value)} "
+                                f"(quote it: \"{value}\")")
+        if value and "\x00" in value:
+            raise ManifestError(f"{where}: {field_path}.env[{k}].value: holds a NUL byte, which no process "
+                                "environment can")
+        env.append((e["name"], value or ""))
     ports = []
     for k, p in enumerate(_list(raw.get("ports"), where, f"{field_path}.ports")):
         pf = f"{field_path}.ports[{k}]"
@@ -244,17 +263,17 @@ def _container(raw: Any, where: str, field_path: str) -> Container:
             raise ManifestError(f"{where}: {pf}: must be a mapping")
         cport = p.get("containerPort")
         if not _is_port(cport):
-            raise ManifestError(f"{where}: {pf}.containerPort: must be a port number 1-65535, got {cport!r}")
+            raise ManifestError(f"{where}: {pf}.containerPort: must be a port number 1-65535, got {shown(cport)}")
         hport = p.get("hostPort")
         if hport is not None and not _is_port(hport):
-            raise ManifestError(f"{where}: {pf}.hostPort: must be a port number 1-65535, got {hport!r}")
+            raise ManifestError(f"{where}: {pf}.hostPort: must be a port number 1-65535, got {shown(hport)}")
         proto = str(p.get("protocol", "TCP"))
         if proto not in PROTOCOLS:
-            raise ManifestError(f"{where}: {pf}.protocol: must be one of {', '.join(PROTOCOLS)}, got {proto!r}")
+            raise ManifestError(f"{where}: {pf}.protocol: must be one of {', '.join(PROTOCOLS)}, got {shown(proto)}")
         host_ip = _host_ip(p.get("hostIP"), where, f"{pf}.hostIP")
         port_name = p.get("name")
         if port_name is not None and not isinstance(port_name, str):
-            raise ManifestError(f"{where}: {pf}.name: must be a string, got {port_name!r}")
+            raise ManifestError(f"{where}: {pf}.name: must be a string, got {shown(port_name)}")
         ports.append(Port(container_port=cport, host_port=hport, protocol=proto, host_ip=host_ip, name=port_name))
     return Container(name=raw["name"], image=raw["image"], env=tuple(env), ports=tuple(ports))
 
@@ -275,6 +294,14 @@ def _namespace(meta: dict, where: str, field_path: str) -> str:
     return namespace
 
 
+def _label_key(key: str) -> bool:
+    """A label key as the API server checks it: an optional DNS-subdomain prefix and '/', then a name."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(LABEL_VALUE.fullmatch(name))
+
+
 def _host_ip(value: Any, where: str, field_path: str) -> str | None:
     """hostIP: an IP address, or absent."""
     if value is None or value == "":
@@ -283,11 +310,11 @@ def _host_ip(value: Any, where: str, field_path: str) -> str | None:
         ipaddress.ip_address(value if isinstance(value, str) else "")
     except ValueError:
         raise ManifestError(f"{where}: {field_path}: must be an IP address such as 0.0.0.0 or 172.18.0.3, "
-                            f"got {value!r}") from None
+                            f"got {shown(value)}") from None
     return value
 
 
-def _is_port(value: Any) -> bool:
+def _is_port(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
 
 
@@ -299,7 +326,7 @@ def _deployment(doc: dict, where: str) -> Deployment:
     spec = _mapping(doc.get("spec"), where, "spec")
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        raise ManifestError(f"{where}: spec.replicas: must be a whole number >= 0, got {replicas!r}")
+        raise ManifestError(f"{where}: spec.replicas: must be a whole number >= 0, got {shown(replicas)}")
     if "template" not in spec:
         raise ManifestError(f"{where}: spec.template: is required")
     template = _pod(_mapping(spec["template"], where, "spec.template"), where, "spec.template.", template=True)
@@ -311,6 +338,22 @@ def _deployment(doc: dict, where: str) -> Deployment:
         raise ManifestError(f"{where}: spec.template.metadata.labels: must match spec.selector.matchLabels")
     _check_name(name, where, "metadata.name")
     namespace = _namespace(meta, where, "metadata.namespace")
-    labels = _mapping(meta.get("labels"), where, "metadata.labels")
+    labels = _labels(meta, where, "metadata.labels")
     return Deployment(name=name, namespace=namespace, replicas=replicas, template=template,
-                      labels={str(k): str(v) for k, v in labels.items()}, source=where)
+                      labels=labels, source=where)
+
+
+def _labels(meta: dict, where: str, field_path: str) -> dict[str, str]:
+    """metadata.labels: a mapping of strings to strings (the API server refuses numbers and booleans)."""
+    labels = _mapping(meta.get("labels"), where, field_path)
+    for key, value in labels.items():
+        if not isinstance(key, str) or not _label_key(key):
+            raise ManifestError(f"{where}: {field_path}: {shown(key)} is not a valid label key: [prefix/]name, "
+                                "the name at most 63 letters, digits, '-', '_' or '.'")
+        if not isinstance(value, str):
+            raise ManifestError(f"{where}: {field_path}.{key}: must be a string, got {shown(value)} "
+                                f"(quote it: \"{value}\")")
+        if len(value) > 63 or not LABEL_VALUE.fullmatch(value):
+            raise ManifestError(f"{where}: {field_path}.{key}: {shown(value)} is not a valid label value: at most "
+                                "63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+    return dict(labels)

@@ -75,7 +75,7 @@ def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None, jitter: f
                    for q in (0, 50, 100))
     earliest, latest = window(b, jitter)
     ax.fill_between(delays, lo, hi, color=MODEL, alpha=0.18, lw=0,
-                    label=f"model: next retry {earliest:g}–{latest:g} s after the failure")
+                    label=f"back-off window: next retry {earliest:g}–{latest:g} s after the failure")
     ax.plot(delays, mid, color=MODEL, lw=1, ls="--", label="model median")
     ax.scatter(fixed, df["running_after"], color=OK, s=28, zorder=3, label="fix → pod Running")
     if "curl_after" in df and df["curl_after"].notna().any():
@@ -112,7 +112,7 @@ def plot_heal_distribution(df: pd.DataFrame, backoff: float | None = None, jitte
     for data, color, label in ((model, MODEL, "back-off model"), (measured, OK, "measured")):
         xs = np.sort(data)
         cdf.step(xs, np.arange(1, len(xs) + 1) / max(len(xs), 1), where="post", color=color, lw=2, label=label)
-    cdf.axvline(latest, color=FAIL, ls=":", lw=1.2, label=f"one back-off period, max ({latest:g} s)")
+    cdf.axvline(latest, color=FAIL, ls=":", lw=1.2, label=f"end of the back-off window ({latest:g} s)")
     cdf.set_xlabel("fix → pod Running (s)")
     cdf.set_ylabel("fraction of runs healed")
     cdf.set_xlim(0, top)

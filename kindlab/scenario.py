@@ -314,3 +314,12 @@ def break_worker3(lab: Cluster, timeout: float | None = None) -> None:
     if recreate:
         apply_pod(lab, pod)
         lab.wait_for_pod(pod, "Running", timeout=timeout_for(lab, timeout))
+
+
+def shown_path(lab: Cluster | None, path: str | Path, root: Path | None = None) -> str:
+    """``path`` as a reader types it in the repository's folder (``root``, default the lab's): relative to it
+    when below it, else as given."""
+    try:
+        return str(Path(path).resolve().relative_to((root or repo_root(lab)).resolve()))
+    except ValueError:
+        return str(path)

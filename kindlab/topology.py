@@ -9,17 +9,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError
+from .input_files import load_one, read_text, shown
 
 KIND_API = "kind.x-k8s.io/v1alpha4"
 OLD_KIND_API = "kind.sigs.k8s.io/v1alpha3"
 ROLES = ("control-plane", "worker")
+CLUSTER_FIELDS = {"kind", "apiVersion", "name", "nodes", "networking", "featureGates", "runtimeConfig",
+                  "kubeadmConfigPatches", "kubeadmConfigPatchesJSON6902", "containerdConfigPatches",
+                  "containerdConfigPatchesJSON6902"}
+NETWORKING_FIELDS = {"ipFamily", "apiServerPort", "apiServerAddress", "podSubnet", "serviceSubnet",
+                     "disableDefaultCNI", "kubeProxyMode", "dnsSearch"}
 NODE_FIELDS = {"role", "image", "extraMounts", "extraPortMappings", "labels", "kubeadmConfigPatches",
                "kubeadmConfigPatchesJSON6902"}
 MOUNT_FIELDS = {"containerPath", "hostPath", "readOnly", "propagation", "selinuxRelabel"}
 PROPAGATIONS = ("None", "HostToContainer", "Bidirectional")
+KUBE_PROXY_MODES = ("iptables", "ipvs", "nftables", "none")
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS_LABEL_MAX = 63
 LONGEST_NODE_SUFFIX = "-control-plane999"              # kind's longest node-name suffix (up to 999 of a role)
@@ -28,6 +33,14 @@ MAX_CLUSTER_NAME = DNS_LABEL_MAX - len(LONGEST_NODE_SUFFIX)   # 46: every node n
 SYSTEM_FOLDERS = frozenset({"/", "/etc", "/usr", "/bin", "/sbin", "/boot", "/proc", "/sys", "/dev", "/var",
                             "/root", "/run"})
 LIB_FOLDER = re.compile(r"/lib(32|64|x32)?")
+LAB_STATE = Path("/run/kindlab")     # every lab's records: no node may mount it
+NODE_NETWORK = "172.18.0.0/16"       # the nodes' network (Docker's `kind` network; the netns lab's bridge)
+# The widest ranges upstream accepts: kube-controller-manager splits the pod subnet into node CIDRs (/24, /64)
+# at most 16 bits narrower; kube-apiserver refuses a service range wider than /12 (IPv4) or /108 (IPv6).
+WIDEST_POD_SUBNET = {4: 8, 6: 48}
+WIDEST_SERVICE_SUBNET = {4: 12, 6: 108}
+# Node paths no extraMount may cover: the node's root, and /proc, which runc refuses as a mount target.
+KERNEL_TARGETS = ("/proc",)
 
 
 def check_cluster_name(name: object) -> str:
@@ -171,20 +184,7 @@ def load(path: str | Path, name: str = "kind") -> Topology:
     path = Path(path)
     if path.is_dir():
         path = path / "config"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such kind config file; pass the path of a kind Cluster config") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a kind config is a YAML file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" line {where.line + 1}" if where else ""
-        raise ConfigError(f"{path}:{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    doc = load_one(read_text(path, ConfigError, "kind config"), str(path), ConfigError)
     return from_dict(doc, name=name, source=path)
 
 
@@ -200,18 +200,21 @@ def from_dict(doc: Any, name: str = "kind", source: Path | None = None) -> Topol
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: expected a kind Cluster config (a YAML mapping), got {type(doc).__name__}")
     if doc.get("kind") != "Cluster":
-        raise fail("kind", f"must be 'Cluster', got {doc.get('kind')!r}")
+        raise fail("kind", f"must be 'Cluster', got {shown(doc.get('kind'))}")
+    _no_unknown(doc, CLUSTER_FIELDS, "", fail)
+    if "name" in doc and not isinstance(doc["name"], str):
+        raise fail("name", f"must be a string, got {shown(doc['name'])}")
     api = doc.get("apiVersion")
     notes: list[str] = []
     if api == OLD_KIND_API:
         notes.append(f"{where}: converted apiVersion {OLD_KIND_API} to {KIND_API} "
                      "(kind dropped v1alpha3 in v0.9.0)")
     elif api != KIND_API:
-        raise fail("apiVersion", f"must be {KIND_API!r} (or the old {OLD_KIND_API!r}), got {api!r}")
+        raise fail("apiVersion", f"must be {KIND_API!r} (or the old {OLD_KIND_API!r}), got {shown(api)}")
 
     networking = _networking(doc, api, fail, notes)
-    raw_nodes = doc.get("nodes") or [{"role": "control-plane"}]
-    if not isinstance(raw_nodes, list):
+    raw_nodes = [{"role": "control-plane"}] if doc.get("nodes") is None else doc["nodes"]
+    if not isinstance(raw_nodes, list) or not raw_nodes:
         raise fail("nodes", "must be a list of nodes")
     roles = []
     for i, raw in enumerate(raw_nodes):
@@ -219,10 +222,9 @@ def from_dict(doc: Any, name: str = "kind", source: Path | None = None) -> Topol
             raise fail(f"nodes[{i}]", "must be a mapping with a 'role'")
         role = raw.get("role", "control-plane")
         if role not in ROLES:
-            raise fail(f"nodes[{i}].role", f"must be one of {', '.join(ROLES)}, got {role!r}")
-        unknown = set(raw) - NODE_FIELDS
-        if unknown:
-            raise fail(f"nodes[{i}]", f"unknown field(s) {', '.join(sorted(unknown))}")
+            raise fail(f"nodes[{i}].role", f"must be one of {', '.join(ROLES)}, got {shown(role)}")
+        _no_unknown(raw, NODE_FIELDS, f"nodes[{i}]", fail)
+        _node_fields(raw, f"nodes[{i}]", fail)
         roles.append(role)
     if "control-plane" not in roles:
         raise fail("nodes", "needs at least one control-plane node")
@@ -236,9 +238,37 @@ def from_dict(doc: Any, name: str = "kind", source: Path | None = None) -> Topol
     for i, raw in enumerate(raw_nodes):
         mounts = tuple(_mount(m, f"nodes[{i}].extraMounts[{j}]", base, api, fail, notes)
                        for j, m in enumerate(_as_list(raw.get("extraMounts"), f"nodes[{i}].extraMounts", fail)))
+        targets: dict[str, int] = {}
+        for j, m in enumerate(mounts):
+            target = os.path.normpath(m.container_path)
+            if target in targets:
+                raise fail(f"nodes[{i}].extraMounts[{j}].containerPath", f"{target!r} is mounted already by "
+                           f"extraMounts[{targets[target]}] (Docker refuses a duplicate mount point)")
+            targets[target] = j
         nodes.append(Node(name=names[i], role=roles[i], index=i, mounts=mounts, pod_cidr=cidrs[i]))
     return Topology(name=name, nodes=tuple(nodes), networking=networking, source=source,
                     api_version=KIND_API, notes=tuple(notes))
+
+
+def _no_unknown(raw: dict, known: set[str], field_path: str, fail) -> None:
+    """Refuse fields kind does not know (kind reads its config strictly): a typo is never ignored."""
+    if unknown := sorted(str(k) for k in set(raw) - known):
+        raise fail(field_path or "(top level)", f"unknown field(s) {', '.join(u[:40] for u in unknown)}; "
+                   f"known: {', '.join(sorted(known))}")
+
+
+def _node_fields(raw: dict, field_path: str, fail) -> None:
+    """The node fields kindlab does not use, checked as kind reads them; extraPortMappings refused."""
+    image = raw.get("image")
+    if image is not None and (not isinstance(image, str) or not image):
+        raise fail(f"{field_path}.image", f"must be an image name (a string), got {shown(image)}")
+    labels = raw.get("labels")
+    if labels is not None and not (isinstance(labels, dict)
+                                   and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())):
+        raise fail(f"{field_path}.labels", f"must be a mapping of strings to strings, got {shown(labels)}")
+    if raw.get("extraPortMappings") is not None:
+        raise fail(f"{field_path}.extraPortMappings", "kindlab does not publish node ports on the machine (its "
+                   "labs are reached at the nodes' own addresses); remove extraPortMappings")
 
 
 def _as_list(value: Any, field_path: str, fail) -> list:
@@ -250,15 +280,19 @@ def _as_list(value: Any, field_path: str, fail) -> list:
 
 
 def _networking(doc: dict, api: str, fail, notes: list[str]) -> Networking:
-    if not isinstance(doc.get("networking") or {}, dict):
+    if doc.get("networking") is not None and not isinstance(doc["networking"], dict):
         raise fail("networking", "must be a mapping")
     net = dict(doc.get("networking") or {})
+    _no_unknown(net, NETWORKING_FIELDS, "networking", fail)
+    mode = net.get("kubeProxyMode")
+    if mode is not None and mode not in KUBE_PROXY_MODES:
+        raise fail("networking.kubeProxyMode", f"must be one of {', '.join(KUBE_PROXY_MODES)}, got {shown(mode)}")
     # v1alpha3 configs (the seed's) set subnets through a kubeadm ClusterConfiguration patch.
     for k, patch in enumerate(_as_list(doc.get("kubeadmConfigPatches"), "kubeadmConfigPatches", fail)):
-        try:
-            patched = yaml.safe_load(patch) if isinstance(patch, str) else patch
-        except yaml.YAMLError:
-            raise fail(f"kubeadmConfigPatches[{k}]", "not valid YAML") from None
+        patched = load_one(patch, f"kubeadmConfigPatches[{k}]", ConfigError) if isinstance(patch, str) else None
+        if not isinstance(patched, dict):
+            raise fail(f"kubeadmConfigPatches[{k}]", f"must be a kubeadm config patch (YAML text of a mapping), "
+                       f"got {shown(patch)}")
         if isinstance(patched, dict) and isinstance(patched.get("networking"), dict):
             for key in ("podSubnet", "serviceSubnet"):
                 if key in patched["networking"] and key not in net:
@@ -266,15 +300,37 @@ def _networking(doc: dict, api: str, fail, notes: list[str]) -> Networking:
                     notes.append(f"networking.{key} taken from kubeadmConfigPatches[{k}]")
     pod = net.get("podSubnet", Networking.pod_subnet)
     svc = net.get("serviceSubnet", Networking.service_subnet)
-    for key, value in (("podSubnet", pod), ("serviceSubnet", svc)):
-        try:
-            ipaddress.ip_network(str(value), strict=False)
-        except ValueError:
-            raise fail(f"networking.{key}", f"not a CIDR: {value!r}") from None
+    _check_ranges(pod, svc, fail)
     disable = net.get("disableDefaultCNI", api == OLD_KIND_API)
     if not isinstance(disable, bool):
-        raise fail("networking.disableDefaultCNI", f"must be true or false, got {disable!r}")
+        raise fail("networking.disableDefaultCNI", f"must be true or false, got {shown(disable)}")
     return Networking(pod_subnet=str(pod), service_subnet=str(svc), disable_default_cni=disable)
+
+
+def _check_ranges(pod: Any, svc: Any, fail) -> None:
+    """The pod and service subnets: CIDRs no wider than upstream accepts, overlapping neither each other nor the
+    node network (the curl guard allows exactly these ranges, so a config must not widen them)."""
+    nets = {}
+    for key, value, widest in (("podSubnet", pod, WIDEST_POD_SUBNET), ("serviceSubnet", svc, WIDEST_SERVICE_SUBNET)):
+        try:
+            net = ipaddress.ip_network(value if isinstance(value, str) else "", strict=False)
+        except ValueError:
+            raise fail(f"networking.{key}", f"not a CIDR: {shown(value)}") from None
+        if net.prefixlen < widest[net.version]:
+            raise fail(f"networking.{key}", f"{value} is wider than a /{widest[net.version]}, the widest "
+                       f"Kubernetes accepts for it; use e.g. {getattr(Networking, _attr(key))}")
+        nets[key] = net
+    node_net = ipaddress.ip_network(NODE_NETWORK)
+    for key, net in nets.items():
+        if net.version == node_net.version and net.overlaps(node_net):
+            raise fail(f"networking.{key}", f"{net} overlaps the node network {NODE_NETWORK}; pick another range")
+    p, s = nets["podSubnet"], nets["serviceSubnet"]
+    if p.version == s.version and p.overlaps(s):
+        raise fail("networking.serviceSubnet", f"{s} overlaps podSubnet {p}; pod and service addresses must differ")
+
+
+def _attr(key: str) -> str:
+    return {"podSubnet": "pod_subnet", "serviceSubnet": "service_subnet"}[key]
 
 
 def _mount(raw: Any, field_path: str, base: Path, api: str, fail, notes: list[str]) -> Mount:
@@ -293,15 +349,23 @@ def _mount(raw: Any, field_path: str, base: Path, api: str, fail, notes: list[st
             raise fail(f"{field_path}.{key}", "is required (a path, without NUL bytes)")
     container = raw["containerPath"]
     if not container.startswith("/"):
-        raise fail(f"{field_path}.containerPath", f"must be absolute, got {container!r}")
+        raise fail(f"{field_path}.containerPath", f"must be absolute, got {shown(container)}")
+    target = os.path.normpath(container)
+    if target in ("/", "//") or any(target == k or target.startswith(k + "/") for k in KERNEL_TARGETS):
+        raise fail(f"{field_path}.containerPath", f"{container!r} would cover the node's "
+                   f"{'root' if target in ('/', '//') else 'kernel file system /proc'} (runc refuses it); mount "
+                   "below a folder of the node, e.g. /data")
     read_only = raw.get("readOnly", False)
     if not isinstance(read_only, bool):
-        raise fail(f"{field_path}.readOnly", f"must be true or false, got {read_only!r}")
+        raise fail(f"{field_path}.readOnly", f"must be true or false, got {shown(read_only)}")
     propagation = raw.get("propagation", "None")
     if propagation not in PROPAGATIONS:
-        raise fail(f"{field_path}.propagation", f"must be one of {', '.join(PROPAGATIONS)}, got {propagation!r}")
+        raise fail(f"{field_path}.propagation", f"must be one of {', '.join(PROPAGATIONS)}, got {shown(propagation)}")
     given = raw["hostPath"]
     host = Path(given) if Path(given).is_absolute() else base / given
+    if any(c == LAB_STATE or c.is_relative_to(LAB_STATE) for c in (Path(os.path.normpath(host)), host.resolve())):
+        raise fail(f"{field_path}.hostPath", f"{given!r} is in {LAB_STATE}, every lab's records: a node would "
+                   "write them; mount a folder made for the lab instead")
     if is_system_folder(host):
         raise fail(f"{field_path}.hostPath", f"{given!r} is the host's {os.path.realpath(host)}: a node would "
                    "write the machine's own files there; mount a folder made for the lab instead")

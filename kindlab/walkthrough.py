@@ -21,7 +21,7 @@ import pandas as pd
 from . import backends, heal, iptables, progress, scenario
 from .cluster import Cluster, HttpResponse
 from .doctor import cni_choice
-from .errors import CurlError, WaitTimeout
+from .errors import CurlError, KindlabError, WaitTimeout
 from .model import pods as pod_rules
 from .model.cni import CNI_BIN, NET_D
 from .model.portmap import GREP_WORD, POD_CHAIN_PREFIX, is_portmap_chain
@@ -263,7 +263,10 @@ def dnat_rules(lab: Cluster, node_name: str) -> pd.DataFrame:
 def pod_dnat(lab: Cluster, pod: str) -> pd.DataFrame:
     """The DNAT rules on the pod's node that lead to the pod's IP: what portmap wrote for its hostPorts."""
     p = lab.pod(pod)
-    return dnat_to(dnat_rules(lab, pod_rules.node_name(p)), pod_rules.pod_ip(p))
+    node = pod_rules.node_name(p)
+    if node is None:
+        raise KindlabError(f"pod {pod!r} has no node yet, so no hostPort rules; wait until it is scheduled")
+    return dnat_to(dnat_rules(lab, node), pod_rules.pod_ip(p))
 
 
 def dnat_to(rules: pd.DataFrame, ip: str | None) -> pd.DataFrame:

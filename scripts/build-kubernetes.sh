@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the real lab's Kubernetes (and the kind node image's kubeadm and kubectl) from Debian's own source
-# package, once, into a cache outside the checkout keyed by the source package's version:
+# package (with the backported fixes of scripts/kubernetes-patches), once, into a cache outside the checkout keyed
+# by the source package's version:
 #   $KINDLAB_CACHE/kubernetes/<version>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubeadm,kubectl,
 #                                            kubelet,kube-proxy,pause}
 # Later runs and clones find the stamp and build nothing. Also installs the Debian packages the
@@ -15,7 +16,9 @@ WHAT="cmd/kubelet cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-schedu
 # panics (nil pointer in reflect2.UnsafeMapIterator.HasNext, encoding its kubeconfig). v1.0.2 is that fix and only
 # that; it is fetched from the Go module proxy and put in vendor/ in its place.
 REFLECT2=v1.0.2
-STAMP="$WHAT pause reflect2-$REFLECT2"
+# Fixes of upstream's, backported to this tree (each file says what, why and where from), applied in name order.
+PATCHES=$(cd "$(dirname "$0")/kubernetes-patches" && pwd)
+STAMP="$WHAT pause reflect2-$REFLECT2 patches-$(cat "$PATCHES"/*.patch | sha256sum | cut -c1-12)"
 RUN_PACKAGES=(containerd runc etcd-server busybox-static)
 BUILD_PACKAGES=(golang-go rsync jq dpkg-dev gcc libc6-dev)
 
@@ -87,6 +90,10 @@ cp -r "$reflect2" src/vendor/github.com/modern-go/reflect2
 chmod -R u+w src/vendor/github.com/modern-go/reflect2
 rm -f src/vendor/github.com/modern-go/reflect2/go.mod src/vendor/github.com/modern-go/reflect2/go.sum src/vendor/github.com/modern-go/reflect2/*_test.go
 sed -i "s#github.com/modern-go/reflect2 v1.0.1#github.com/modern-go/reflect2 $REFLECT2#g" src/go.mod src/vendor/modules.txt
+for p in "$PATCHES"/*.patch; do
+  say "applying $(basename "$p")"
+  patch -d src -p1 --forward --quiet < "$p"
+done
 mkdir -p .go/src/k8s.io
 ln -s "$work/src" .go/src/k8s.io/kubernetes
 

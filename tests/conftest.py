@@ -7,6 +7,9 @@ so a test can check the lab changed nothing there.
 The suite's labs are netns labs running kindlab's model of the kubelet (quick, with a short back-off) unless a
 test asks for kind (tests/test_kind_real.py) or for real Kubernetes (kubernetes="real": tests/test_real_lab.py);
 `make book` runs the book on real.
+
+Skips: tests/skip_policy.py's hooks count them and, with CI set, fail any that tests/allowed_skips.toml does not
+allow (an environment that set-up should have made, e.g. the netns preflight below, fails rather than skips).
 """
 
 from __future__ import annotations
@@ -19,6 +22,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from skip_policy import (  # noqa: F401  (pytest reads the hooks from this module)
+    pytest_configure,
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
 from kindlab.cluster import Cluster, HttpResponse
 from kindlab.errors import ConnectionRefused
@@ -34,7 +44,7 @@ os.environ.setdefault("KINDLAB_BACKEND", "netns")
 # -- the netns backend ---------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def netns_ready() -> None:
-    """Skip unless this machine can run netns labs (root, tools, CNI plugins)."""
+    """Skip unless this machine can run netns labs (root, tools, CNI plugins); under CI that skip fails."""
     from kindlab.backends.netns import preflight
     from kindlab.errors import EnvironmentProblem
 

@@ -54,7 +54,7 @@ def test_reap_and_kill_from_many_threads(monkeypatch):
         while not done.is_set():
             try:
                 processes.reap()
-            except BaseException as exc:   # noqa: BLE001 (the test reports it)
+            except BaseException as exc:   # the test reports it
                 errors.append(exc)
     thread = threading.Thread(target=reaper)
     thread.start()

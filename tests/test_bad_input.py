@@ -70,16 +70,35 @@ def replaced(doc: Any, path: tuple, value: Any) -> Any:
 
 
 # -- configs -------------------------------------------------------------------------------------
+def still_valid(path: tuple, value: Any, valid: dict[Any, list[Any]]) -> bool:
+    """True when `valid` (by the whole path, else by the field's name) lists `value`, of the same type."""
+    allowed = valid.get(path, valid.get(path[-1] if path else None, []))
+    return any(type(value) is type(v) and value == v for v in allowed)
+
+
+# What kind itself accepts of the sweep's values (anything else must be refused): the optional sections left out
+# (null), true where the field is a flag, and a missing hostPath folder where Docker makes one (not read-only).
+VALID_CONFIG = {"networking": [None], "nodes": [None], "extraMounts": [None], "kubeadmConfigPatches": [None],
+                "kubeProxyMode": [None], "disableDefaultCNI": [True], "readOnly": [True],
+                ("nodes", 2, "extraMounts", 0, "hostPath"): ["x"]}
+
+
 def test_every_wrongly_typed_config_field_is_a_config_error(tmp_path):
     doc = yaml.safe_load(KIND_CONFIG.read_text())
     doc["networking"]["kubeProxyMode"] = "iptables"
     doc["kubeadmConfigPatches"] = ["networking:\n  podSubnet: 10.0.0.0/16\n"]
+    refused = 0
     for path, _ in mutations(doc):
         for value in BAD_VALUES:
-            try:
-                topology.from_dict(replaced(doc, path, value), name="kind", source=KIND_CONFIG)
-            except ConfigError:
-                pass
+            bad = replaced(doc, path, value)
+            if still_valid(path, value, VALID_CONFIG):
+                topology.from_dict(bad, name="kind", source=KIND_CONFIG)
+                continue
+            with pytest.raises(ConfigError):
+                topology.from_dict(bad, name="kind", source=KIND_CONFIG)
+                pytest.fail(f"{path} = {value!r} was accepted")
+            refused += 1
+    assert refused > 300
 
 
 @pytest.mark.parametrize("text, words", [
@@ -133,14 +152,28 @@ def test_system_folders_are_refused_through_a_symlink_or_dot_dots(tmp_path):
 
 
 # -- manifests --------------------------------------------------------------------------------------
+# What the API server accepts of the sweep's values: optional fields left out (null, and "" where it means
+# unset), valid names and label values ('x', ''), and small numbers where a port or a count is asked for.
+VALID_MANIFEST = {"labels": [None], "env": [None], "ports": [None], "items": [None], "namespace": [None, "", "x"],
+                  "nodeName": [None, "", "x"], "hostIP": [None, ""], "hostPort": [None, 5], "containerPort": [5],
+                  "replicas": [5], "name": ["x"], "image": ["x"], "value": [None, "", "x"], "a": ["", "x"],
+                  ("spec", "template", "metadata", "labels"): []}   # the selector's labels must stay
+
+
 @pytest.mark.parametrize("doc", [POD, DEPLOYMENT, LIST], ids=["pod", "deployment", "list"])
 def test_every_wrongly_typed_manifest_field_is_a_manifest_error(doc):
+    refused = 0
     for path, _ in mutations(doc):
         for value in BAD_VALUES:
-            try:
-                objects.from_dict(replaced(doc, path, value))
-            except ManifestError:
-                pass
+            bad = replaced(doc, path, value)
+            if still_valid(path, value, VALID_MANIFEST):
+                objects.from_dict(bad)
+                continue
+            with pytest.raises(ManifestError):
+                objects.from_dict(bad)
+                pytest.fail(f"{path} = {value!r} was accepted")
+            refused += 1
+    assert refused > 100
 
 
 @pytest.mark.parametrize("path, value, words", [
@@ -194,6 +227,8 @@ def test_curl_lets_the_labs_own_addresses_through(monkeypatch):
     sent = []
 
     def answer(argv, **kwargs):
+        if "link" in argv:    # the lab host's links: the lab's own only
+            return subprocess.CompletedProcess(argv, 0, b"1: lo: <LOOPBACK>\n2: kind: <UP>\n3: veth0@if2: <UP>\n", b"")
         sent.append(argv)
         return subprocess.CompletedProcess(argv, 0, b"HTTP/1.1 200 OK\r\n\r\nhi", b"")
     monkeypatch.setattr(netns_curl, "nsenter", lambda **kw: ["true"])

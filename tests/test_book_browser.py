@@ -5,8 +5,10 @@ How, and why this way: one Debian `chromium` process is driven over the DevTools
 rendered page, so "the figure loaded" means the browser decoded it (`naturalWidth > 0`), not merely that
 a file exists. `_build/html` is served by `http.server` on 127.0.0.1 and the server logs every request,
 so any 4xx for a stylesheet, script or image a page asked for is caught too. Internal links are taken
-from the live DOM and checked against the files (and `#fragment` ids) of the build. Screenshots of two
-pages are saved to `_build/screenshots/` for a person to look at.
+from the live DOM and checked against the files (and `#fragment` ids) of the build. Screenshots of four
+pages are saved to `_build/screenshots/` for a person to look at. What a reader must not see is checked in the
+rendered text (hidden cells excluded): epoch timestamps, the build machine's absolute paths, `assert` lines, and
+tables wider than the page.
 
 The book is built first when `_build/html/index.html` is missing (that executes every notebook).
 """
@@ -38,10 +40,18 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("KINDLAB_BOOK_HTML", ROOT / "_build" / "html"))
 SHOTS = ROOT / "_build" / "screenshots"
-SCREENSHOT_PAGES = ("notebooks/04-iptables.html", "notebooks/05-worker2.html")
+SCREENSHOT_PAGES = ("notebooks/04-iptables.html", "notebooks/05-worker2.html",
+                    "notebooks/07-self-healing-latency.html", "notebooks/08-troubleshooting.html")
 # Figures each notebook page must show (matplotlib PNGs in cell outputs).
 MIN_FIGURES = {"notebooks/00-problem.html": 1, "notebooks/04-iptables.html": 1,
-               "notebooks/05-worker2.html": 1, "notebooks/07-self-healing-latency.html": 2}
+               "notebooks/05-worker2.html": 1, "notebooks/07-self-healing-latency.html": 1,
+               "notebooks/10-measurement.html": 1}
+# What a reader must not see on any page: the machinery's epoch timestamps (seconds since 1970, 2020-2033),
+# absolute paths of the machine that built the book, and the notebooks' `assert` lines (their cells are hidden).
+EPOCH = re.compile(r"(?<![\w.:/-])1[6-9]\d{8}(?:\.\d+)?(?![\w.:/-])")
+MACHINE_PATHS = re.compile("|".join([re.escape(str(ROOT)), re.escape(str(HTML.parent.parent)),
+                                     r"/tmp/(?:tmp|kindlab-)\S*", r"/root/\S*", r"/home/\w+"]))
+ASSERT_LINE = re.compile(r"^\s*assert\b", re.M)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
                   "--remote-debugging-pipe"]
@@ -54,9 +64,16 @@ PAGE_CHECK = """
   await Promise.all(imgs.map(i => i.complete ? null :
     new Promise(r => { i.addEventListener("load", r); i.addEventListener("error", r); setTimeout(r, 10000); })));
   const main = document.querySelector("main, article, [role=main]");
+  const article = document.querySelector("article") || main;
+  const width = article ? article.getBoundingClientRect().width : window.innerWidth;
   return {
     title: document.title,
     text: main ? main.innerText.length : 0,
+    visible: article ? article.innerText : "",
+    wide_tables: Array.from((article || document).querySelectorAll("table"))
+      .filter(t => t.getBoundingClientRect().width > width + 1)
+      .map(t => `${Math.round(t.getBoundingClientRect().width)} px > ${Math.round(width)} px: ` +
+                (t.innerText || "").slice(0, 60)),
     images: imgs.map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0,
                             w: i.naturalWidth, figure: /_images\\//.test(i.src) || i.src.startsWith("data:image")})),
     links: Array.from(document.querySelectorAll("a[href]")).map(a => a.href),
@@ -294,3 +311,38 @@ def test_screenshots_were_taken(book):
     for page in SCREENSHOT_PAGES:
         shot = SHOTS / Path(page).with_suffix(".png").name
         assert shot.exists() and shot.stat().st_size > 20_000, shot
+
+
+def _visible(book, pattern: re.Pattern) -> dict[str, list[str]]:
+    """Per page, the distinct matches of `pattern` in the rendered text a reader sees (hidden cells excluded)."""
+    found = {p: sorted(set(pattern.findall(r.get("visible", "")))) for p, r in book["pages"].items()}
+    return {p: hits[:5] for p, hits in found.items() if hits}
+
+
+def test_no_epoch_timestamps(book):
+    assert not _visible(book, EPOCH), f"epoch timestamps on pages: {_visible(book, EPOCH)}"
+
+
+def test_no_absolute_machine_paths(book):
+    assert not _visible(book, MACHINE_PATHS), f"the build machine's paths on pages: {_visible(book, MACHINE_PATHS)}"
+
+
+def test_no_visible_assert_lines(book):
+    shown = {p: [line.strip() for line in r.get("visible", "").splitlines() if ASSERT_LINE.match(line)][:3]
+             for p, r in book["pages"].items()}
+    shown = {p: lines for p, lines in shown.items() if lines}
+    assert not shown, f"assert lines a reader sees: {shown}"
+
+
+def test_no_table_wider_than_the_page(book):
+    wide = {p: r["wide_tables"] for p, r in book["pages"].items() if r.get("wide_tables")}
+    assert not wide, f"tables wider than the page: {wide}"
+
+
+def test_patterns_catch_what_they_look_for():
+    """The checks above would fire: an epoch, the repository's path, a temporary folder, an assert line."""
+    assert EPOCH.search("fix_at 1796601334.03") and not EPOCH.search("HTTP 200 in 1.25 s, port 8080")
+    assert MACHINE_PATHS.search(f"cp portmap {ROOT}/kind/empty/bin/")
+    assert MACHINE_PATHS.search("--kubeconfig /tmp/tmpab12cd/kubeconfig")
+    assert not MACHINE_PATHS.search("cp portmap kind/empty/bin/ ; sudo cp /opt/cni/bin/portmap /tmp/empty/bin/")
+    assert ASSERT_LINE.search("x = 1\n    assert x == 1") and not ASSERT_LINE.search("# we assert nothing")

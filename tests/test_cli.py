@@ -26,7 +26,9 @@ def test_version_and_help():
     "args, message",
     [
         (["get", "pods", "--backend", "netns", "--name", "no-such-lab"], "no-such-lab"),
-        (["apply", "-f", "does/not/exist.yaml", "--backend", "netns", "--name", "no-such-lab"], "no-such-lab"),
+        (["apply", "-f", "does/not/exist.yaml", "--backend", "netns", "--name", "no-such-lab"],
+         "does/not/exist.yaml: no such file"),       # read before the cluster is looked for
+        (["apply", "-f", "manifests/static", "--backend", "netns", "--name", "no-such-lab"], "no-such-lab"),
         (["create", "cluster", "--name", "x", "--config", "does/not/exist", "--backend", "netns"],
          "no such kind config file"),
         (["delete", "clusters", "--backend", "netns"], "needs --all"),

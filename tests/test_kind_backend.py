@@ -495,7 +495,7 @@ def test_watch_errors_are_translated(lab, monkeypatch):
 
 # -- curl --------------------------------------------------------------------------------------------
 class Echo(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):  # http.server's name
         body = f"-> My hostname is: echo-kind-worker\n-> Path: {self.path}\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")

@@ -83,9 +83,22 @@ def test_kindlab_cni_stands_in_for_cilium_in_the_config_kind_gets(tmp_path: Path
     mounts = [m for n in config["nodes"] for m in n.get("extraMounts", []) if "net.d" in m["containerPath"]]
     assert {Path(m["hostPath"]).name for m in mounts} == {"000-kindlab-portmap.conflist"}
     assert {m["containerPath"] for m in mounts} == {"/etc/cni/net.d/000-kindlab-portmap.conflist"}
-    assert lines == ["kind: kindlab-cni stands in for cilium-cni: cni/000-cilium-portmap.conflist -> "
-                     "cni/000-kindlab-portmap.conflist"]
-    assert lifecycle.kind_config(topo, cni.CILIUM) == (topo.to_kind_config(), [])
+    assert lines[1:] == ["kind: kindlab-cni stands in for cilium-cni: cni/000-cilium-portmap.conflist -> "
+                         "cni/000-kindlab-portmap.conflist"]
+    with_cilium, cilium_lines = lifecycle.kind_config(topo, cni.CILIUM)
+    assert with_cilium["nodes"] == topo.to_kind_config()["nodes"] and cilium_lines == lines[:1]
+
+
+def test_kind_kubelets_get_the_settings_of_the_netns_labs_kubelets(tmp_path: Path):
+    """Every kubelet kindlab starts sends node status every second (kube.kubelet_settings); on kind through a
+    kubeadm patch of the KubeletConfiguration, said in the lines create reports."""
+    topo = topology.load(ROOT / "kind" / "config", name="kind")
+    for which in (cni.KINDLAB, cni.CILIUM):
+        config, lines = lifecycle.kind_config(topo, which)
+        patches = [yaml.safe_load(p) for p in config["kubeadmConfigPatches"]]
+        assert {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+                "nodeStatusUpdateFrequency": "1s"} in patches
+        assert lines[0] == "kind: kubelets send node status every 1s (kubeadmConfigPatches), as the netns lab's do"
 
 
 def test_the_cni_is_chosen_by_what_is_installed(monkeypatch):

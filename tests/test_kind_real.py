@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from kindlab.errors import ConnectionRefused, ExecError, KindlabError
 pytestmark = pytest.mark.kind
 
 ROOT = Path(__file__).resolve().parents[1]
+HOST_ICMP_RATELIMIT = Path("/proc/sys/net/ipv4/icmp_ratelimit").read_text().strip()   # before any engine starts
 PORTMAP_MISSING = 'failed to find plugin "portmap" in path [/opt/cni/bin]'
 POD_TIMEOUT = 300
 
@@ -52,7 +55,7 @@ def lab():
 def test_a_failed_create_leaves_nothing_behind(tmp_path, monkeypatch):
     """kind cannot make the nodes (their image is nowhere): one KindlabError, and no cluster, container, host
     folder or state left, nor kindlab's engine where it started one for this."""
-    from kindlab.backends.kind import docker_host, engine
+    from kindlab.backends.kind import api_port, docker_host, engine
 
     if reason := why_not_here():
         pytest.skip(reason)
@@ -63,6 +66,7 @@ def test_a_failed_create_leaves_nothing_behind(tmp_path, monkeypatch):
         kindlab.up(tmp_path / "kind" / "config", name="kindfail", backend="kind")
     assert "kindfail" not in backend.clusters()
     assert not (tmp_path / "kind" / "empty").exists()
+    assert api_port.forwarders("kindfail") == []
     if docker_host.own() and not ran_before:
         assert engine.leftovers(docker_host.OWN) == [] and not docker_host.answers()
     else:
@@ -96,6 +100,50 @@ def test_nodes_are_the_seed_topology_and_ready(lab):
     assert list(nodes["name"]) == ["kind-control-plane", "kind-worker", "kind-worker2", "kind-worker3"]
     assert list(nodes["role"]) == ["control-plane", "worker", "worker", "worker"]
     assert nodes["ip"].notna().all()
+
+
+def test_kindlab_cni_is_installed_while_the_workers_join(lab):
+    """kindlab-cni's DaemonSet is made once the control plane answers, before the last worker registers
+    (lifecycle.cni_while_joining); Cilium is installed by helm after kind, as in the seed."""
+    from kindlab.backends.kind import cni
+
+    made = lab.apps.read_namespaced_daemon_set(cni.DAEMONSETS[lab.cni], cni.NAMESPACE).metadata.creation_timestamp
+    last_joined = max(n.metadata.creation_timestamp for n in lab.core.list_node().items)
+    assert (made < last_joined) == (lab.cni == cni.KINDLAB)
+
+
+def test_every_kubelet_sends_its_status_every_second(lab):
+    """kind's kubelets get the netns lab's setting (kube.kubelet_settings) through kubeadm's KubeletConfiguration."""
+    for node in lab.nodes()["name"]:
+        config = lab.exec(node, "cat /var/lib/kubelet/config.yaml")
+        assert "nodeStatusUpdateFrequency: 1s" in config.splitlines(), node
+
+
+def test_the_controllers_start_without_the_node_ipam_wait(lab):
+    """kube-controller-manager starts its controllers as soon as it leads: the bootstrap signer, which `kubeadm
+    join` waits for, no longer after nodeipam's first list of the nodes, which Kubernetes 1.20 made 10 s after
+    asking (scripts/kubernetes-patches/nodeipam-list-nodes-at-once.patch; upstream's own since 2024, so kind's
+    default node image has it too)."""
+    log = lab.exec("kind-control-plane", "cat /var/log/pods/kube-system_kube-controller-manager-*/*/0.log")
+    stamps = {}
+    for line in log.splitlines():
+        for what, marker in (("lead", "successfully acquired lease"), ("signer", 'Started "bootstrapsigner"')):
+            if marker in line and what not in stamps:
+                stamps[what] = datetime.fromisoformat(line.split()[0][:26])
+    assert (stamps["signer"] - stamps["lead"]).total_seconds() < 10.0, stamps
+
+
+def test_kindlabs_engine_answers_unreachable_at_once_and_the_host_keeps_its_limit(lab):
+    """In kindlab's own engine's namespace, "network unreachable" is not rate-limited (engine.ICMP_RATELIMIT);
+    the host's own setting is untouched."""
+    from kindlab.backends.kind import docker_host, engine
+
+    host = Path("/proc/sys") / engine.ICMP_RATELIMIT.replace(".", "/")
+    assert host.read_text().strip() == HOST_ICMP_RATELIMIT
+    if docker_host.own():
+        inside = subprocess.run(["nsenter", f"--net={docker_host.OWN.netns_path}", "sysctl", "-n",
+                                 engine.ICMP_RATELIMIT], capture_output=True, text=True, check=True).stdout
+        assert inside.strip() == "0"
 
 
 def provider_conf(lab) -> str:

@@ -17,7 +17,7 @@ import time
 import pytest
 from conftest import curl_answer, small_config
 
-from kindlab import scenario
+from kindlab import measured, scenario
 from kindlab import walkthrough as wt
 from kindlab.errors import ConnectionRefused
 from kindlab.model import containerd, kubelet
@@ -88,10 +88,11 @@ def test_seed_walkthrough(make_lab, host_network, tmp_path):
     # ... the seed's fix: portmap copied into the host folder mounted over /opt/cni; healed at the next retry.
     shutil.copy2("/usr/lib/cni/portmap", empty / "bin" / "portmap")
     fixed_at = time.time()
-    pod2 = lab.wait_for_pod(f"echo-{w2}", timeout=BACKOFF * 1.5 + 3)
+    healed_by = measured.heal_bound(BACKOFF, "model")   # the real kubelet's longest measured heal, at this back-off
+    pod2 = lab.wait_for_pod(f"echo-{w2}", timeout=healed_by + 3)
     recorded = lab.runtime_times(pod2)
     assert len([t for t in recorded.attempts if t > fixed_at]) <= 1   # at most an attempt already under way
-    assert recorded.running_at - fixed_at < BACKOFF * 1.5 + 2.0       # the next retry (plus slack for a busy machine)
+    assert recorded.running_at - fixed_at < healed_by
     assert "portmap" in ls(lab, w2, "/opt/cni/bin")
     reply = curl_answer(lab, "http://172.18.0.4/")
     assert reply.status == 200 and f"-> My hostname is: echo-{w2}\n" in reply.body
@@ -165,11 +166,14 @@ def test_the_models_kubelet_retries_as_the_real_one(make_lab, tmp_path):
     wt.apply_pod(lab, pod)
     times = lab.wait_for(lambda: (t := lab.runtime_times(lab.pod(pod))) and len(t.attempts) >= 4 and t.attempts,
                          timeout=BACKOFF * 1.6 * 4 + 5, what="four failed attempts")
-    assert times[0] - applied >= kubelet.volumes_ready_after(BACKOFF)              # the first waits for volumes
+    scale = BACKOFF / measured.BACKOFF.low      # the model's clocks, scaled to its short back-off
+    # the first waits for volumes: the real kubelet's first attempt came at least 0.39 s after the apply, of which
+    # RunPodSandbox's own 0.13 s (the model's is its own, unscaled)
+    assert times[0] - applied >= (measured.FIRST_ATTEMPT.low - 0.13) * scale
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    relist = sync = BACKOFF / 10
-    assert gaps[0] < relist + 0.1, gaps                                         # the immediate retry
-    assert all(BACKOFF <= g < BACKOFF * 1.5 + sync + 0.15 for g in gaps[1:]), gaps   # back-off, then the tick
+    assert gaps[0] < measured.RELIST.high * scale + 0.1, gaps                          # the immediate retry
+    earliest, latest = measured.retry_gap_bounds(BACKOFF)                               # back-off, then the tick
+    assert all(earliest <= g < latest + 0.1 for g in gaps[1:]), gaps
     mine = [e for e in lab.event_list() if e["involvedObject"]["name"] == pod]
     counts = {e["reason"]: e["count"] for e in mine}
     assert counts["FailedCreatePodSandBox"] == 1 and counts["SandboxChanged"] >= 3, counts

@@ -74,7 +74,7 @@ def test_notebooks_exist_and_are_in_the_toc():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = {c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])}
     stored = {f"notebooks/{p.stem}" for p in NOTEBOOKS}
-    assert len(NOTEBOOKS) == 10   # the walkthrough's nine steps and the three ways
+    assert len(NOTEBOOKS) == 11   # the walkthrough's nine steps, the three ways and the appendix
     assert stored <= files, stored - files
 
 
@@ -88,6 +88,12 @@ def test_notebook_is_stored_clean(path: Path):
         assert f"{name} = " in code[0].source, name
     dirty = [i for i, c in enumerate(code) if c.get("outputs") or c.get("execution_count")]
     assert not dirty, f"code cells {dirty} have stored outputs; clear them before committing"
+    # what the reader sees: the parameters folded away, and no assert in a cell whose code is shown
+    assert "hide-cell" in code[0].metadata.get("tags", []) or "remove-cell" in code[0].metadata.get("tags", [])
+    hidden = {"remove-input", "remove-cell", "hide-input", "hide-cell"}
+    shown = [i for i, c in enumerate(code) if not hidden & set(c.metadata.get("tags", []))
+             and re.search(r"^\s*assert\b", c.source, re.M)]
+    assert not shown, f"code cells {shown} show assert lines; move them into a cell tagged remove-input"
 
 
 # -- execution ----------------------------------------------------------------------------------

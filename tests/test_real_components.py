@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("cryptography", reason="cryptography is not installed (requirements.txt)")
-
-from kindlab.backends.netns.real import components as c  # noqa: E402
+from kindlab.backends.netns.real import components as c
 
 NODES = [c.NodeSpec("kind-control-plane", "172.18.0.2", "control-plane"), c.NodeSpec("kind-worker", "172.18.0.3"),
          c.NodeSpec("kind-worker2", "172.18.0.4")]

@@ -7,16 +7,13 @@ import ipaddress
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-pytest.importorskip("cryptography", reason="cryptography is not installed (requirements.txt)")
-
-from cryptography import x509  # noqa: E402
-from cryptography.exceptions import InvalidSignature  # noqa: E402
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
-
-from kindlab.backends.netns.real import kubeconfig, pki  # noqa: E402
+from kindlab.backends.netns.real import kubeconfig, pki
 
 CP = pki.NodeIdentity("kind-control-plane", "172.18.0.2")
 WORKERS = [pki.NodeIdentity("kind-worker", "172.18.0.3"), pki.NodeIdentity("kind-worker2", "172.18.0.4")]

@@ -39,7 +39,6 @@ POD_CIDRS = {"kind-worker": "10.244.1.0/24", "kind-worker2": "10.244.2.0/24"}
 if binaries.missing():
     pytest.skip(f"the real components cannot run here: missing {'; '.join(binaries.missing())}",
                 allow_module_level=True)
-kubernetes = pytest.importorskip("kubernetes", reason="the kubernetes client is not installed (requirements.txt)")
 
 
 def rss_mb(pid: int) -> float:

@@ -19,7 +19,6 @@ pytestmark = pytest.mark.netns
 if binaries.missing():
     pytest.skip(f"the real components cannot run here: missing {'; '.join(binaries.missing())}",
                 allow_module_level=True)
-pytest.importorskip("cryptography", reason="cryptography is not installed (requirements.txt)")
 
 SCRIPT = textwrap.dedent("""
     import secrets, sys, time

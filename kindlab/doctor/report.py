@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .. import scenario
 from ..cluster import Cluster
 from ..model.pods import HostPort
 from .checks import FINDING_COLUMNS, check_config, check_dnat, check_portmap, check_reach
@@ -45,3 +48,40 @@ def doctor(lab: Cluster, reach: bool = True) -> pd.DataFrame:
 def problems(findings: pd.DataFrame) -> pd.DataFrame:
     """Only the failed findings."""
     return findings[~findings["ok"]].reset_index(drop=True)
+
+
+# kindlab's own verbs -> the commands a reader types on kind (kindlab cp/delete/apply take the same arguments).
+_TYPED = ((re.compile(r"\bkindlab cp\b"), "docker cp"),
+          (re.compile(r"kindlab delete pod (\S+) && kindlab apply -f (\S+)"),
+           r"kubectl delete pod \1; kubectl apply -f \2"),
+          (re.compile(r"\bkindlab (delete|apply|get)\b"), r"kubectl \1"))
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.:-])/[\w.+-]+(?:/[\w.+-]*)*")
+
+
+def typed(text: str, root: Path) -> str:
+    """A finding's text as a reader would type it in the repository `root`: paths below `root` relative to it,
+    and kindlab's cp, delete and apply as `docker cp` and `kubectl`."""
+    def relative(match: re.Match) -> str:
+        path = match.group(0).rstrip("/.")
+        return scenario.shown_path(None, path, root) + match.group(0)[len(path):]
+
+    text = _ABSOLUTE.sub(relative, text)
+    for pattern, words in _TYPED:
+        text = pattern.sub(words, text)
+    return text
+
+
+def for_reader(findings: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """The problems among `findings`, one row each: node, check, what is wrong, and the fix as typed."""
+    rows = problems(findings)
+    return pd.DataFrame({"node": rows["node"], "check": rows["check"],
+                         "problem": [typed(str(m), root) for m in rows["message"]],
+                         "fix": [typed(str(f), root) for f in rows["fix"]]})
+
+
+def tally(findings: pd.DataFrame) -> pd.DataFrame:
+    """Per node: how many checks doctor ran and how many found a problem."""
+    counts = findings.groupby("node", sort=False)["ok"].agg(checks="size", problems=lambda ok: int((~ok).sum()))
+    return counts.reset_index()

@@ -82,7 +82,7 @@ def _in_nodeport_range(node: str, hp: HostPort) -> dict[str, Any]:
 
 def check_hostport_use(node: str, ports: list[HostPort]) -> list[dict[str, Any]]:
     """Two pods asking the same hostPort on one node, and hostPorts inside the NodePort range."""
-    out = []
+    out: list[dict[str, Any]] = []
     low, high = NODEPORT_RANGE
     for i, a in enumerate(ports):
         out.extend(_conflict(node, a, b) for b in ports[i + 1:] if a.pod != b.pod and _overlap(a, b))

@@ -11,7 +11,7 @@ import pandas as pd
 class _Layout(Protocol):
     """What parsing collected that the frames read (parsing's layout has these and more)."""
 
-    chains: list[tuple]
+    chains: list[tuple[Any, ...]]
     names: dict[str, int]
     tables: dict[str, dict[int, int]]
     chain_names: int
@@ -32,18 +32,18 @@ WIDTH, NVALUES = len(ROW_COLUMNS), len(VALUE_COLUMNS)
 CHAIN_CELL, RULE_CELL = ROW_COLUMNS.index("chain"), ROW_COLUMNS.index("rule")
 
 
-def _objects(values: tuple | list) -> np.ndarray:
+def _objects(values: tuple[Any, ...] | list[Any]) -> np.ndarray:
     """A 1-d object array (np.array() would try to nest tuples)."""
     return np.fromiter(values, dtype=object, count=len(values))
 
 
-def _categorical(values: tuple | list | np.ndarray) -> pd.Categorical:
+def _categorical(values: tuple[Any, ...] | list[Any] | np.ndarray) -> pd.Categorical:
     """Categories in order of appearance, None as missing."""
     codes, uniques = pd.factorize(values if isinstance(values, np.ndarray) else _objects(values))
     return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
 
 
-def _counts(values: tuple | list | np.ndarray) -> pd.arrays.IntegerArray:
+def _counts(values: tuple[Any, ...] | list[Any] | np.ndarray) -> pd.arrays.IntegerArray:
     """Counters as nullable Int64 (<NA> where the text had none)."""
     values = np.asarray(values, dtype=object)
     missing = values == None  # noqa: E711  (elementwise, on an object array)
@@ -74,7 +74,7 @@ def _names(layout: _Layout) -> pd.Index:
     return pd.Index(list(layout.names), dtype="str")
 
 
-def rule_frame(layout: _Layout, cells: list) -> pd.DataFrame:
+def rule_frame(layout: _Layout, cells: list[Any]) -> pd.DataFrame:
     """The `rules` DataFrame, column by column; table, position and lineno come from the runs."""
     runs = layout.runs
     count = len(cells) // WIDTH

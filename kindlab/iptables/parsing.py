@@ -35,7 +35,8 @@ class _Layout:
     """
 
     def __init__(self) -> None:
-        self.chains: list[tuple] = []  # (table's index, chain's code, builtin, policy, packets, bytes, lineno)
+        # (table's index, chain's code, builtin, policy, packets, bytes, lineno)
+        self.chains: list[tuple[Any, ...]] = []
         self.runs: list[_Run] = []
         self.names: dict[str, int] = {}
         self.tables: dict[str, dict[int, int]] = {}  # table -> chain's code -> order of declaration
@@ -119,6 +120,8 @@ class _Layout:
         if table is None:
             raise LineError("chain declared outside a table (no *table line before it)")
         parts = line[1:].split()
+        packets: int | None
+        nbytes: int | None
         if len(parts) == 3:
             packets, nbytes, _ = _ZERO if parts[2] == "[0:0]" else _counters(parts[2])
         elif len(parts) == 2:
@@ -169,7 +172,7 @@ _ANY: Any = object()
 _COMMENT_ARGS = ["-m", "comment", "--comment"]
 
 
-def _rule_row(line: str, names: dict[str, int], seen: dict, odd: list, out: list, at: int) -> None:
+def _rule_row(line: str, names: dict[str, int], seen: dict[Any, Any], odd: list[Any], out: list[Any], at: int) -> None:
     """`[p:b] -A CHAIN options...` -> one row (ROW_COLUMNS), written to `out[at:at + WIDTH]` (all None before).
 
     The hot loop of parse(): kept flat on purpose.
@@ -254,37 +257,40 @@ def _rule_row(line: str, names: dict[str, int], seen: dict, odd: list, out: list
                     continue
             # kept as text: unknown, repeated or free-text options
             if target is None:
-                rest = mopts = [] if mopts is None else mopts
+                kept = mopts = [] if mopts is None else mopts
             else:
-                rest = topts = [] if topts is None else topts
+                kept = topts = [] if topts is None else topts
             if neg:
-                rest.append("!")
+                kept.append("!")
                 neg = False
-            rest.append(arg)
+            kept.append(arg)
             if value is not None:
-                rest.append(value)
+                kept.append(value)
     except StopIteration:
         raise LineError(f"option {arg} needs a value") from None
     if neg:
         raise LineError("`!` at the end of the rule: it must precede an option")
+    code: int | None
     if target is None:
         code = -1
     else:
         code = names.get(target)
         if code is None:
             code = names[target] = len(names)
+    mtext = ttext = None
     if mopts is not None:
-        mopts = " ".join(mopts) if quoted is None or quoted is not _ANY and quoted not in mopts else join(mopts)
+        mtext = " ".join(mopts) if quoted is None or quoted is not _ANY and quoted not in mopts else join(mopts)
     if topts is not None:
-        topts = " ".join(topts) if quoted is None or quoted is not _ANY and quoted not in topts else join(topts)
-    mods = tuple(mods)
-    out[at + NVALUES:at + WIDTH] = (packets, nbytes, chain, code, goto, seen.setdefault(mods, mods), mopts, topts,
-                                      line)
+        ttext = " ".join(topts) if quoted is None or quoted is not _ANY and quoted not in topts else join(topts)
+    matches = tuple(mods)
+    out[at + NVALUES:at + WIDTH] = (packets, nbytes, chain, code, goto, seen.setdefault(matches, matches), mtext,
+                                      ttext, line)
 
 
-def _parse_run(run: _Run, layout: _Layout, seen: dict, cells: list, at: int) -> None:
+def _parse_run(run: _Run, layout: _Layout, seen: dict[Any, Any], cells: list[Any], at: int) -> None:
     """Parse one run of rule lines into `cells[at:]` (WIDTH per rule) and check their chains; errors name the line."""
-    names, declared, odd = layout.names, layout.tables[run.table], []
+    names, declared = layout.names, layout.tables[run.table]
+    odd: list[tuple[int, str]] = []
     offsets = range(at, at + len(run.lines) * WIDTH, WIDTH)
     try:
         deque(map(_rule_row, run.lines, repeat(names), repeat(seen), repeat(odd), repeat(cells), offsets), maxlen=0)
@@ -333,8 +339,8 @@ def parse(text: str | bytes) -> Ruleset:
     with _gc_paused():
         layout = _Layout()
         layout.scan(text.split("\n"))
-        cells: list = [None] * (sum(run.size for run in layout.runs) * WIDTH)
-        seen: dict = {}  # the `matches` tuples, shared: most rules repeat a few combinations
+        cells: list[Any] = [None] * (sum(run.size for run in layout.runs) * WIDTH)
+        seen: dict[Any, Any] = {}  # the `matches` tuples, shared: most rules repeat a few combinations
         at = 0
         for run in layout.runs:
             _parse_run(run, layout, seen, cells, at)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,8 @@ class Ruleset:
     rules: pd.DataFrame
     layout: list[tuple[int, str]] = field(default_factory=list, repr=False)
     verbatim: dict[int, tuple[str, str]] = field(default_factory=dict, repr=False)
-    _index: dict[str, dict[str, list[tuple]]] = field(default_factory=dict, init=False, repr=False)  # trace()
+    _index: dict[str, dict[str, list[tuple[Any, ...]]]] = field(  # trace()
+        default_factory=dict, init=False, repr=False)
 
     def to_iptables_save(self) -> str:
         """The text, written from the frames: for a parsed ruleset, its input byte for byte.

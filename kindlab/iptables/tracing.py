@@ -74,10 +74,10 @@ def trace(ruleset: Ruleset, table: str = "nat", chain: str = "PREROUTING", *, pr
     return frame
 
 
-def _walk(index: dict[str, list[tuple]], policies: dict[str, str], table: str, start: str, packet: _Packet,
-          take_unknown: bool, max_jumps: int) -> list[tuple]:
+def _walk(index: dict[str, list[tuple[Any, ...]]], policies: dict[str, str], table: str, start: str, packet: _Packet,
+          take_unknown: bool, max_jumps: int) -> list[tuple[Any, ...]]:
     """The traversal: a stack of (chain, next rule) frames; -j pushes a frame, -g replaces the current one."""
-    steps: list[tuple] = []
+    steps: list[tuple[Any, ...]] = []
     stack = [(start, 0)]
     jumps = 0
     while stack:
@@ -118,7 +118,7 @@ def _walk(index: dict[str, list[tuple]], policies: dict[str, str], table: str, s
     return steps
 
 
-def _action(target: str | None, goto: bool, index: dict[str, list[tuple]]) -> str:
+def _action(target: str | None, goto: bool, index: dict[str, list[tuple[Any, ...]]]) -> str:
     """What a matching rule does with the packet."""
     if target is None or target in _NON_TERMINATING:
         return "continue"
@@ -129,11 +129,11 @@ def _action(target: str | None, goto: bool, index: dict[str, list[tuple]]) -> st
     return "terminate"
 
 
-def _chain_index(ruleset: Ruleset, table: str) -> dict[str, list[tuple]]:
+def _chain_index(ruleset: Ruleset, table: str) -> dict[str, list[tuple[Any, ...]]]:
     """chain -> [(position, rule, target, goto, to_destination, row)] for one table, cached on the ruleset."""
     if table not in ruleset._index:
         chains = ruleset.chains[ruleset.chains["table"] == table]
-        index: dict[str, list[tuple]] = {str(name): [] for name in chains["chain"]}
+        index: dict[str, list[tuple[Any, ...]]] = {str(name): [] for name in chains["chain"]}
         rules = ruleset.rules[ruleset.rules["table"] == table]
         cols = ["chain", "position", "rule", "target", "goto", "to_destination", "protocol", "source", "destination",
                 "in_interface", "out_interface", "matches"]
@@ -152,7 +152,7 @@ def _policies(ruleset: Ruleset, table: str) -> dict[str, str]:
     return dict(zip(chains["chain"].astype(str), chains["policy"].astype(str), strict=True))
 
 
-def _rule_matches(row: list, rule: str, packet: _Packet) -> bool | None:
+def _rule_matches(row: list[Any], rule: str, packet: _Packet) -> bool | None:
     """True, False or None (cannot tell) for one rule and the packet."""
     protocol, source, destination, in_if, out_if, modules = row
     verdict: bool | None = True
@@ -304,7 +304,7 @@ def _address(text: str | None) -> Any:
 
 
 @lru_cache(maxsize=65536)
-def _networks(text: str) -> tuple:
+def _networks(text: str) -> tuple[Any, ...]:
     """`10.0.0.0/8` or `a,b` -> networks; () when unreadable."""
     try:
         return tuple(ipaddress.ip_network(part, strict=False) for part in text.split(","))

@@ -10,6 +10,7 @@ a Docker of its own nothing is forwarded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -109,13 +110,18 @@ def ensure(name: str) -> int | None:
     return port
 
 
+def _ended(pid: int, started: str | None) -> bool:
+    """True once the process `pid` that started at `started` runs no more."""
+    return start_time(pid) != started
+
+
 def stop(name: str) -> None:
     """Stop the cluster's forwarders, where any runs."""
     for pid in forwarders(name):
         started = start_time(pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        until(lambda pid=pid, started=started: start_time(pid) != started, START_TIMEOUT, every=0.05,
+        until(functools.partial(_ended, pid, started), START_TIMEOUT, every=0.05,
               what="the API server's forwarder stopped")
         with contextlib.suppress(ChildProcessError):   # reap it where this process started it
             os.waitpid(pid, os.WNOHANG)

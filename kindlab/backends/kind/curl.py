@@ -26,7 +26,7 @@ def host_get(url: str, timeout: float = 5.0) -> HttpResponse:
     """GET `url` from this host like curl: no redirects followed, refused and timeout as curl says them."""
     _, parts, port = split_url(url)
     conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = conn_class(parts.hostname, port, timeout=timeout)
+    conn = conn_class(parts.hostname or "", port, timeout=timeout)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     started = time.monotonic()
     try:

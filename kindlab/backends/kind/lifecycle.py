@@ -4,11 +4,13 @@ Docker makes a missing bind-mount source); waiting until it is Ready; its topolo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +22,19 @@ from ...model.cni import stand_in
 from ...progress import Reporter, quiet
 from ...topology import Mount, Networking, Node, Topology
 from ...waiting import Deadline
+from ..kube import kubelet_settings
 from ..kube.errors import kube_errors
 from ..kube.shapes import is_ready
+from . import api_port, docker_host, tools
 from . import cni as cni_mod
-from . import docker_host, tools
 from .cluster import KindCluster
 from .state import forget, load_state, remove_created, save_state
 
 CREATE_TIMEOUT = 900.0
 READY_TIMEOUT = 600.0
-POLL_SECONDS = 2.0
+POLL_SECONDS = 0.5
+EARLY_POLL_SECONDS = 1.0
+EARLY_JOIN_SECONDS = 60.0
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 KIND_ROLE_LABEL = "io.x-k8s.kind.role"
 KIND_OWN_MOUNTS = ("/lib/modules", "/dev/mapper")  # kind binds /dev/mapper on btrfs and zfs hosts
@@ -47,20 +52,25 @@ def create(topology: Topology, cni: str = cni_mod.CILIUM, image: str | None = No
             config = Path(tmp) / "kind-config.yaml"
             config.write_text(yaml.safe_dump(wanted, sort_keys=False))
             image = image or os.environ.get("KINDLAB_KIND_IMAGE")
-            tools.run(tools.kind_create(topology.name, config, image=image), timeout=CREATE_TIMEOUT)
+            with cni_while_joining(topology, cni):
+                tools.run(tools.kind_create(topology.name, config, image=image), timeout=CREATE_TIMEOUT)
     except KindlabError:
         if topology.name in tools.kind_cluster_names():   # kind removes its nodes itself; a killed run may not
             tools.run(tools.kind_delete(topology.name), timeout=300)
+        api_port.stop(topology.name)
         remove_created(created)
         forget(topology.name)
         raise
 
 
 def kind_config(topology: Topology, cni: str) -> tuple[dict[str, Any], list[str]]:
-    """The config kind gets (absolute hostPaths) and, with kindlab-cni, the lines saying which of Cilium's files
-    its own replaced (the seed's chained conflist names cilium-cni; model.cni.stand_in)."""
+    """The config kind gets (absolute hostPaths, kindlab's kubelet settings) and the lines saying what kindlab
+    changed: those settings and, with kindlab-cni, which of Cilium's files its own replaced (the seed's chained
+    conflist names cilium-cni; model.cni.stand_in)."""
     config = topology.to_kind_config()
-    lines: list[str] = []
+    config.setdefault("kubeadmConfigPatches", []).append(kubelet_settings.kubeadm_patch())
+    lines = [f"kind: kubelets send node status every {kubelet_settings.NODE_STATUS_UPDATE_FREQUENCY} "
+             "(kubeadmConfigPatches), as the netns lab's do"]
     if cni != cni_mod.KINDLAB:
         return config, lines
     base = topology.source.parent if topology.source else None
@@ -84,6 +94,44 @@ def make_missing_mount_dirs(topology: Topology) -> list[dict[str, str]]:
                 created.append({"host": str(mount.host_path.resolve()), "node": node.name,
                                 "path": mount.container_path})
     return created
+
+
+@contextlib.contextmanager
+def cni_while_joining(topology: Topology, cni: str) -> Iterator[None]:
+    """Install kindlab-cni as soon as the control plane answers, while kind still joins the workers: each node's
+    installer then starts when its node registers, not after the last one has joined (`kind create` returns only
+    then). Best effort: after kind, `ensure_cni` runs again and reports what fails. Cilium is installed by helm
+    after kind, as the seed does it."""
+    if cni != cni_mod.KINDLAB:
+        yield
+        return
+    stop = threading.Event()
+
+    def install() -> None:
+        while not stop.wait(EARLY_POLL_SECONDS):
+            try:
+                if control_plane_answers(topology.name):
+                    api_port.ensure(topology.name)
+                    ensure_cni(KindCluster(topology.name, topology), cni)
+                    return
+            except Exception:   # not up yet, or going away: the install after kind says why
+                continue
+
+    worker = threading.Thread(target=install, name=f"kindlab-cni early {topology.name}", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(timeout=EARLY_JOIN_SECONDS)
+
+
+def control_plane_answers(name: str) -> bool:
+    """True once kubeadm init has made the API server ready: `kubectl get --raw /readyz` inside the control-plane
+    node, with kubeadm's admin kubeconfig (nothing is tried from the host before then)."""
+    node = docker_host.client().containers.get(f"{name}-control-plane")
+    done = node.exec_run(["kubectl", "--kubeconfig=/etc/kubernetes/admin.conf", "get", "--raw=/readyz"])
+    return done.exit_code == 0
 
 
 def ensure_cni(cluster: KindCluster, cni: str) -> bool:

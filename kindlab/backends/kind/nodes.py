@@ -109,23 +109,23 @@ class DockerNodes:
             raise KindlabError(f"cp {src} {dest}: one side must be NODE:PATH, as with docker cp")
         for loc in (source, target):
             if loc.node:
-                self._check_not_tmpfs(loc)
+                self._check_not_tmpfs(loc.node, loc)
         data, name = self._read(source)
         if target.node is None:
-            folder, new_name = archive.host_target(target.path, name)
-            archive.unpack(archive.rename_top(data, name, new_name), folder)
+            host_folder, new_name = archive.host_target(target.path, name)
+            archive.unpack(archive.rename_top(data, name, new_name), host_folder)
         else:
-            folder, new_name = archive.node_target(target, name, self._is_dir(target))
-            self._container(target.node).put_archive(folder, archive.rename_top(data, name, new_name))
+            node_folder, new_name = archive.node_target(target, name, self._is_dir(target))
+            self._container(target.node).put_archive(node_folder, archive.rename_top(data, name, new_name))
 
-    def _check_not_tmpfs(self, loc: archive.Location) -> None:
-        """KindlabError for a node path under a tmpfs (kind's /tmp, /run): Docker would copy beneath it, unseen."""
-        attrs = self._container(loc.node).attrs
+    def _check_not_tmpfs(self, node: str, loc: archive.Location) -> None:
+        """KindlabError for a path of `node` under a tmpfs (kind's /tmp, /run): Docker would copy beneath it, unseen."""
+        attrs = self._container(node).attrs
         mounts = list((attrs.get("HostConfig") or {}).get("Tmpfs") or {})
         mounts += [m.get("Destination", "") for m in attrs.get("Mounts") or [] if m.get("Type") == "tmpfs"]
         for mount in mounts:
             if archive.is_under(loc.path, mount):
-                raise KindlabError(f"cp {loc}: {mount} is a tmpfs in {loc.node}, and Docker's archive API copies "
+                raise KindlabError(f"cp {loc}: {mount} is a tmpfs in {node}, and Docker's archive API copies "
                                    f"beneath it, where the node never sees the files; use another folder, "
                                    f"e.g. {STDIN_FOLDER}")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from contextlib import ContextDecorator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ...errors import BackendUnavailable, ClusterError, KindlabError, NotFound
 from ..kube.errors import api_message, kubernetes_error
@@ -32,7 +32,7 @@ class translate_errors(ContextDecorator):
     def __enter__(self) -> translate_errors:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc is None or isinstance(exc, KindlabError) or not isinstance(exc, Exception):
             return False
         mapped = to_kindlab_error(exc, self.where)

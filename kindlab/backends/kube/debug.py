@@ -165,13 +165,13 @@ class DebugPods:
         for name in list(self.pods.values()):
             try:
                 self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
-            except Exception:  # noqa: BLE001 (gone already, or the API is unreachable: the pods end by themselves)
+            except Exception:  # gone already, or the API is unreachable: the pods end by themselves
                 pass
         self.pods.clear()
         if self.made_namespace:
             try:
                 self.core.delete_namespace(self.namespace)
-            except Exception:  # noqa: BLE001 (as above)
+            except Exception:  # as above
                 pass
             self.made_namespace = False
 

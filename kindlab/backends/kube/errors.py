@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import ContextDecorator
-from typing import Any
+from typing import Any, Literal
 
 from ...errors import ClusterError, KindlabError, NotFound
 
@@ -20,7 +20,8 @@ def kubernetes_error(exc: Exception, where: str, config_hint: str = "") -> Kindl
     except ImportError:
         return None
     if isinstance(exc, ConfigException):
-        return ClusterError(f"{where}: no usable kubeconfig: {exc}" + (f"; {config_hint}" if config_hint else ""))
+        said = " ".join(str(exc).split())
+        return ClusterError(f"{where}: no usable kubeconfig: {said}" + (f"; {config_hint}" if config_hint else ""))
     if isinstance(exc, ApiException):
         message = api_message(exc)
         if exc.status == 404:
@@ -50,7 +51,7 @@ class kube_errors(ContextDecorator):
     def __enter__(self) -> kube_errors:
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if exc is None or isinstance(exc, KindlabError) or not isinstance(exc, Exception):
             return False
         mapped = kubernetes_error(exc, self.where, self.config_hint)

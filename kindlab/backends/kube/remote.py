@@ -15,6 +15,7 @@ from ... import objects
 from ...capabilities import Capabilities
 from ...cluster import Cluster, HttpResponse, node_summary
 from ...errors import ClusterError, ExecError, KindlabError
+from ...input_files import load_one, read_text
 from ...topology import Networking, Node, Topology
 from .client import KubeApi
 from .debug import IMAGE, NAMESPACE, DebugPods
@@ -24,21 +25,30 @@ from .errors import kubernetes_error
 def api_client(kubeconfig: str | Path | dict[str, Any], context: str | None = None) -> Any:
     """An ApiClient for `kubeconfig` (a file, or its parsed YAML) and `context`, verifying the server as it says."""
     from kubernetes import config
+    from kubernetes.client import Configuration
 
     where = "the kubeconfig" if isinstance(kubeconfig, dict) else f"kubeconfig {kubeconfig}"
+    settings = Configuration()
+    settings.retries = 0     # no retries behind the caller's deadline, and no urllib3 warnings about them
     try:
         if isinstance(kubeconfig, dict):
-            return config.new_client_from_config_dict(kubeconfig, context=context, persist_config=False)
+            return config.new_client_from_config_dict(kubeconfig, context=context, persist_config=False,
+                                                      client_configuration=settings)
         path = Path(kubeconfig).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise ClusterError(f"--kubeconfig {kubeconfig}: no such file; give the kubeconfig of the cluster to "
                                "check (e.g. `kind get kubeconfig --name kind > kubeconfig`)")
-        return config.new_client_from_config(config_file=str(path), context=context, persist_config=False)
+        doc = load_one(read_text(path, ClusterError, "kubeconfig"), f"kubeconfig {kubeconfig}", ClusterError)
+        if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), list):
+            raise ClusterError(f"kubeconfig {kubeconfig}: not a kubeconfig (a YAML mapping with `clusters`, "
+                               "`users` and `contexts`); e.g. `kind get kubeconfig --name kind > kubeconfig`")
+        return config.new_client_from_config(config_file=str(path), context=context, persist_config=False,
+                                             client_configuration=settings)
     except KindlabError:
         raise
     except Exception as exc:
         mapped = kubernetes_error(exc, where)
-        raise (mapped or ClusterError(f"{where} cannot be used: {exc}")) from None
+        raise (mapped or ClusterError(f"{where} cannot be used: {' '.join(str(exc).split())}")) from None
 
 
 def connect(kubeconfig: str | Path | dict[str, Any], context: str | None = None, *, name: str | None = None,

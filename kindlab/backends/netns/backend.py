@@ -9,6 +9,7 @@ A lab runs its pods one of two ways, chosen at create and kept in its record:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any
@@ -20,7 +21,7 @@ from . import preflight
 from .cluster import ModelLab, NetnsLab, _topology, wait_for_agent
 from .lifecycle import all_traces, being_made, create, fingerprint, lab_names, locked, problems, teardown
 from .lifecycle import broken as broken
-from .names import check_lab_name, host_netns, state_dir
+from .names import SUBNET, check_lab_name, host_netns, state_dir
 from .real import binaries
 from .real.cluster import RealLab
 from .state.store import Store
@@ -81,7 +82,7 @@ def up(topology: Topology, backoff: float | None = None, report: Reporter = quie
                           "(--backend kind --cni cilium)")
     preflight.check()
     name = check_lab_name(topology.name)
-    if backoff is not None and not (isinstance(backoff, int | float) and backoff >= 0):
+    if backoff is not None and not (isinstance(backoff, int | float) and math.isfinite(backoff) and backoff >= 0):
         raise ConfigError(f"backoff must be a number of seconds >= 0, got {backoff!r}")
     wanted = select_kubernetes(kubernetes)
     if wanted == "real":
@@ -89,7 +90,7 @@ def up(topology: Topology, backoff: float | None = None, report: Reporter = quie
     if wanted == "real" and (lack := binaries.missing()):
         raise ClusterError("real Kubernetes cannot run here: missing " + "; ".join(lack)
                            + "; run `make setup`, or use --kubernetes model")
-    with locked():
+    with locked(report):
         store = Store(state_dir(name))
         record = store.read_lab()
         if record is not None:
@@ -127,7 +128,7 @@ def up(topology: Topology, backoff: float | None = None, report: Reporter = quie
     for line in record["substitutions"]:
         report(line)
     report(f"netns: cluster {name!r} is up in {time.monotonic() - started:.2f}s: "
-           f"{len(record['nodes'])} nodes on 172.18.0.0/16 (bridge 'kind' in netns {host_netns(name)}), "
+           f"{len(record['nodes'])} nodes on {SUBNET} (bridge 'kind' in netns {host_netns(name)}), "
            f"{lab.capabilities.describe()}")
     return lab
 

@@ -60,9 +60,9 @@ class ContainerRuntime:
         made = time.monotonic()
         net = self.pod_network(pod, sb)
         try:
-            with self.node_locks[pod.node]:
+            with self.node_locks[pod.bound_node]:
                 locked = time.monotonic()
-                result = self.cni[pod.node].setup(net)
+                result = self.cni[pod.bound_node].setup(net)
                 log.info("pod %s: sandbox %.0f ms, CNI ADD %.0f ms (waited %.0f ms for the node)", pod.label,
                          (made - began) * 1000, (time.monotonic() - locked) * 1000, (locked - made) * 1000)
         except CniError as exc:
@@ -73,8 +73,8 @@ class ContainerRuntime:
         """After a failed ADD, containerd tears the half-made network down and removes the sandbox; when that
         fails too, it keeps the sandbox (returned)."""
         try:
-            with self.node_locks[pod.node]:
-                self.cni[pod.node].teardown(net)
+            with self.node_locks[pod.bound_node]:
+                self.cni[pod.bound_node].teardown(net)
         except CniError as cleanup:
             log.info("pod %s: %s; the sandbox is kept", pod.label, cleanup)
             return sb
@@ -83,8 +83,8 @@ class ContainerRuntime:
 
     def cni_del(self, pod: PodState, sb: Sandbox) -> None:
         """CNI DEL for the pod's sandbox (StopPodSandbox's network part); CniError when it fails."""
-        with self.node_locks[pod.node]:
-            self.cni[pod.node].teardown(self.pod_network(pod, sb))
+        with self.node_locks[pod.bound_node]:
+            self.cni[pod.bound_node].teardown(self.pod_network(pod, sb))
 
     def remove_sandbox(self, sb: Sandbox | None) -> None:
         """Stop the sandbox's pause process: its namespaces go with it."""
@@ -98,7 +98,9 @@ class ContainerRuntime:
     # -- containers ----------------------------------------------------------------------------------
     def start_container(self, pod: PodState, env: dict[str, str], log_file: Path) -> tuple[int, int]:
         """Start the pod's workload in its sandbox; its (pid, start time)."""
-        return workloads.start(self.views[pod.node], pod.sandbox, env, log_file, pod.label)
+        if pod.sandbox is None:
+            raise RuntimeError(f"pod {pod.label}: no sandbox to start its container in")
+        return workloads.start(self.views[pod.bound_node], pod.sandbox, env, log_file, pod.label)
 
     def stop_container(self, workload: tuple[int, int] | None) -> bool | None:
         """Stop a container: True when it exited on SIGTERM, False on SIGKILL, None when there was none."""

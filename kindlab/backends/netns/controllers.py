@@ -47,8 +47,9 @@ def apply_deployment(store: Store, obj: objects.Deployment, template: dict[str, 
         old = read_json(path)
         if old is not None and old["spec"] == spec:
             return f"deployment.apps/{obj.name} unchanged"
-        meta = old["metadata"] if old else {"name": obj.name, "namespace": obj.namespace, "uid": str(uuid.uuid4()),
-                                            "creationTimestamp": timestamp(), "generation": 0}
+        meta: dict[str, Any] = old["metadata"] if old else {
+            "name": obj.name, "namespace": obj.namespace, "uid": str(uuid.uuid4()),
+            "creationTimestamp": timestamp(), "generation": 0}
         meta = {**meta, "labels": dict(obj.labels), "generation": meta.get("generation", 0) + 1}
         write_json(path, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec})
         store.bump()

@@ -2,12 +2,14 @@
 
 Only the lab's own addresses are asked for: its node network (172.18.0.0/16), its pod and service
 subnets, and loopback (the lab host's own); any other address is refused before anything is sent.
-Node names resolve to their addresses (like Docker's DNS).
+Node names resolve to their addresses (like Docker's DNS). curl runs only in a lab host namespace whose
+links are the lab's own (its bridge, the nodes' veths, loopback): no route there leaves the lab.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections.abc import Iterable
 
@@ -16,10 +18,24 @@ from ...cluster import HttpResponse
 from ...curl_output import curl_error, split_url
 from ...errors import RequestTimeout
 from . import tools
-from .names import SUBNET, netns_path
+from .names import BRIDGE, SUBNET, netns_path
 from .tools import nsenter, which
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
+LAB_LINK = re.compile(rf"lo|{BRIDGE}|veth\d+")    # the links host.create makes
+
+
+def check_no_way_out(host_netns: str) -> None:
+    """CurlError unless the lab host namespace has only the lab's own links (so nothing routes out of it)."""
+    done = tools.run([*nsenter(net=netns_path(host_netns)), which("ip"), "-o", "link", "show"],
+                     f"listing the links of {host_netns}", check=False)
+    names = [line.split(":")[1].strip().split("@")[0] for line in done.stdout.decode().splitlines() if ":" in line]
+    if done.returncode != 0 or not names:
+        raise curl_error(7, f"cannot list the links of the lab host namespace {host_netns}; is the lab running? "
+                            "(kindlab get clusters)")
+    if strange := [n for n in names if not LAB_LINK.fullmatch(n)]:
+        raise curl_error(7, f"the lab host namespace {host_netns} has links the lab did not make "
+                            f"({', '.join(strange)}): a request could leave the lab, so none is sent")
 
 
 def check_address(address: str, networks: Iterable[str]) -> None:
@@ -48,6 +64,7 @@ def curl(host_netns: str, url: str, timeout: float, names: dict[str, str],
             raise curl_error(6, f"Could not resolve host: {hostname} (the lab knows its node names "
                                 f"{', '.join(sorted(names))} and IP addresses)") from None
         check_address(hostname, (SUBNET, *networks))
+    check_no_way_out(host_netns)
     argv = [*nsenter(net=netns_path(host_netns)), which("curl"), "-sS", "-i", "--max-time", f"{timeout:g}",
             "--noproxy", "*", *extra, full]
     started = time.monotonic()

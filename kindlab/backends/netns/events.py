@@ -53,7 +53,7 @@ class EventRecorder:
             self.similar[similar_key] = (first, messages)
             if len(messages) >= SIMILAR_LIMIT:
                 message = f"{COMBINED}{message}"
-            event = {
+            event: dict[str, Any] = {
                 "apiVersion": "v1", "kind": "Event", "type": type_, "reason": reason, "message": message,
                 "involvedObject": obj, "source": {"component": component, **({"host": node} if node else {})},
                 "reportingComponent": component, "reportingInstance": node or "",

@@ -44,13 +44,20 @@ def resolve(root: Path, path: str, spec: str) -> str:
                 done.pop()
             continue
         here = root.joinpath(*done, part)
-        if not here.is_symlink():
-            done.append(part)
+        if is_kernel("/" + "/".join(done)):
+            done.append(part)      # below /proc, /sys or /dev: not followed (copy refuses kernel file systems)
             continue
+        try:
+            if not here.is_symlink():
+                done.append(part)
+                continue
+            target = os.readlink(here)
+        except OSError as exc:
+            raise ExecError(f"cp {spec}: cannot resolve {'/' + '/'.join((*done, part))} in the node: "
+                            f"{exc.strerror}", returncode=1) from None
         hops += 1
         if hops > MAX_SYMLINKS:
             raise ExecError(f"cp {spec}: too many levels of symbolic links", returncode=1)
-        target = os.readlink(here)
         if target.startswith("/"):
             done = []
         todo.extendleft(reversed([p for p in target.split("/") if p]))

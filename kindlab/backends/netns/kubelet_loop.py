@@ -24,7 +24,7 @@ from .container_runtime import ContainerRuntime
 from .events import EventRecorder
 from .names import state_dir
 from .nodes import NodeView
-from .pod_status import LIVE_STAGES, PodState, Stage, annotations, ports_conflict, v1_status
+from .pod_status import LIVE_STAGES, PodState, Stage, agent_annotations, ports_conflict, v1_status
 from .pod_worker import PodWorker
 from .state.store import Store, timestamp
 
@@ -163,9 +163,10 @@ class Agent(PodWorker):
         """Kill the pods deleted (or gone) from the API, unless busy or waiting for a retry of their kill."""
         for key, pod in list(self.pods.items()):
             doc = desired.get(key)
-            gone = doc is None or doc["metadata"]["uid"] != pod.uid
+            deleted = (doc is None or doc["metadata"]["uid"] != pod.uid
+                       or bool(doc["metadata"].get("deletionTimestamp")))
             due = time.time() >= pod.delete_retry
-            if (gone or doc["metadata"].get("deletionTimestamp")) and not pod.deleting and not pod.busy and due:
+            if deleted and not pod.deleting and not pod.busy and due:
                 pod.deleting, pod.stage = True, Stage.DELETING
                 self.submit(pod, self.kill_pod)
 
@@ -325,5 +326,5 @@ class Agent(PodWorker):
                 return
             view = self.views.get(pod.node) if pod.node else None
             doc = {"uid": pod.uid, "nodeName": pod.node, "status": v1_status(pod, view.ip if view else None),
-                   "annotations": annotations(pod), "agent": pod.internal()}
+                   "annotations": agent_annotations(pod), "agent": pod.internal()}
             self.store.put_status(pod.key, doc)

@@ -12,6 +12,8 @@ from .curl import curl as curl_from_host
 from .names import STD_PATH, host_netns
 from .nodes import NodeView
 
+NOT_RUN = "nsenter: failed to execute "   # how nsenter says the command itself could not start
+
 
 class LabNodes:
     """A lab's nodes as a NodeAccess; `views` maps node names to how to enter them."""
@@ -38,6 +40,11 @@ class LabNodes:
             raise ExecError(f"{node}: `{_show(cmd)}` did not finish in {timeout:g}s", returncode=124,
                             stdout=_text(exc.stdout), stderr=_text(exc.stderr)) from None
         out, err = _text(done.stdout), _text(done.stderr)
+        if done.returncode in (126, 127) and err.startswith(NOT_RUN):
+            first = err.splitlines()[0][len(NOT_RUN):]
+            command, _, why = first.rpartition(": ")
+            raise ExecError(f"{node}: cannot run {command!r}: {why.lower()} (in the node); give a program of the "
+                            "node, e.g. kindlab exec NODE -- ls /", returncode=done.returncode)
         if check and done.returncode != 0:
             words = (err or out).strip() or "(no output)"
             raise ExecError(f"{node}: `{_show(cmd)}` exited with {done.returncode}: {words}",
@@ -74,7 +81,14 @@ class LabNodes:
 
     def curl(self, url: str, timeout: float = 5.0) -> HttpResponse:
         return curl_from_host(host_netns(self.name), url, timeout, {v.name: v.ip for v in self.views.values()},
-                              networks=(self.record["pod_subnet"], self.record["service_subnet"]))
+                              networks=made_ranges(self.record))
+
+
+def made_ranges(record: dict[str, Any]) -> tuple[str, ...]:
+    """The address ranges the lab made besides its node network: each node's pod CIDR, and the service range
+    where real Kubernetes serves it (the model makes no services); never what a config merely names."""
+    pods = tuple(n["pod_cidr"] for n in record.get("nodes", []) if n.get("pod_cidr"))
+    return pods + ((record["service_subnet"],) if record.get("kubernetes") == "real" else ())
 
 
 def _text(data: bytes | str | None) -> str:

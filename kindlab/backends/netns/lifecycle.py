@@ -50,9 +50,10 @@ AGENT_STOP = 5.0         # how long the agent may take to finish the work it has
 
 
 @contextlib.contextmanager
-def locked() -> Iterator[None]:
-    """Serialize making and removing labs on this machine; when no lab is left, /run/kindlab goes too."""
-    f = _take_lock()
+def locked(report: Reporter = quiet) -> Iterator[None]:
+    """Serialize making and removing labs on this machine; when no lab is left, /run/kindlab goes too.
+    While another process holds the lock, `report` says who, once."""
+    f = _take_lock(report)
     try:
         yield
     finally:
@@ -63,16 +64,37 @@ def locked() -> Iterator[None]:
             f.close()
 
 
-def _take_lock() -> TextIO:
+def _take_lock(report: Reporter = quiet) -> TextIO:
     """The flock on LOCK, on the file that is at that path once the lock is held (a holder may remove it)."""
+    told = False
     while True:
         STATE_ROOT.mkdir(parents=True, exist_ok=True)
-        f = open(LOCK, "a")  # noqa: SIM115 (closed by locked())
-        fcntl.flock(f, fcntl.LOCK_EX)
+        f = open(LOCK, "a")  # closed by locked()
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not told:
+                report(f"netns: waiting for {_holder(f)} to finish: labs are made and deleted one at a time on this "
+                       f"machine ({LOCK})")
+                told = True
+            fcntl.flock(f, fcntl.LOCK_EX)
         with contextlib.suppress(FileNotFoundError):
             if os.stat(LOCK).st_ino == os.fstat(f.fileno()).st_ino:
                 return f
         f.close()
+
+
+def _holder(f: TextIO) -> str:
+    """Who holds the flock on `f`'s file, from /proc/locks: 'process PID (COMMAND)', or 'another kindlab'."""
+    inode = os.fstat(f.fileno()).st_ino
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            words = line.split()
+            if len(words) > 5 and words[1] == "FLOCK" and words[5].rsplit(":", 1)[-1] == str(inode):
+                pid = int(words[4])
+                said = " ".join(processes.cmdline(pid)[:4]) or "?"
+                return f"process {pid} ({said[:80]})"
+    return "another kindlab create or delete"
 
 
 def fingerprint(topology: Topology) -> str:

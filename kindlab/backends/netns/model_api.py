@@ -21,6 +21,7 @@ from .nodes import NodeView
 from .podspec import deployment_template, pod_doc
 from .state.store import Store, timestamp
 
+MAX_PODS_PER_NODE = 110   # the kubelet's default maxPods: what one node of the lab holds
 POLL_SECONDS = 0.01  # reading the lab's store costs well under 1 ms
 
 
@@ -119,9 +120,24 @@ class ModelApiServer:
     def _apply_deployment(self, obj: objects.Deployment) -> str:
         from .controllers import apply_deployment
 
+        self._check_room(obj)
         line = apply_deployment(self.store, obj, self._pod_doc(deployment_template(obj)))
         self.ensure_agent()
         return line
+
+    def _check_room(self, obj: objects.Deployment) -> None:
+        """ClusterError when the deployment's replicas and the lab's other pods exceed what its nodes hold
+        (MAX_PODS_PER_NODE each): the scheduler would leave the rest Pending, the model would make them all."""
+        room = MAX_PODS_PER_NODE * len(self.views)
+        mine = f"{obj.name}-"
+        others = sum(1 for key, pod in self.store.desired_pods().items()
+                     if not (pod["metadata"].get("namespace") == obj.namespace
+                             and pod["metadata"].get("ownerReferences")
+                             and pod["metadata"]["name"].startswith(mine)))
+        if obj.replicas + others > room:
+            raise ClusterError(f"deployment {obj.name!r}: spec.replicas: {obj.replicas} pods (besides the {others} "
+                               f"the lab runs) do not fit: its {len(self.views)} nodes hold {room} pods "
+                               f"({MAX_PODS_PER_NODE} each, the kubelet's maxPods); ask for fewer replicas")
 
     def delete_pod(self, name: str, namespace: str = "default", wait: bool = True,
                    timeout: float | None = None) -> str:

@@ -89,7 +89,7 @@ class NodeMount:
     read_only: bool = False
     is_dir: bool = True
     origin: str = "image"       # "image" or "extraMounts[i]"
-    made_source: bool = False   # a missing hostPath folder, made as Docker makes it
+    made_source: bool = False   # a missing hostPath folder, made as Docker makes it (now or by another lab)
 
     def covers(self, path: str) -> bool:
         return path == self.target or path.startswith(self.target.rstrip("/") + "/")
@@ -132,7 +132,7 @@ def plan(topology: Topology, node: Node, dirs: NodeDirs, cni_dir: Path,
         if replaced := stand_in(source, target):
             subs.append(Substitution(node.name, source, replaced[0], target, replaced[1]))
             source, target = replaced
-        made = not source.exists()
+        made = not source.exists() or hostpaths.made_for_labs(source)   # made now, or by another lab: shared
         mounts.append(NodeMount(target, source, read_only=m.read_only, is_dir=made or source.is_dir(),
                                 origin=f"extraMounts[{i}]", made_source=made))
     return mounts, subs

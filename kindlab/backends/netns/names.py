@@ -18,14 +18,14 @@ import re
 from pathlib import Path
 
 from ...errors import ConfigError
-from ...topology import check_cluster_name
+from ...topology import LAB_STATE, NODE_NETWORK, check_cluster_name
 
-STATE_ROOT = Path("/run/kindlab")
+STATE_ROOT = LAB_STATE
 LABS_DIR = STATE_ROOT / "labs"      # one folder per lab; nothing else lives here
 NETNS_DIR = Path("/run/netns")
 NODE_LINK = STATE_ROOT / "node"     # in a node's mount namespace: that node's own folder (like /run/flannel)
 BRIDGE = "kind"                     # the lab host's bridge, named like Docker's network
-SUBNET = "172.18.0.0/16"            # the same in every lab: each lab has its own namespaces
+SUBNET = NODE_NETWORK               # the same in every lab: each lab has its own namespaces
 GATEWAY = "172.18.0.1"
 PREFIX_LEN = 16
 STD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -9,6 +9,7 @@ CNI configs and plugins and to copy files in and out. All nodes are made in para
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import subprocess
 from dataclasses import asdict, dataclass
@@ -106,6 +107,7 @@ class NodePlan:
         title = f"kindlab-node {marker(self.lab_name)} node={self.name}"
         lines = [
             "set -e",
+            "read -r go",     # nothing is done before `start` has put this shell in the lab's ledger (EOF: exit)
             f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname",
             *rootfs.build(self.dirs.rootfs, self.root),
             *mounts_mod.script(self.mounts, self.dirs),
@@ -131,8 +133,15 @@ def start(plans: list[NodePlan], timeout: float = 20) -> list[NodeView]:
         uts.touch()
         argv = [*nsenter(net=netns_path(p.netns)), which("unshare"), f"--mount={mnt}", f"--uts={uts}",
                 "--propagation", "private", which("bash"), "-c", p.script()]
-        procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, env=ENV, cwd="/", start_new_session=True))
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=ENV, cwd="/", start_new_session=True)
+        keep(proc, p.lab_name)    # in the ledger before it may begin: a killed `create` leaves no set-up shell
+        if proc.stdin:
+            with contextlib.suppress(BrokenPipeError):   # a shell that already failed says why below
+                proc.stdin.write(b"go\n")
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        procs.append(proc)
     views, errors = [], []
     for p, proc in zip(plans, procs, strict=True):
         line = proc.stdout.readline() if proc.stdout else b""
@@ -150,7 +159,7 @@ def start(plans: list[NodePlan], timeout: float = 20) -> list[NodeView]:
         mnt, uts = p.files()
         views.append(NodeView(lab_name=p.lab_name, name=p.name, role=p.role, index=p.index, ip=p.ip,
                               pod_cidr=p.pod_cidr, netns=p.netns, mnt=str(mnt), uts=str(uts),
-                              init_pid=keep(proc, p.lab_name),
+                              init_pid=proc.pid,
                               init_start=start_time(proc.pid) or 0, state=str(p.dirs.root)))
     if errors:
         raise ClusterError("could not make the node namespaces: " + "; ".join(errors))

@@ -1,9 +1,9 @@
 """What the node agent knows about a pod, and the status it writes for it (the kubelet's status manager).
 
-    Stage        where the agent is with a pod (persisted by value)
-    PodState     the agent's record of one pod, persisted in its status file's `agent` part
-    v1_status    the pod's v1 status, as the kubelet reports it
-    annotations  the agent's record of the pod's attempts and start (records.py)
+    Stage              where the agent is with a pod (persisted by value)
+    PodState           the agent's record of one pod, persisted in its status file's `agent` part
+    v1_status          the pod's v1 status, as the kubelet reports it
+    agent_annotations  the agent's record of the pod's attempts and start (records.py)
 
 Stdlib only, with the agent's own modules: the agent imports it (see the package's note on pandas).
 """
@@ -85,6 +85,13 @@ class PodState:
         return f"{self.meta.get('namespace', 'default')}/{self.name}"
 
     @property
+    def bound_node(self) -> str:
+        """The node the pod is bound to, for the work done on it there (only a bound pod gets any)."""
+        if self.node is None:
+            raise RuntimeError(f"pod {self.label} is not bound to a node")
+        return self.node
+
+    @property
     def container(self) -> dict[str, Any]:
         return self.spec["containers"][0]
 
@@ -109,7 +116,7 @@ class PodState:
                 setattr(self, k, data[k])
         self.stage = Stage(self.stage)
         self.sandbox = Sandbox.from_record(data.get("sandbox"))
-        self.workload = tuple(data["workload"]) if data.get("workload") else None  # type: ignore[assignment]
+        self.workload = tuple(data["workload"]) if data.get("workload") else None
 
 
 def ports_conflict(a: list[tuple[str, int, str]], b: list[tuple[str, int, str]]) -> bool:
@@ -124,10 +131,10 @@ def container_id(pod: PodState) -> str | None:
     return f"kindlab://{pod.workload[0]}" if pod.workload else None
 
 
-def annotations(pod: PodState) -> dict[str, str]:
+def agent_annotations(pod: PodState) -> dict[str, str]:
     """The agent's record of the pod, as annotations on its status (records.py)."""
-    return records.annotations(pod.attempts, pod.running_at, pod.sandbox.id if pod.sandbox else None,
-                               container_id(pod) if pod.running_at is not None else None)
+    return records.agent_annotations(pod.attempts, pod.running_at, pod.sandbox.id if pod.sandbox else None,
+                                     container_id(pod) if pod.running_at is not None else None)
 
 
 def v1_status(pod: PodState, host_ip: str | None) -> dict[str, Any]:

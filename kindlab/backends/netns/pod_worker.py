@@ -11,6 +11,7 @@ import logging
 import shutil
 import threading
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ RPC = "rpc error: code = Unknown desc = "
 SANDBOX_CHANGED_MESSAGE = "Pod sandbox changed, it will be killed and re-created."
 
 
-class PodWorker:
-    """The pod work of `kubelet_loop.Agent`; besides the attributes below it uses the agent's clocks
-    (`next_retry`, `next_relist`, `retry_delay`, `backoff`) and its `write` and `forget`."""
+class PodWorker(ABC):
+    """The pod work of `kubelet_loop.Agent`: it uses the agent's state (the attributes below), its clocks
+    (`next_retry`, `next_relist`, `retry_delay`, `backoff`) and its `write` and `forget` (the abstract methods
+    below, which the agent defines)."""
 
     store: Store
     record: dict[str, Any]
@@ -42,12 +44,38 @@ class PodWorker:
     sync_origin: float
     gc_origin: float
 
+    # -- the agent's part, which the pod work uses ----------------------------------------------------
+    @property
+    @abstractmethod
+    def backoff(self) -> float:
+        """The lab's back-off period (s)."""
+
+    @abstractmethod
+    def next_retry(self) -> float:
+        """When a failed pod is tried again."""
+
+    @abstractmethod
+    def next_relist(self, after: float) -> float:
+        """PLEG's first relist at or after `after`."""
+
+    @abstractmethod
+    def retry_delay(self) -> float:
+        """The pod worker's back-off (s)."""
+
+    @abstractmethod
+    def write(self, pod: PodState) -> None:
+        """Write the pod's status now."""
+
+    @abstractmethod
+    def forget(self, pod: PodState) -> None:
+        """The pod leaves the API."""
+
     # -- making a pod ---------------------------------------------------------------------------------
     def create_pod(self, pod: PodState) -> None:
         """RunPodSandbox (sandbox + CNI ADD), then start the container; first, kill a failed sandbox kept."""
         if pod.sandbox is not None and not self.kill_failed_sandbox(pod):
             return
-        view = self.views[pod.node]
+        view = self.views[pod.bound_node]
         hosts, resolv = self.pod_files(pod)
         try:
             sb, ip = self.runtime.run_sandbox(view, pod, hosts, resolv)
@@ -66,6 +94,8 @@ class PodWorker:
     def kill_failed_sandbox(self, pod: PodState) -> bool:
         """The kubelet's retry of a pod whose failed sandbox was kept: SandboxChanged, then StopPodSandbox (its
         CNI DEL). False when that fails (an attempt failed: the kubelet logs it, writes no event, backs off)."""
+        if pod.sandbox is None:
+            raise RuntimeError(f"pod {pod.label}: no failed sandbox kept to kill")
         self.events.record(pod.meta, pod.node, "Normal", SANDBOX_CHANGED, SANDBOX_CHANGED_MESSAGE)
         try:
             self.runtime.cni_del(pod, pod.sandbox)
@@ -204,8 +234,11 @@ class PodWorker:
     def container_started(self, pod: PodState) -> None:
         """The runtime's moment: the container's process runs (it listens a little later, as on containerd);
         pushed at once, as containerd's task start."""
+        cid = container_id(pod)
+        if cid is None:
+            raise RuntimeError(f"pod {pod.label}: a container started without a workload")
         pod.running_at = time.time()
-        runtime_events.append(self.store.root, container_id(pod), pod.running_at)
+        runtime_events.append(self.store.root, cid, pod.running_at)
 
     # -- the pod's files ------------------------------------------------------------------------------
     def pod_dir(self, pod: PodState) -> Path:

@@ -17,8 +17,8 @@ SANDBOX_ID = "kindlab.io/sandbox-id"
 CONTAINER_ID = "kindlab.io/container-id"
 
 
-def annotations(attempts: list[float], running_at: float | None, sandbox_id: str | None,
-                container_id: str | None = None) -> dict[str, str]:
+def agent_annotations(attempts: list[float], running_at: float | None, sandbox_id: str | None,
+                      container_id: str | None = None) -> dict[str, str]:
     """The annotations the agent writes for a pod."""
     out = {ATTEMPTS: json.dumps([round(t, 6) for t in attempts])}
     if running_at is not None:

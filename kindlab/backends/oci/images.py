@@ -24,6 +24,7 @@ import platform
 import re
 import subprocess
 import tarfile
+from collections.abc import Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def _blob(layout: Path, data: bytes) -> dict:
     return {"digest": digest, "size": len(data)}
 
 
-def layer_tar(files: dict[str, Path | bytes], executables: set[str] = frozenset(),
+def layer_tar(files: dict[str, Path | bytes], executables: Set[str] = frozenset(),
               links: dict[str, str] | None = None) -> bytes:
     """A reproducible tar of `files` (image path -> host file or bytes) and symbolic `links` (image path ->
     target), with every parent folder; a host file keeps its mtime (for Python's bytecode cache), folders,
@@ -109,7 +110,8 @@ def layer_tar(files: dict[str, Path | bytes], executables: set[str] = frozenset(
             executable = name in executables
             if isinstance(source, Path):
                 st = source.stat()
-                data, info.mtime, executable = source.read_bytes(), int(st.st_mtime), executable or st.st_mode & 0o111
+                data, info.mtime = source.read_bytes(), int(st.st_mtime)
+                executable = executable or bool(st.st_mode & 0o111)
             else:
                 data = source
             info.size, info.mode = len(data), 0o755 if executable else 0o644

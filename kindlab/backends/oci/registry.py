@@ -63,10 +63,10 @@ def handler(layouts: Layouts) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_HEAD(self) -> None:  # http.server's naming
             self.answer(body=False)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.answer(body=True)
 
         def answer(self, body: bool) -> None:
@@ -97,7 +97,7 @@ def handler(layouts: Layouts) -> type[BaseHTTPRequestHandler]:
             if body:
                 self.wfile.write(data)
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
+        def log_message(self, format: str, *args) -> None:  # http.server's signature
             pass
 
     return Handler

@@ -26,6 +26,7 @@ from ....errors import ClusterError
 from ....model.cni import NET_D
 from ....progress import Reporter, quiet
 from ....waiting import until
+from ...kube.kubelet_settings import NODE_STATUS_UPDATE_FREQUENCY
 from ...oci import images
 from .. import processes
 from ..mounts import NodeDirs
@@ -53,7 +54,7 @@ def spec(record: dict[str, Any], bin_dir: Path) -> components.ClusterSpec:
     return components.ClusterSpec(name=record["name"], nodes=nodes, bin_dir=bin_dir, pod_subnet=record["pod_subnet"],
                               service_subnet=record["service_subnet"], api_port=API_PORT,
                               registry=f"{GATEWAY}:{REGISTRY_PORT}", extra_sans=["localhost"],
-                              node_status_update_frequency="1s",   # Ready at its first status, not 10 s later
+                              node_status_update_frequency=NODE_STATUS_UPDATE_FREQUENCY,
                               allocate_node_cidrs=False)           # each node's is the lab's own (set_pod_cidrs)
 
 
@@ -192,17 +193,25 @@ def _wait_ready(record: dict[str, Any], views: list[NodeView], cp: NodeView, sta
         def ready() -> bool:
             nodes = core.list_node().items
             for n in nodes:   # the node's own pod subnet, as kindlab-cni hands out addresses from it
-                if not n.spec.pod_cidr and n.metadata.name in cidrs:
-                    cidr = cidrs[n.metadata.name]
-                    core.patch_node(n.metadata.name, {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
-            return len(nodes) == len(views) and all(
-                any(x.type == "Ready" and x.status == "True" for x in n.status.conditions or []) for n in nodes)
+                if n.metadata is None or n.metadata.name is None or n.spec is None:
+                    raise ClusterError("the API server listed a node without a name or a spec")
+                name = n.metadata.name
+                if not n.spec.pod_cidr and name in cidrs:
+                    cidr = cidrs[name]
+                    core.patch_node(name, {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+            return len(nodes) == len(views) and all(   # a node without a status yet is not Ready
+                any(x.type == "Ready" and x.status == "True" for x in (n.status and n.status.conditions) or [])
+                for n in nodes)
         _wait(f"all {len(views)} nodes Ready", ready, READY_TIMEOUT, logs, every=0.1)
         say(f"all {len(views)} nodes Ready")
         labels = {key: "" for key in components.CONTROL_PLANE_LABELS}   # kubeadm's mark-control-plane
         core.patch_node(cp.name, {"metadata": {"labels": labels}})
         _wait("the default service account and its token", lambda: service_account_ready(core), 60, logs)
-        info = core.read_node(cp.name).status.node_info
+        status = core.read_node(cp.name).status
+        info = status.node_info if status is not None else None
+        if info is None:
+            raise ClusterError(f"real Kubernetes: node {cp.name} is Ready but reports no nodeInfo (the kubelet's "
+                               f"and the runtime's versions); the components' logs are in {logs}")
         return {"kubernetes": info.kubelet_version, "runtime": info.container_runtime_version}
     finally:
         api.close()

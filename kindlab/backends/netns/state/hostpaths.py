@@ -1,7 +1,10 @@
 """Paths the labs make on the host, shared between labs and removed when the last lab that uses them goes.
 
 What the labs make today is a missing hostPath folder that Docker would make (kind/config's `empty`),
-kind 'tree': removed with what was put in it, so that the next `up` starts broken again. Mount points
+kind 'tree': every lab that mounts it is counted as a user (the one that made it and any lab after it), and
+it is removed, with what was put in it, when the last of them goes, so that the next `up` starts broken
+again. A path is removed only while it is still the very folder the lab made (same device and inode, not a
+symlink): content the labs did not make is never deleted. Mount points
 are made inside the nodes' own roots (rootfs.py), never here; kinds 'dir' and 'file' (removed only
 while empty) remain for paths that a lab must make on the host itself.
 The registry is /run/kindlab/hostpaths.json, changed under /run/kindlab/hostpaths.lock.
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,7 +53,9 @@ def ensure(lab_name: str, path: Path, kind: str) -> None:
                 part.touch()
             else:
                 part.mkdir()
-            entries[str(part)] = {"kind": kind if last else "dir", "labs": [lab_name]}
+            info = os.lstat(part)
+            entries[str(part)] = {"kind": kind if last else "dir", "labs": [lab_name],
+                                  "made": [info.st_dev, info.st_ino]}
         if str(path) in entries and lab_name not in entries[str(path)]["labs"]:
             entries[str(path)]["labs"].append(lab_name)
         # parents made for another lab are used by this one too
@@ -69,6 +76,9 @@ def release(lab_name: str) -> list[str]:
             if entry["labs"]:
                 continue
             path = Path(key)
+            del entries[key]
+            if not _still_made(path, entry):
+                continue          # gone or replaced since: what is there now is not the labs' to delete
             try:
                 if entry["kind"] == "tree":
                     shutil.rmtree(path)
@@ -80,8 +90,22 @@ def release(lab_name: str) -> list[str]:
                 removed.append(key)
             except OSError:
                 pass
-            del entries[key]
     return removed
+
+
+def _still_made(path: Path, entry: dict) -> bool:
+    """True while `path` is the file or folder the labs made: same device and inode, and not a symlink."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return not stat.S_ISLNK(info.st_mode) and [info.st_dev, info.st_ino] == entry.get("made")
+
+
+def made_for_labs(path: Path) -> bool:
+    """True when `path` is a hostPath folder a lab made (so a lab that mounts it now is one more user)."""
+    entry = read_json(REGISTRY, {}).get(str(path))
+    return bool(entry) and entry["kind"] == "tree" and _still_made(path, entry)
 
 
 def users() -> dict[str, list[str]]:

@@ -181,7 +181,7 @@ class Store:
 
     def hold_agent_lock(self):
         """Take agent.lock for this process's life; None if another agent holds it."""
-        f = open(self.root / "agent.lock", "a")  # noqa: SIM115 (kept open on purpose)
+        f = open(self.root / "agent.lock", "a")  # kept open on purpose
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
