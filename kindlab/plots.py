@@ -147,7 +147,7 @@ def plot_heal_by_kubelet(df: pd.DataFrame) -> Figure:
     delays = np.linspace(0, max(float(fixed_after(df).max()), 0.0), 30)
     earliest, latest = window(b, KUBELET_JITTER)
     scatter.fill_between(delays, earliest - delays, latest - delays, color=MODEL, alpha=0.15, lw=0,
-                         label=f"retry window {earliest:g}–{latest:g} s after the failure")
+                         label=f"back-off window {earliest:g}–{latest:g} s after the failure")
     scatter.set_xlabel("fix applied this long after the last failed attempt (s)")
     scatter.set_ylabel("fix → pod Running (s)")
     scatter.set_ylim(bottom=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import os
 import re
@@ -22,6 +23,10 @@ NETWORKING_FIELDS = {"ipFamily", "apiServerPort", "apiServerAddress", "podSubnet
                      "disableDefaultCNI", "kubeProxyMode", "dnsSearch"}
 NODE_FIELDS = {"role", "image", "extraMounts", "extraPortMappings", "labels", "kubeadmConfigPatches",
                "kubeadmConfigPatchesJSON6902"}
+# What kind carries out and kindlab only hands on to it (to_kind_config): the netns lab does not apply these.
+KIND_ONLY_FIELDS = CLUSTER_FIELDS - {"kind", "apiVersion", "name", "nodes", "networking"}
+KIND_ONLY_NETWORKING = NETWORKING_FIELDS - {"podSubnet", "serviceSubnet", "disableDefaultCNI"}
+KIND_ONLY_NODE_FIELDS = NODE_FIELDS - {"role", "extraMounts"}
 MOUNT_FIELDS = {"containerPath", "hostPath", "readOnly", "propagation", "selinuxRelabel"}
 PROPAGATIONS = ("None", "HostToContainer", "Bidirectional")
 KUBE_PROXY_MODES = ("iptables", "ipvs", "nftables", "none")
@@ -85,6 +90,7 @@ class Node:
     index: int
     mounts: tuple[Mount, ...] = ()
     pod_cidr: str = ""
+    kind_only: dict[str, Any] = field(default_factory=dict, compare=False)   # KIND_ONLY_NODE_FIELDS as given
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,7 @@ class Topology:
     source: Path | None = None
     api_version: str = KIND_API
     notes: tuple[str, ...] = field(default=())
+    kind_only: dict[str, Any] = field(default_factory=dict, compare=False)   # KIND_ONLY_FIELDS, "networking" too
 
     def node(self, name: str) -> Node:
         """The node called `name`; ConfigError naming the known nodes otherwise."""
@@ -133,7 +140,7 @@ class Topology:
         """The config as kind v1alpha4 wants it, with absolute hostPaths."""
         nodes = []
         for node in self.nodes:
-            entry: dict[str, Any] = {"role": node.role}
+            entry: dict[str, Any] = {"role": node.role, **copy.deepcopy(node.kind_only)}
             if node.mounts:
                 entry["extraMounts"] = [
                     {"containerPath": m.container_path, "hostPath": str(m.host_path.resolve()),
@@ -142,12 +149,14 @@ class Topology:
                 ]
             nodes.append(entry)
         net = self.networking
+        extra = copy.deepcopy(self.kind_only)
         return {
             "kind": "Cluster",
             "apiVersion": KIND_API,
             "networking": {"podSubnet": net.pod_subnet, "serviceSubnet": net.service_subnet,
-                           "disableDefaultCNI": net.disable_default_cni},
+                           "disableDefaultCNI": net.disable_default_cni, **extra.pop("networking", {})},
             "nodes": nodes,
+            **extra,
         }
 
 
@@ -245,9 +254,18 @@ def from_dict(doc: Any, name: str = "kind", source: Path | None = None) -> Topol
                 raise fail(f"nodes[{i}].extraMounts[{j}].containerPath", f"{target!r} is mounted already by "
                            f"extraMounts[{targets[target]}] (Docker refuses a duplicate mount point)")
             targets[target] = j
-        nodes.append(Node(name=names[i], role=roles[i], index=i, mounts=mounts, pod_cidr=cidrs[i]))
+        nodes.append(Node(name=names[i], role=roles[i], index=i, mounts=mounts, pod_cidr=cidrs[i],
+                          kind_only={k: raw[k] for k in sorted(KIND_ONLY_NODE_FIELDS) if k in raw}))
+    kind_only = {k: doc[k] for k in sorted(KIND_ONLY_FIELDS) if k in doc}
+    if net_extra := {k: v for k, v in (doc.get("networking") or {}).items() if k in KIND_ONLY_NETWORKING}:
+        kind_only["networking"] = net_extra
+    handed = sorted({*(k for k in kind_only if k != "networking"), *net_extra,
+                     *(k for n in nodes for k in n.kind_only)})
+    if handed:
+        notes.append(f"{where}: {', '.join(handed)}: kind's own, handed on to kind; the netns lab does not "
+                     "apply them")
     return Topology(name=name, nodes=tuple(nodes), networking=networking, source=source,
-                    api_version=KIND_API, notes=tuple(notes))
+                    api_version=KIND_API, notes=tuple(notes), kind_only=kind_only)
 
 
 def _no_unknown(raw: dict, known: set[str], field_path: str, fail) -> None:

@@ -420,3 +420,17 @@ def test_doctor_on_the_real_lab_broken_half_fixed_fixed(lab):
     lab.exec(w["worker"], ["sh", "-c", stale.fix.split(": ", 1)[1].rstrip(".")])  # the fix, as printed
     findings = doctor.doctor(lab)
     assert findings["ok"].all(), findings
+
+
+def test_a_fix_is_shown_as_a_reader_types_it(tmp_path):
+    """Chapter 08's problems table: paths in the repository relative to it, kindlab's cp, delete and apply as
+    `docker cp` and kubectl; paths outside the repository kept whole."""
+    from kindlab.doctor import report
+
+    root = tmp_path / "repo"
+    text = (f"cp /usr/lib/cni/portmap {root}/kind/empty/bin/ ; kindlab cp /usr/lib/cni/portmap "
+            f"kind-worker:/opt/cni/bin/ ; kindlab delete pod echo-w3 && kindlab apply -f {root}/manifests/pods.yaml")
+    typed = report.typed(text, root)
+    assert typed == ("cp /usr/lib/cni/portmap kind/empty/bin/ ; docker cp /usr/lib/cni/portmap "
+                     "kind-worker:/opt/cni/bin/ ; kubectl delete pod echo-w3; kubectl apply -f manifests/pods.yaml")
+    assert str(root) not in typed and "kindlab" not in typed

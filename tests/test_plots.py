@@ -164,7 +164,7 @@ def test_the_real_kubelet_and_the_model_side_by_side():
     rendered(fig)
     words = texts(fig)
     assert f"the real kubelet ({len(real)})" in words and f"kindlab's model ({len(model)})" in words
-    assert "back-off 2 s" in words and "retry window 2–3 s after the failure" in words
+    assert "back-off 2 s" in words and "back-off window 2–3 s after the failure" in words
     scatter, cdf = fig.axes
     assert len(scatter.collections) == 3            # each kubelet's points, and the window
     (real_line, model_line) = cdf.get_lines()

@@ -153,3 +153,25 @@ def test_missing_writable_folder_is_allowed_as_docker_makes_it(tmp_path):
 def test_unknown_node_names_the_known_ones():
     with pytest.raises(ConfigError, match="kind-worker3"):
         topology.load(CONFIG).node("kind-worker9")
+
+
+def test_what_kind_itself_carries_out_is_handed_on_to_kind(tmp_path):
+    """Fields kindlab does not apply (feature gates, kube-proxy's mode, node labels, kubeadm patches) reach kind
+    as written, and the notes say the netns lab does not apply them; a config without them is unchanged."""
+    config = tmp_path / "config"
+    config.write_text(
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nfeatureGates:\n  EphemeralContainers: true\n"
+        "kubeadmConfigPatches:\n- |\n  kind: ClusterConfiguration\n  apiServer:\n    extraArgs:\n      v: '4'\n"
+        "networking:\n  kubeProxyMode: ipvs\nnodes:\n- role: control-plane\n"
+        "- role: worker\n  labels:\n    tier: edge\n")
+    topo = topology.load(config)
+    rendered = topo.to_kind_config()
+    assert rendered["featureGates"] == {"EphemeralContainers": True}
+    assert rendered["kubeadmConfigPatches"][0].startswith("kind: ClusterConfiguration")
+    assert rendered["networking"]["kubeProxyMode"] == "ipvs" and rendered["networking"]["podSubnet"]
+    assert rendered["nodes"][1]["labels"] == {"tier": "edge"} and "labels" not in rendered["nodes"][0]
+    rendered["nodes"][1]["labels"]["tier"] = "changed"   # a copy: the topology keeps what was written
+    assert topo.to_kind_config()["nodes"][1]["labels"] == {"tier": "edge"}
+    assert any("featureGates, kubeProxyMode, kubeadmConfigPatches, labels: kind's own" in n for n in topo.notes)
+    plain = topology.load(CONFIG).to_kind_config()
+    assert set(plain) == {"kind", "apiVersion", "networking", "nodes"} and not topology.load(CONFIG).notes
