@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kindlab import backends, objects, walkthrough  # noqa: E402
+from kindlab.backends.netns import preflight  # noqa: E402
 from kindlab.backends.netns.cluster import wait_for_agent  # noqa: E402
 
 NAME = "klbench"
@@ -52,7 +53,7 @@ def one_run(config: Path) -> dict[str, float]:
     wait_for_agent(lab)
     out["agent ready"] = time.perf_counter() - t
     # fix every node: portmap where worker2's /opt/cni comes from, the chained conflist on worker3
-    shutil.copy2("/usr/lib/cni/portmap", config.parent / "empty" / "bin" / "portmap")
+    shutil.copy2(preflight.cni_dir() / "portmap", config.parent / "empty" / "bin" / "portmap")
     lab.cp(str(config.parent / "cni" / "000-kindlab-portmap.conflist"), f"{NAME}-worker3:/etc/cni/net.d/")
     pods = static_pods()
     t = time.perf_counter()

@@ -68,6 +68,8 @@ class Capabilities:
     kubelet: str = "real"
     kubernetes_version: str = "unknown"
     runtime_version: str = "unknown"
+    #: The CNI reference plugins the nodes run: package and version, as the node's package manager or set-up says.
+    cni_plugins: str = "unknown"
     #: Changes to pods are pushed (a Kubernetes watch) rather than polled.
     watches_pods: bool = False
     #: How often to read pods when polling (s): a read's cost, not a wish.

@@ -1,4 +1,4 @@
-"""What the real kubelet v1.20.2 (with containerd 1.6.20) does, as measured in the lab or written in its source.
+"""What the real kubelet v1.20.2 (with containerd 1.7.24) does, as measured in the lab or written in its source.
 
 These are the bounds a test holds a backend to: kindlab's model of the kubelet (`kindlab.model.kubelet`) copies
 them, so a bound taken from the model itself, or from a backend's `Capabilities.heal_slack`, cannot fail when the
@@ -26,17 +26,20 @@ BACKOFF = Fact(10.0, 10.0, "kubernetes v1.20.2 pkg/kubelet/kubelet.go: backOffPe
 BACKOFF_JITTER = Fact(0.5, 0.5, "kubernetes v1.20.2 pkg/kubelet/pod_workers.go: workerBackOffPeriodJitterFactor = 0.5")
 #: The sync loop's tick, on which a backed-off pod worker's retry is read.
 SYNC_TICK = Fact(1.0, 1.0, "kubernetes v1.20.2 pkg/kubelet/kubelet.go, syncLoop: time.NewTicker(time.Second)")
-#: PLEG's relist period: the retry at once after a pod's first failed sandbox comes on it.
+#: PLEG's relist period: every retry of a pod whose failed sandbox containerd kept comes on it.
 RELIST = Fact(1.0, 1.0, "kubernetes v1.20.2 pkg/kubelet/kubelet.go: plegRelistPeriod = time.Second * 1")
 
-#: A pod's first failed sandbox -> the retry at once (the kept sandbox found by the relist).
-FIRST_RETRY = Fact(0.0, 0.41, "tests/data/real/README.md: 3 runs of record.py on 2026-12-01 (0.41, 0.0, 0.0 s)")
-#: One failed retry -> the next, after the back-off and the sync tick.
-RETRY_GAP = Fact(10.96, 15.92, "tests/data/real/README.md: 15 gaps in 3 runs on 2026-12-01, 10.96-15.0 s; "
-                               "15.92 s in a CI run of tests/test_real_lab.py (commit e368c9e)")
+#: A pod's first failed sandbox -> the retry at once (the kept sandbox found by the relist), RunPodSandbox to
+#: RunPodSandbox in containerd's log.
+FIRST_RETRY = Fact(0.31, 0.49, "the containerd logs of 4 runs of tests/data/real/record.py on 2026-12-07 "
+                               "(0.31, 0.49, 0.49, 0.39 s)")
+#: One failed retry -> the next: containerd 1.7 stops the kept sandbox without a CNI DEL, so every retry comes on
+#: PLEG's next relist (the back-off is never reached), RunPodSandbox to RunPodSandbox in containerd's log.
+RETRY_GAP = Fact(1.0, 1.01, "the containerd logs of 4 runs of tests/data/real/record.py on 2026-12-07 (19 gaps); "
+                            "containerd 1.6.20 had 10.96-15.92 s (its stop of the kept sandbox failed in the CNI DEL)")
 #: A fix (portmap back) that came just after a failed attempt -> the pod Running: the longest a heal takes.
-HEAL_AFTER_FIX = Fact(14.04, 16.5, "tests/data/real/README.md: 3 runs, fix 0.10-0.13 s after a failure, "
-                                   "14.04-16.04 s; 16.5 s on kind with Cilium (kindlab/backends/kind/cluster.py)")
+HEAL_AFTER_FIX = Fact(1.69, 1.81, "tests/data/real/README.md: 4 runs on 2026-12-07, fix 0.12-0.18 s after a "
+                                  "failure, 1.69-1.81 s")
 #: What kindlab's model adds, unscaled, to those times scaled to its short back-off (its sandbox's namespaces, the
 #: real CNI ADD, the echo server's start), on a loaded machine.
 MODEL_OWN_WORK = Fact(0.0, 0.41, "a CI run of tests/test_heal.py at a 0.5 s back-off: Running 1.16 s after the fix, "
@@ -51,8 +54,8 @@ def latest_heal(backoff: float | None = None) -> float:
     return HEAL_AFTER_FIX.high * (1.0 if backoff is None else backoff / BACKOFF.low)
 
 
-#: What a loaded machine may add to a real kubelet's heal (the attempt's sandbox, pull and start): a margin, not a
-#: measurement; the real heals above stayed within 0.5 s of 16.04 s.
+#: What a loaded machine may add to a real kubelet's heal (the attempt's sandbox, pull and start, a relist that comes
+#: late): a margin, not a measurement; the real heals above stayed within 0.12 s of each other.
 LOADED_MACHINE = 1.5
 
 
@@ -65,7 +68,11 @@ def heal_bound(backoff: float | None = None, kubelet: str = "real") -> float:
 
 
 def retry_gap_bounds(backoff: float | None = None) -> tuple[float, float]:
-    """Upstream's earliest and latest gap between two backed-off retries (back-off, its jitter, the sync tick),
-    for a lab whose back-off is `backoff` (None: 10 s): 10-16 s on the real kubelet."""
+    """The earliest and latest gap between two failed retries, for a lab whose back-off is `backoff` (None: the real
+    kubelet's 10 s): one relist period, and the relist's own time at most (1-1.05 s on the real kubelet)."""
     scale = 1.0 if backoff is None else backoff / BACKOFF.low
-    return BACKOFF.low * scale, (BACKOFF.low * (1 + BACKOFF_JITTER.high) + SYNC_TICK.high) * scale
+    return RELIST.low * scale, RELIST.high * (1 + RELIST_TIME) * scale
+
+
+#: A relist's own time, as a fraction of its period at most: the next one starts a period after it ends.
+RELIST_TIME = 0.05

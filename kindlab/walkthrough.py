@@ -243,13 +243,12 @@ def primary_plugin(lab: Cluster) -> str:
 
 
 def cni_versions(lab: Cluster, node_name: str) -> dict[str, str]:
-    """What a node says about its CNI plugins: the package (if dpkg knows it) and ``portmap``'s own version lines."""
-    pkg = lab.exec(node_name, "dpkg-query -W -f '${Package} ${Version}\\n' containernetworking-plugins kubernetes-cni "
-                   "2>/dev/null || true", check=False).strip()
+    """What a node runs of CNI: the plugins' package and version (the cluster's own reading of it) and what
+    ``portmap`` itself says (Debian's builds print "version unknown", so the package is the version to go by)."""
     plugin = (lab.exec(node_name, f"{CNI_BIN}/portmap 2>&1 || true", check=False).strip().splitlines()
               if has_portmap(lab, node_name) else [])
     protocols = next((line.split(":", 1)[1].strip() for line in plugin if "versions supported" in line), "")
-    return {"package": pkg or "(not a dpkg package on this node)",
+    return {"package": lab.capabilities.cni_plugins,
             "portmap says": plugin[0] if plugin else "(no portmap in /opt/cni/bin)",
             "CNI protocol versions": protocols}
 
@@ -321,6 +320,71 @@ def flat_conflist(conf: dict) -> dict:
 def hostport_rules(lab: Cluster, node_name: str) -> list[str]:
     """The lines of the node's ``iptables-save`` that mention HOSTPORT (the walkthrough's grep)."""
     return [line for line in lab.exec(node_name, "iptables-save").splitlines() if GREP_WORD in line]
+
+
+# -- portmap's two backends ------------------------------------------------------------------
+#: The values of portmap's ``backend`` field (CNI plugins 1.6 and later).
+PORTMAP_BACKENDS = ("iptables", "nftables")
+
+
+def backend_conflist(lab: Cluster, backend: str = "nftables") -> tuple[str, str]:
+    """(file name, text): the lab's chained conflist with ``"backend": backend`` in its portmap, named so that
+    it sorts before the mounted one (``000-kindlab-portmap.conflist`` -> ``000-kindlab-nftables.conflist``):
+    the runtime picks the first file of ``/etc/cni/net.d`` in byte order."""
+    src = chained_conflist_source(lab)
+    conf = json.loads(src.read_text())
+    for plugin in conf["plugins"]:
+        if plugin.get("type") == "portmap":
+            plugin["backend"] = backend
+    name = src.name.replace("portmap", backend, 1)
+    if name >= src.name:
+        raise KindlabError(f"{name} would not sort before {src.name}: the runtime would keep using {src.name}")
+    return name, json.dumps(conf, indent=2) + "\n"
+
+
+def use_portmap_backend(lab: Cluster, node_name: str, backend: str | None, pod: str | None = None,
+                        timeout: float | None = None) -> str | None:
+    """Make ``node_name``'s chained portmap write its rules with ``backend`` ("nftables", "iptables"), or, with
+    None, go back to the lab's own conflist; returns the file written (None when going back).
+
+    ``pod`` (default the node's echo pod) is deleted first, so that its CNI DEL runs with the config that wrote its
+    rules (portmap's DEL clears only the backend it is configured with), then applied again and awaited.
+    """
+    pod = pod or f"echo-{node_name}"
+    if pod_phase(lab, pod) is not None:
+        scenario.delete_pod(lab, pod)
+    source = chained_conflist_source(lab).name
+    switched = {source.replace("portmap", b, 1) for b in PORTMAP_BACKENDS}
+    for name in set(lab.exec(node_name, ["ls", "-1A", NET_D]).split()) & switched:
+        lab.exec(node_name, ["rm", "-f", f"{NET_D}/{name}"])   # an earlier switch's file
+    written = None
+    if backend is not None:
+        written, text = backend_conflist(lab, backend)
+        lab.exec(node_name, ["sh", "-c", f"cat > {NET_D}/{written}"], input=text)
+    apply_pod(lab, pod)
+    lab.wait_for_pod(pod, "Running", timeout=wait_time(lab, timeout))
+    return written
+
+
+def nft_rules(lab: Cluster, node_name: str) -> pd.DataFrame:
+    """portmap's nftables rules on a node (``nft -j list table ip cni_hostport``, :func:`kindlab.iptables.parse_nft`);
+    empty where the node has no such table."""
+    return iptables.node_nft_rules(lab, node_name)
+
+
+def portmap_backends(lab: Cluster, node_name: str) -> pd.DataFrame:
+    """Which backend holds portmap's rules on a node: iptables (its chain ``CNI-HOSTPORT-DNAT`` in the nat table)
+    and nftables (its table ``ip cni_hostport``): whether each exists, and its DNAT rules to a pod."""
+    nat = iptables.node_rules(lab, node_name, table="nat")
+    nft = nft_rules(lab, node_name)
+    tables = lab.exec(node_name, ["nft", "list", "tables"]).split("\n")
+    return pd.DataFrame([
+        {"backend": "iptables", "where": "nat chain CNI-HOSTPORT-DNAT",
+         "exists": "CNI-HOSTPORT-DNAT" in set(nat.chains["chain"].astype(str)),
+         "DNAT rules": len(portmap_dnat(nat.rules)), "how to look": "iptables-save -t nat"},
+        {"backend": "nftables", "where": "table ip cni_hostport", "exists": "table ip cni_hostport" in tables,
+         "DNAT rules": int((nft["target"] == "DNAT").sum()), "how to look": "nft list table ip cni_hostport"},
+    ])
 
 
 # -- curl -----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what kindlab needs and is missing, nothing else:
 #   the Debian packages of the netns backend, the real lab's Kubernetes build (cached, once),
-#   then .venv with the pinned requirements.
+#   then .venv with the pinned requirements, then the CNI plugins and containerd every lab runs: Debian's newer
+#   builds, pinned by version and SHA-256, unpacked into the cache (kindlab/runtime_packages.py).
 #   With --kind: kind itself (scripts/install-kind.sh: go install, into the cache) for the kind backend.
 # Where it cannot (not root, no apt-get), it says what to install by hand and stops.
 set -euo pipefail
@@ -10,9 +11,9 @@ cd "$(dirname "$0")/.."
 KIND=
 if [ "${1:-}" = "--kind" ]; then KIND=1; shift; fi
 
-APT_PACKAGES=(iproute2 iptables util-linux containernetworking-plugins curl)
+APT_PACKAGES=(iproute2 iptables nftables util-linux containernetworking-plugins curl)
 # A tool each package provides, to tell whether it is there.
-declare -A PROVIDES=([iproute2]=/usr/sbin/ip [iptables]=/usr/sbin/iptables-save [util-linux]=/usr/bin/nsenter
+declare -A PROVIDES=([iproute2]=/usr/sbin/ip [iptables]=/usr/sbin/iptables-save [nftables]=/usr/sbin/nft [util-linux]=/usr/bin/nsenter
                      [containernetworking-plugins]=/usr/lib/cni/portmap [curl]=/usr/bin/curl)
 EXTRA_APT=("$@")   # e.g. chromium for the browser check; docker.io and debootstrap for kind
 
@@ -73,3 +74,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
   echo "$want" > "$stamp"
 fi
+
+# The CNI plugins 1.9.1 and containerd 1.7 from Debian's newer suites, into the cache (the machine's own packages
+# stay as they are); it says which it took.
+.venv/bin/python -m kindlab.runtime_packages

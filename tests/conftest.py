@@ -34,6 +34,12 @@ from kindlab.cluster import Cluster, HttpResponse
 from kindlab.errors import ConnectionRefused
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def portmap_binary() -> str:
+    """The portmap every netns lab overlays on its nodes (the pinned 1.9.1 where set-up unpacked it)."""
+    from kindlab.backends.netns import preflight
+    return str(preflight.cni_dir() / "portmap")
 KIND_CONFIG = ROOT / "kind" / "config"
 os.environ.setdefault("KINDLAB_KUBERNETES", "model")   # inherited by the notebooks' kernels and the CLI's runs
 # The suite's labs are netns labs unless a test asks for kind (backend="kind"): kind is chosen by itself wherever a

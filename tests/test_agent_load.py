@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, portmap_binary
 
 from kindlab import backends, objects
 from kindlab.backends.netns import processes
@@ -118,7 +118,7 @@ def test_the_agent_lives_through_50_pods_with_failures_20_times(make_lab, tmp_pa
                      what=f"round {round_}: pods settled")
         assert lab.agent_running() and processes.alive(agent), f"round {round_}: the agent died"
         # a broken pod's kept sandbox needs portmap's DEL, as on the real kubelet: put it back for the deletion
-        shutil.copy2("/usr/lib/cni/portmap", tmp_path / "no-plugins" / "bin" / "portmap")
+        shutil.copy2(portmap_binary(), tmp_path / "no-plugins" / "bin" / "portmap")
         for p in lab.pod_list():
             lab.delete_pod(p["metadata"]["name"], wait=False)
         lab.wait_for(lambda: not lab.pod_list() or not lab.agent_running(), timeout=60, interval=0.1,

@@ -229,8 +229,8 @@ def test_fixed_cluster_flags_nothing():
     findings = doctor.doctor(fixed())
     assert findings["ok"].all(), findings
     # per node: portmap-binary, cni-config, stale-dnat, iptables-backend, nft-hostport; per node with hostPorts,
-    # one hostport-conflict; per running hostPort pod, one hostport-dnat and one hostport-reach
-    assert len(findings) == 4 * 5 + 3 + 3 + 3
+    # one hostport-conflict; per running hostPort pod, one cni-cache, one hostport-dnat and one hostport-reach
+    assert len(findings) == 4 * 5 + 3 + 3 + 3 + 3
 
 
 # -- finer points ---------------------------------------------------------------------------
@@ -355,6 +355,33 @@ def test_rules_split_between_iptables_backends():
     assert row(findings, "kind-worker3", "iptables-backend").ok
 
 
+def test_a_hostport_served_by_nftables_is_not_missing_and_a_stale_one_is_flagged():
+    """worker's portmap with "backend": "nftables": no iptables DNAT, its DNAT in table ip cni_hostport (the
+    JSON a real portmap 1.9.1 wrote, tests/data/nftables, its pod IP made this lab's)."""
+    lab = fixed()
+    lab.fs["kind-worker"]["nat"] = EMPTY_NAT
+    table = (ROOT / "tests" / "data" / "nftables" / "lab-worker-ip.json").read_text()
+    answers = {"kind-worker": f"#kindlab ip\n{table.replace('192.168.1.3', POD_IPS['kind-worker'])}\n#kindlab ip6\n"}
+    real_exec = lab.exec
+
+    def exec_(node, cmd, check=True, input=None, timeout=60):
+        if cmd[:2] == ["sh", "-c"] and cmd[2] == doctor.NFT_SCRIPT:
+            return answers.get(node, "#kindlab ip\n#kindlab ip6\n")
+        return real_exec(node, cmd, check, input, timeout)
+    lab.exec = exec_
+    findings = doctor.doctor(lab, reach=False)
+    assert findings["ok"].all(), doctor.problems(findings)
+    served = row(findings, "kind-worker", "hostport-dnat")
+    assert "nftables table ip cni_hostport, chain hostports" in served.message
+    assert "iptables chain CNI-DN-" in row(findings, "kind-worker2", "hostport-dnat").message
+    assert "1 dnat rule(s)" in row(findings, "kind-worker", "nft-hostport").message
+    # the pod gone (its DEL never ran): the nftables DNAT is stale, and the hostPort no longer checked
+    lab.pods = [p for p in lab.pods if p["metadata"]["name"] != "echo-kind-worker"]
+    stale = row(doctor.doctor(lab, reach=False), "kind-worker", "nft-hostport")
+    assert not stale.ok and f"{POD_IPS['kind-worker']}:8080" in stale.message
+    assert "nft delete rule ip cni_hostport hostports handle " in stale.fix
+
+
 def test_without_a_portmap_of_the_backends_the_fix_copies_from_a_healthy_node():
     lab = seed_broken()
     lab.portmap_source = None  # as on kind: the node image's portmap is the only healthy one
@@ -391,7 +418,8 @@ def test_doctor_on_the_real_lab_broken_half_fixed_fixed(lab):
     w = {n: f"{lab.name}-{n}" for n in ("worker", "worker2", "worker3")}
     findings = doctor.doctor(lab)
     assert failing(findings) == {(w["worker2"], "portmap-binary"), (w["worker3"], "cni-config"),
-                                 (w["worker3"], "hostport-dnat"), (w["worker3"], "hostport-reach")}, findings
+                                 (w["worker3"], "cni-cache"), (w["worker3"], "hostport-dnat"),
+                                 (w["worker3"], "hostport-reach")}, findings
     assert f"{lab.node_ip(w['worker'])}:80 connects" in row(findings, w["worker"], "hostport-reach").message
     fix = row(findings, w["worker2"], "portmap-binary").fix
     assert f"{scenario.cni_bin_folder(lab, w['worker2']).absolute()}/" in fix
@@ -403,8 +431,10 @@ def test_doctor_on_the_real_lab_broken_half_fixed_fixed(lab):
     lab.exec(w["worker3"], ["sh", "-c", f"cat > /etc/cni/net.d/{chained}"],
              input=lab.exec(w["worker"], ["cat", f"/etc/cni/net.d/{chained}"]))
     findings = doctor.doctor(lab)
-    assert failing(findings) == {(w["worker3"], "hostport-dnat"), (w["worker3"], "hostport-reach")}, findings
+    assert failing(findings) == {(w["worker3"], "cni-cache"), (w["worker3"], "hostport-dnat"),
+                                 (w["worker3"], "hostport-reach")}, findings
     assert "must be recreated" in row(findings, w["worker3"], "hostport-dnat").message
+    assert "Delete and re-apply pod" in row(findings, w["worker3"], "cni-cache").fix
     # fixed: recreate worker3's pod
     heal.recreate(lab, heal.pod_manifest(lab.pod(f"echo-{w['worker3']}")))
     lab.wait_for_pod(f"echo-{w['worker3']}", "Running", timeout=5)

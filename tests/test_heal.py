@@ -479,8 +479,8 @@ def test_experiment_on_a_short_backoff(lab):
     assert reports == [(f"heal {pod}", i, 4) for i in (1, 2, 3, 4)]
     assert (df["backoff"] == 0.5).all()
     assert df["attempts_before"].ge(1).all()
-    # From the failure: no heal before upstream's back-off, none later than the real kubelet's longest measured
-    # heal after a fix that came just after a failure (both at this lab's back-off).
+    # From the failure: no heal before the next relist, none later than the real kubelet's longest measured heal
+    # after a fix that came just after a failure (both at this lab's back-off).
     heal_time = df["running_after"] + df["delay"]
     earliest, _ = measured.retry_gap_bounds(0.5)
     assert heal_time.between(earliest - 0.05, measured.heal_bound(0.5, "model")).all(), df

@@ -11,7 +11,7 @@ import yaml
 
 from kindlab import cni_plugin, topology
 from kindlab.backends.kind import cni, lifecycle, node_image
-from kindlab.backends.kind.node_image import files, images, rootfs
+from kindlab.backends.kind.node_image import files, images
 from kindlab.backends.oci import images as oci
 from kindlab.errors import ConfigError
 
@@ -61,19 +61,6 @@ def test_the_images_tag_follows_every_binary_it_carries(tmp_path: Path):
     assert node_image.inputs_key(tmp_path) == first and len(first) == 12
     (tmp_path / "kubeadm").write_bytes(b"another build")
     assert node_image.inputs_key(tmp_path) != first
-
-
-def test_the_mirror_is_the_machines_own(tmp_path: Path, monkeypatch):
-    sources = tmp_path / "debian.sources"
-    sources.write_text("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
-                       "Components: main\n\nTypes: deb\nURIs: http://mirror.example/security\nSuites: "
-                       "bookworm-security\n")
-    monkeypatch.setattr(rootfs, "SOURCES", (sources,))
-    assert rootfs.mirror() == "http://mirror.example/debian"
-    sources.write_text("deb [arch=amd64] http://one.example/debian bookworm main\n")
-    assert rootfs.mirror() == "http://one.example/debian"
-    monkeypatch.setattr(rootfs, "SOURCES", (tmp_path / "none",))
-    assert rootfs.mirror() == rootfs.DEFAULT_MIRROR
 
 
 def test_kindlab_cni_stands_in_for_cilium_in_the_config_kind_gets(tmp_path: Path):

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, curl_answer, small_config
+from conftest import ROOT, curl_answer, portmap_binary, small_config
 
 from kindlab import backends, objects, scenario
 from kindlab.errors import (
@@ -61,7 +61,8 @@ def test_node_network_and_views(make_lab, tmp_path):
     assert lab.exec(worker, ["hostname"]).strip() == worker
     # the node's /opt/cni/bin is its own: a file put there is not on the host nor on other nodes
     lab.exec(worker, "touch /opt/cni/bin/only-here")
-    assert not os.path.exists("/opt/cni/bin/only-here") and not os.path.exists("/usr/lib/cni/only-here")
+    plugins = os.path.dirname(portmap_binary())
+    assert not os.path.exists("/opt/cni/bin/only-here") and not os.path.exists(os.path.join(plugins, "only-here"))
     assert "only-here" not in lab.exec(f"{lab.name}-control-plane", "ls /opt/cni/bin")
 
 
@@ -214,7 +215,7 @@ def test_exec_cp_curl_and_their_errors(make_lab, tmp_path):
     assert lab.exec(worker, "exit 4", check=False) == ""
     assert lab.exec(worker, "cat", input="in") == "in"
     # cp both ways, binaries kept executable; into a folder; onto a read-only mount fails
-    lab.cp("/usr/lib/cni/portmap", f"{worker2}:/opt/cni/bin/")
+    lab.cp(portmap_binary(), f"{worker2}:/opt/cni/bin/")
     assert "portmap" in lab.exec(worker2, "ls /opt/cni/bin")
     assert (tmp_path / "kind" / "empty" / "bin" / "portmap").exists()
     lab.exec(worker2, "/opt/cni/bin/portmap --version 2>&1 || true", check=False)

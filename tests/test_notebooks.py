@@ -74,7 +74,7 @@ def test_notebooks_exist_and_are_in_the_toc():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = {c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])}
     stored = {f"notebooks/{p.stem}" for p in NOTEBOOKS}
-    assert len(NOTEBOOKS) == 11   # the walkthrough's nine steps, the three ways and the appendix
+    assert len(NOTEBOOKS) == 12   # the walkthrough's nine steps, the three ways and the appendix
     assert stored <= files, stored - files
 
 

@@ -42,7 +42,7 @@ def test_node_summary_reads_the_real_nodes(moment):
     assert set(rows) == set(WORKERS)   # the recorded control plane runs no kubelet
     assert all(r["ready"] and r["role"] == "worker" for r in rows.values())
     assert {r["kubeletVersion"] for r in rows.values()} == {"v1.20.2"}
-    assert {r["containerRuntimeVersion"] for r in rows.values()} == {"containerd://1.6.20"}
+    assert {r["containerRuntimeVersion"] for r in rows.values()} == {"containerd://1.7.24"}
     nets = [ipaddress.ip_network(r["podCIDR"]) for r in rows.values()]
     assert all(n.subnet_of(ipaddress.ip_network("10.244.0.0/16")) and n.prefixlen == 24 for n in nets)
     assert len(set(nets)) == 3

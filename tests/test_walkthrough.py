@@ -11,6 +11,7 @@ import pytest
 
 from kindlab import measured, topology
 from kindlab import walkthrough as wt
+from kindlab.capabilities import Capabilities
 from kindlab.errors import ConnectionRefused, ExecError, NotFound
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,12 +163,13 @@ def test_echo_hostname():
     assert wt.echo_hostname("nothing here") is None
 
 
-def test_cni_versions_reads_portmap_and_dpkg():
-    lab = FakeLab(outputs={"dpkg-query": "containernetworking-plugins 1.1.1+ds1-3+b5\n", "[ -x": "yes\n",
+def test_cni_versions_reads_portmap_and_the_clusters_package():
+    lab = FakeLab(outputs={"[ -x": "yes\n",
                            "/opt/cni/bin/portmap 2>&1": "CNI portmap plugin version unknown\n"
                                                         "CNI protocol versions supported: 0.1.0, 0.4.0, 1.0.0\n"})
+    lab.capabilities = Capabilities(backend="fake", cni_plugins="containernetworking-plugins 1.9.1+ds1-1")
     got = wt.cni_versions(lab, "kind-worker")
-    assert got == {"package": "containernetworking-plugins 1.1.1+ds1-3+b5",
+    assert got == {"package": "containernetworking-plugins 1.9.1+ds1-1",
                    "portmap says": "CNI portmap plugin version unknown",
                    "CNI protocol versions": "0.1.0, 0.4.0, 1.0.0"}
 

@@ -20,6 +20,8 @@ from .nodes import NodeState, connects
 FINDING_COLUMNS = ["node", "check", "ok", "message", "evidence", "fix"]
 #: How a message names portmap's chains when it counts their rules ("CNI-HOSTPORT rules").
 HOSTPORT_CHAINS = HOSTPORT_PREFIX.rstrip("-")
+#: portmap's nftables chain hooked at prerouting (dstnat), from which a packet to the node reaches its DNATs.
+NFT_HOOK_CHAIN = "prerouting"
 
 
 def finding(node: str, check: str, ok: bool, message: str, fix: str = "", evidence: str = "") -> dict[str, Any]:
@@ -143,16 +145,55 @@ def _no_dnat(state: NodeState, rules: pd.DataFrame, where: str, recreate: str, e
     return finding(state.name, "hostport-dnat", False, message, fix, evidence)
 
 
+def _nft_reached(rules: pd.DataFrame, start: str = NFT_HOOK_CHAIN) -> set[tuple[str, str, str]]:
+    """(family, table, chain) of every chain a packet can reach from each table's `start` chain by jump or goto."""
+    edges: dict[tuple[str, str, str], set[str]] = {}
+    for family, table, chain, target in zip(column(rules, "family").astype(str), column(rules, "table").astype(str),
+                                            column(rules, "chain").astype(str), column(rules, "target"), strict=True):
+        edges.setdefault((family, table, chain), set()).add(str(target))
+    todo = [(f, t, c) for f, t, c in edges if c == start]
+    seen: set[tuple[str, str, str]] = set()
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend((node[0], node[1], nxt) for nxt in edges.get(node, ()))
+    return seen
+
+
+def nft_dnat_rule(state: NodeState, hp: HostPort) -> pd.DataFrame:
+    """portmap's nftables rules (state.nft) that DNAT a packet to nodeIP:hostPort to podIP:containerPort and that
+    such a packet reaches from the table's prerouting chain (a hostIP rule only for the node's IP)."""
+    rules = state.nft
+    if rules is None or not len(rules):
+        return pd.DataFrame(columns=iptables.NFT_RULE_COLUMNS)
+    found = dnat_rule(rules, hp)
+    reached = _nft_reached(rules)
+    keep = [(str(f), str(t), str(c)) in reached and (pd.isna(d) or str(d) == str(state.ip))
+            for f, t, c, d in zip(found["family"], found["table"], found["chain"], column(found, "destination"),
+                                  strict=True)]
+    return found[keep]
+
+
 def check_dnat(state: NodeState, hp: HostPort, lab: Cluster | None = None) -> dict[str, Any]:
-    """Does a packet to nodeIP:hostPort get DNATed to podIP:containerPort in the node's nat table?"""
+    """Does a packet to nodeIP:hostPort get DNATed to podIP:containerPort, by the node's iptables nat table or by
+    portmap's nftables table? The finding says which backend served it."""
     dest = f"{hp.pod_ip}:{hp.container_port}"
     where = f"hostPort {hp.host_port}/{hp.protocol} of pod {hp.pod} (-> {dest})"
     steps = trace_hostport(state, hp)
     last = steps.iloc[-1] if len(steps) else None
-    evidence = _trace_evidence(state, hp, steps)
+    nft = nft_dnat_rule(state, hp)
+    evidence = _trace_evidence(state, hp, steps) + "".join(
+        f"; nft {r.family} {r.table} {r.chain}: {r.rule}" for r in nft.itertuples())
     if last is not None and last["target"] == "DNAT" and str(last["to_destination"]) == dest:
-        return finding(state.name, "hostport-dnat", True, f"{where}: DNAT in chain {last['chain']}.",
+        return finding(state.name, "hostport-dnat", True,
+                       f"{where}: DNAT in iptables chain {last['chain']} (portmap's iptables backend).",
                        evidence=evidence)
+    if len(nft) and (last is None or last["target"] != "DNAT"):
+        first = nft.iloc[0]
+        return finding(state.name, "hostport-dnat", True,
+                       f"{where}: DNAT in nftables table {first['family']} {first['table']}, chain {first['chain']} "
+                       "(portmap's nftables backend; iptables-save does not show it).", evidence=evidence)
     recreate = f"delete and re-apply pod {hp.pod} ({fixes.reapply(lab, hp.pod)})"
     if last is not None and last["target"] == "DNAT":
         return finding(state.name, "hostport-dnat", False,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from .. import iptables
 from ..cluster import Cluster
 from ..errors import ExecError, KindlabError
@@ -21,9 +23,10 @@ BACKENDS_SCRIPT = ("if [ -e /proc/net/ip_tables_names ] && command -v iptables-l
                    "echo '#kindlab legacy'; iptables-legacy-save -t nat 2>/dev/null; fi; "
                    "if command -v iptables-nft-save >/dev/null; then echo '#kindlab nft'; "
                    "iptables-nft-save -t nat 2>/dev/null; fi")
-#: Lists portmap's nftables tables (CNI plugins v1.6 and later), which `iptables-save` never shows.
-NFT_SCRIPT = ("if command -v nft >/dev/null; then for family in ip ip6; do "
-              f"nft list table $family {NFT_TABLE} 2>/dev/null; done; else echo '#kindlab no nft'; fi")
+#: Lists portmap's nftables tables (CNI plugins v1.6 and later) as JSON, each family under a `#kindlab FAMILY` line
+#: (nothing below it where the table does not exist), which `iptables-save` never shows.
+NFT_SCRIPT = ("if command -v nft >/dev/null; then for family in ip ip6; do echo \"#kindlab $family\"; "
+              f"nft -j list table $family {NFT_TABLE} 2>/dev/null; echo; done; else echo '#kindlab no nft'; fi")
 
 
 # -- a node's CNI folders and nat table ---------------------------------------------------------
@@ -37,6 +40,7 @@ class NodeState:
     choice: cni_rules.Choice  # the runtime's choice in /etc/cni/net.d
     nat: iptables.Ruleset | None = None
     ip: str | None = None
+    nft: pd.DataFrame | None = None  # portmap's nftables rules (iptables.NFT_RULE_COLUMNS); None: no nft
 
     @property
     def net_d(self) -> list[str]:
@@ -84,7 +88,8 @@ def read_node(lab: Cluster, node: str, need_nat: bool) -> NodeState:
     files = _ls(lab, node, CNI_BIN)
     executable = files is not None and "portmap" in files and _executable(lab, node, f"{CNI_BIN}/portmap")
     return NodeState(node, files, executable, cni_choice(lab, node),
-                     nat_rules(lab, node) if need_nat else None, lab.node_ip(node) if need_nat else None)
+                     nat_rules(lab, node) if need_nat else None, lab.node_ip(node) if need_nat else None,
+                     nft_hostport(lab, node) if need_nat else None)
 
 
 # -- a node's other rules, and its ports -------------------------------------------------------
@@ -115,13 +120,26 @@ def iptables_backends(lab: Cluster, node: str) -> dict[str, iptables.Ruleset]:
     return out
 
 
-def nft_hostport(lab: Cluster, node: str) -> str | None:
-    """portmap's nftables tables on the node, as `nft list table` prints them; None where nft is not installed."""
+def nft_hostport(lab: Cluster, node: str) -> pd.DataFrame | None:
+    """portmap's nftables rules on the node, both families (iptables.parse_nft's frame; empty where it has no
+    table); None where nft is not installed or cannot be run."""
     try:
         text = lab.exec(node, ["sh", "-c", NFT_SCRIPT], check=False)
     except ExecError:
         return None
-    return None if text.startswith("#kindlab no nft") else text
+    sections = _sections(text)
+    if "no nft" in sections or not sections:
+        return None
+    frames = []
+    for lines in sections.values():
+        body = "\n".join(lines).strip()
+        if body:
+            try:
+                frames.append(iptables.parse_nft(body))
+            except KindlabError:
+                continue
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else iptables.parse_nft('{"nftables": []}')
 
 
 def connects(lab: Cluster, node: str, ip: str, port: int) -> bool:

@@ -12,7 +12,8 @@ from .. import scenario
 from ..cluster import Cluster
 from ..model.pods import HostPort
 from .checks import FINDING_COLUMNS, check_config, check_dnat, check_portmap, check_reach
-from .nodes import NodeState, host_ports, iptables_backends, live_ips, nft_hostport, read_node, stuck
+from .cni_cache import check_cni_cache
+from .nodes import NodeState, host_ports, iptables_backends, live_ips, read_node, stuck
 from .rulesets import check_backends, check_hostport_use, check_nft, check_stale_dnat
 
 
@@ -21,13 +22,14 @@ def node_findings(lab: Cluster, state: NodeState, states: list[NodeState], ports
     """One node's findings, in the report's order: its plumbing first, then its rules as a whole."""
     node, live = state.name, live_ips(pods, state.name)
     rows = [check_portmap(lab, state, states, stuck(pods, events, node)), check_config(lab, state, states, ports)]
+    rows.extend(check_cni_cache(lab, state, pods))
     rows.extend(check_dnat(state, hp, lab) for hp in ports if hp.running and hp.pod_ip)
     rows.extend(check_reach(lab, state, hp) for hp in ports
                 if hp.running and hp.pod_ip and hp.protocol.upper() == "TCP" and reach)
     rows.extend(check_stale_dnat(state, live))
     rows.extend(check_hostport_use(node, ports))
     rows.extend(check_backends(node, iptables_backends(lab, node)))
-    rows.append(check_nft(node, nft_hostport(lab, node), live))
+    rows.append(check_nft(node, state.nft, live))
     return rows
 
 

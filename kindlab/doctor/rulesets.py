@@ -127,29 +127,36 @@ def check_backends(node: str, rulesets: dict[str, iptables.Ruleset]) -> list[dic
 
 
 # -- nft-hostport --------------------------------------------------------------------------
-def _nft_stale(dnat: list[str], live_ips: set[str]) -> list[str]:
-    """The nftables dnat rules that name no live pod's IP."""
-    return [rule for rule in dnat if not any(f"{ip}:" in rule or f"{ip} " in f"{rule} " for ip in live_ips)]
+def nft_dnat(rules: pd.DataFrame) -> pd.DataFrame:
+    """The DNAT rules of an nftables rule frame (iptables.parse_nft)."""
+    return rules[column(rules, "target").astype(str) == "DNAT"]
 
 
-def check_nft(node: str, text: str | None, live_ips: set[str]) -> dict[str, Any]:
-    """portmap's nftables rules: reported where they exist (iptables-save does not show them), their DNATs
-    checked against the node's live pods as stale-dnat checks portmap's iptables chains."""
-    if text is None:
+def _nft_delete(rule: Any) -> str:
+    """The command that deletes one nftables rule, by its handle."""
+    return f"nft delete rule {rule.family} {rule.table} {rule.chain} handle {rule.handle}"
+
+
+def check_nft(node: str, rules: pd.DataFrame | None, live_ips: set[str]) -> dict[str, Any]:
+    """portmap's nftables rules (nodes.nft_hostport): reported where they exist (iptables-save does not show them),
+    their DNATs checked against the node's live pods as stale-dnat checks portmap's iptables chains."""
+    if rules is None:
         return finding(node, "nft-hostport", True, "nft is not installed: portmap uses iptables here.",
                        evidence="command -v nft: not found")
-    if NFT_TABLE not in text:
+    if not len(rules):
         return finding(node, "nft-hostport", True, f"No nftables table {NFT_TABLE}: portmap's rules, if any, are "
                        "in iptables (see hostport-dnat).", evidence=f"{NFT_LIST}: none")
-    dnat = [line.strip() for line in text.splitlines() if " dnat " in f" {line.strip()} "]
-    stale = _nft_stale(dnat, live_ips)
-    evidence = "; ".join(dnat) or f"table {NFT_TABLE} with no dnat rule"
-    if stale:
+    dnat = nft_dnat(rules)
+    stale = dnat[[str(dest).rsplit(":", 1)[0].strip("[]") not in live_ips for dest in dnat["to_destination"]]]
+    evidence = "; ".join(f"{r.family} {r.chain}: {r.rule}" for r in dnat.itertuples()) or \
+        f"table {NFT_TABLE} with no dnat rule"
+    if len(stale):
+        dests = ", ".join(sorted(set(stale["to_destination"].astype(str))))
         return finding(node, "nft-hostport", False,
-                       f"portmap's nftables table {NFT_TABLE} DNATs to no live pod's IP ({len(stale)} rule(s)): a "
-                       "sandbox whose CNI DEL never ran left them (iptables-save does not show them).",
-                       f"Remove the rules on {node} (nft -a list table {NFT_FAMILY} {NFT_TABLE}, then nft delete "
-                       "rule ... handle N).", evidence)
+                       f"portmap's nftables table {NFT_TABLE} DNATs to {dests}, no live pod's IP on {node} "
+                       f"({len(stale)} rule(s)): a sandbox whose CNI DEL never ran left them, and a new pod given "
+                       "that IP would receive the hostPort's traffic (iptables-save does not show them).",
+                       f"Remove them on {node}: {' && '.join(_nft_delete(r) for r in stale.itertuples())}.", evidence)
     return finding(node, "nft-hostport", True,
                    f"portmap keeps its rules in nftables table {NFT_TABLE} ({len(dnat)} dnat rule(s)), every one to "
                    f"a live pod: read them with `{NFT_LIST}`, not iptables-save.", evidence=evidence)

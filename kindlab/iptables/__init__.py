@@ -6,6 +6,8 @@
     kindlab.iptables.diff(before, after)       # the rules portmap's ADD (or DEL) added (or removed)
     kindlab.iptables.trace(rs, "nat", "PREROUTING", protocol="tcp", dst_port=80, dst_local=True)
     kindlab.iptables.node_rules(lab, "kind-worker")
+    kindlab.iptables.parse_nft(text)           # `nft -j list table ip cni_hostport`: portmap's nftables rules
+    kindlab.iptables.node_nft_rules(lab, "kind-worker")
 
 `rules`, one row per `-A` line in the text's order (RULE_COLUMNS):
 
@@ -33,8 +35,9 @@ quoted argument, in which a backslash escapes the next character; whitespace is 
 
 The modules: `arguments` (splitting and quoting a rule's arguments, the options read), `parsing`
 (text -> Ruleset), `frames` (the DataFrames), `ruleset` (Ruleset, and its text written back from the
-frames), `diffing`, `tracing`, and `ports` (whether a `--dport`/`--dports` value covers a port: tracing's
-and doctor's rule, `ports.in_ports`).
+frames), `diffing`, `tracing`, `nftables` and `nft_text` (`nft -j` output as the same rule frame, with
+`family` and `handle` after RULE_COLUMNS: NFT_RULE_COLUMNS), and `ports` (whether a `--dport`/`--dports`
+value covers a port: tracing's and doctor's rule, `ports.in_ports`).
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ from typing import Any
 
 from .diffing import diff
 from .frames import CHAIN_COLUMNS, RULE_COLUMNS
+from .nftables import NFT_RULE_COLUMNS, NftParseError, node_nft_rules, parse_nft
 from .parsing import parse
 from .ruleset import Ruleset
 from .tracing import STEP_COLUMNS, trace
 
-__all__ = ["CHAIN_COLUMNS", "RULE_COLUMNS", "STEP_COLUMNS", "Ruleset", "diff", "node_rules", "parse", "trace"]
+__all__ = ["CHAIN_COLUMNS", "NFT_RULE_COLUMNS", "RULE_COLUMNS", "STEP_COLUMNS", "NftParseError", "Ruleset", "diff",
+           "node_nft_rules", "node_rules", "parse", "parse_nft", "trace"]
 
 
 def node_rules(lab: Any, node: str, table: str | None = None, ipv6: bool = False) -> Ruleset:

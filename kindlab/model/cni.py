@@ -20,13 +20,9 @@ from typing import Any
 CNI_BIN = "/opt/cni/bin"
 NET_D = "/etc/cni/net.d"
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")
-#: Where Debian's containernetworking-plugins puts the reference plugins.
 #: Where kindlab-cni stands in for Cilium, a mounted file of Cilium's (e.g. the seed's chained
 #: 000-cilium-portmap.conflist) is replaced by kindlab-cni's beside it: the same name, "cilium" -> "kindlab".
 STAND_IN_FROM, STAND_IN_TO = "cilium", "kindlab"
-
-PACKAGE_DIR = Path("/usr/lib/cni")
-PACKAGE_PORTMAP = PACKAGE_DIR / "portmap"
 
 
 @dataclass

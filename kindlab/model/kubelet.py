@@ -1,17 +1,16 @@
 """The kubelet's sandbox retry, stated once (stdlib only: the model's agent imports it).
 
-When a pod's sandbox fails, the kubelet's pod worker tries again after a constant back-off (10 s) plus up
-to 50 % jitter, without growing; the retry then waits for the sync loop's next 1 s tick (the pod worker's
-queue is read on that tick), so each attempt lands 10-16 s after the previous failure. The distribution of the
-time to heal that the back-off alone implies is `kindlab.model.backoff`.
-
-The real kubelet (v1.20.2 + containerd 1.6.20, measured in the lab: benchmarks/bench_fidelity.py) also retries
-once at once after a pod's first failed sandbox: containerd keeps the failed sandbox (its CNI DEL fails too),
-PLEG's 1 s relist finds it and wakes the pod worker, 0-1 s after the failure: the first relist that starts
-after the failed sync, even when an earlier one saw the sandbox while it was being made, since a pod worker
-syncs only on a status cache newer than its last sync. The back-off governs every retry after that one.
-kindlab's model does the same, on the same two clocks, scaled by its back-off (`scaled`): a backend says so
-in `Capabilities.immediate_retries`.
+When a pod's sync fails, the kubelet's pod worker tries again after a constant back-off (10 s) plus up to 50 %
+jitter, read on the sync loop's next 1 s tick. A pod whose sandbox fails in its CNI ADD never gets that far on
+containerd 1.7 (measured in the lab with v1.20.2 and containerd 1.7.24: tests/data/real, benchmarks/bench_fidelity.py):
+the chain's DEL after the failed ADD fails the same way, containerd keeps the sandbox in state SANDBOX_UNKNOWN,
+PLEG's 1 s relist finds it and wakes the pod worker (the first relist that starts after the failed sync, since a
+pod worker syncs only on a status cache newer than its last sync), and the kubelet records SandboxChanged, stops
+the sandbox, which succeeds (containerd 1.7 runs no CNI DEL for it), and makes a new one, which fails again. So
+every retry comes on the next relist, about once a second, and the back-off is never reached; a fix is picked up
+within a second. (containerd 1.6.20's stop ran the DEL and failed, so it kept the one sandbox and the retries
+came on the back-off, 10-16 s apart.) kindlab's model does the same, on the same clocks, scaled by its back-off
+(`scaled`).
 
 A pod's first sandbox attempt waits for its volumes (every v1.20 pod has its service account token's): the
 pod worker's WaitForAttachAndMount looks at once, finds the volume manager (two 100 ms loops) not done yet,

@@ -44,6 +44,7 @@ class KindCluster(Cluster):
         self.kube = kube
         self.docker_nodes: DockerNodes = self.node_access  # type: ignore[assignment]
         self._info: dict[str, str] | None = None
+        self._cni_package: str | None = None
 
     @property
     def docker(self) -> Any:
@@ -87,7 +88,8 @@ class KindCluster(Cluster):
         info = self._node_info()
         return Capabilities(
             backend=self.backend, kubelet="real", kubernetes_version=info.get("kubeletVersion", "unknown"),
-            runtime_version=info.get("containerRuntimeVersion", "unknown"), watches_pods=True,
+            runtime_version=info.get("containerRuntimeVersion", "unknown"), cni_plugins=self._cni_plugins(),
+            watches_pods=True,
             immediate_retries=1, kubeconfig=True,
             poll_interval=POLL_SECONDS, pod_timeout=300.0, heal_slack=KIND_HEAL_SLACK, portmap_source=None,
             runtime_timestamps=False,
@@ -99,6 +101,19 @@ class KindCluster(Cluster):
         from .state import load_state
 
         return str(load_state(self.name).get("cni") or cni_mod.CILIUM)
+
+    def _cni_plugins(self) -> str:
+        """The CNI plugins' package in the first node, as its dpkg says (kindlab's image: the pinned 1.9.1)."""
+        if self._cni_package is None:
+            try:
+                node = self.node_names()[0]
+                said = self.exec_result(node, ["dpkg-query", "-W", "-f", "${Package} ${Version}",
+                                               "containernetworking-plugins"], timeout=20)
+            except (KindlabError, IndexError):
+                return "unknown"
+            self._cni_package = said.stdout.strip() if said.returncode == 0 and said.stdout.strip() else (
+                "not a dpkg package in the node image")
+        return self._cni_package
 
     def _node_info(self) -> dict[str, str]:
         if self._info is None:

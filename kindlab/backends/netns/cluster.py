@@ -13,11 +13,10 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-from ... import objects
+from ... import objects, runtime_packages
 from ...capabilities import Capabilities
 from ...cluster import ApiServer, Cluster, RuntimeTimes
 from ...errors import ClusterError, ConfigError
-from ...model import cni as cni_rules
 from ...model import kubelet
 from ...topology import Networking, Node, Topology, from_dict
 from ...waiting import until
@@ -101,8 +100,9 @@ class ModelLab(NetnsLab):
     @property
     def capabilities(self) -> Capabilities:
         """The model's kubelet: a configurable back-off, the agent's own timestamps, the machine's CNI package."""
-        portmap = cni_rules.PACKAGE_PORTMAP
+        portmap = Path(self.record["cni_dir"]) / "portmap"   # the plugins this lab overlays on its nodes
         return Capabilities(
+            cni_plugins=runtime_packages.describe_cni_dir(self.record["cni_dir"]),
             backend=self.backend, kubelet="model", kubernetes_version="none (kindlab's model)",
             runtime_version="none (kindlab's sandboxes)", watches_pods=False, poll_interval=POLL_SECONDS,
             sandbox_backoff=self.backoff, immediate_retries=1, pod_timeout=60.0,

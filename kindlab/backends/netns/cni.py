@@ -7,9 +7,15 @@
   CNI_* environment and the config on stdin: `name`, `cniVersion`, `prevResult`, `runtimeConfig`
   (portMappings from the pod's hostPorts, for plugins declaring that capability) injected and
   `capabilities` removed.
-- ADD runs the chain in order; its result is cached (libcni's /var/lib/cni/results); DEL runs in
-  reverse order with the cached result and the config found now (as containerd does); CHECK runs
-  in order with the cached result.
+- ADD runs the chain in order; its result is cached where and as libcni caches it: the node's
+  /var/lib/cni/results/<network>-<sandbox>-<ifname> (folder 0700, file 0600), a compact JSON object of kind
+  cniCacheV1 with containerId, config (base64 of the list's bytes; a .conf wrapped into a list as libcni's
+  ConfListFromConf writes it), ifName, networkName, cniArgs ([[key, value], ...]), capabilityArgs and result,
+  the loopback's too (cni-loopback-<sandbox>-lo). DEL runs in reverse order with the cached result and the
+  config found now (as containerd does: a record made under another network name outlives its sandbox);
+  CHECK runs in order with the cached result. capabilityArgs holds portMappings as the model passes them to
+  portmap (lower-case keys; containerd's go-cni writes Go's HostPort, ContainerPort...), and no dns or pod
+  annotations.
 - Errors read as libcni's and containerd's: `plugin type="portmap" failed (add): failed to find
   plugin "portmap" in path [/opt/cni/bin]`, a plugin's JSON error gives its `msg`.
 """
@@ -35,7 +41,12 @@ __all__ = ["CniError", "Exec", "PodNetwork", "Runtime", "load_network", "node_ex
 
 CNI_PATH = cni_rules.CNI_BIN
 CONF_DIR = cni_rules.NET_D
+#: libcni's cache of what it set up (its CacheDir, /var/lib/cni, and "results"), in the node.
+CACHE_DIR = "/var/lib/cni/results"
+CACHE_KIND = "cniCacheV1"
 LOOPBACK = {"cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback"}
+#: go-cni's loopback list, byte for byte (as containerd caches it).
+LOOPBACK_BYTES = b'{\n"cniVersion": "0.3.1",\n"name": "cni-loopback",\n"plugins": [{\n  "type": "loopback"\n}]\n}'
 PLUGIN_TIMEOUT = 60.0
 
 
@@ -55,9 +66,13 @@ class PodNetwork:
     port_mappings: list[dict[str, Any]] = field(default_factory=list)
     ifname: str = "eth0"
 
+    def cni_arg_pairs(self) -> list[list[str]]:
+        """CNI_ARGS as libcni's RuntimeConf.Args: [key, value] pairs."""
+        return [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", self.pod_namespace], ["K8S_POD_NAME", self.pod_name],
+                ["K8S_POD_INFRA_CONTAINER_ID", self.sandbox_id], ["K8S_POD_UID", self.pod_uid]]
+
     def cni_args(self) -> str:
-        return (f"IgnoreUnknown=1;K8S_POD_NAMESPACE={self.pod_namespace};K8S_POD_NAME={self.pod_name};"
-                f"K8S_POD_INFRA_CONTAINER_ID={self.sandbox_id};K8S_POD_UID={self.pod_uid}")
+        return ";".join(f"{k}={v}" for k, v in self.cni_arg_pairs())
 
 
 class Exec(Protocol):
@@ -91,7 +106,17 @@ def load_network(root: Path) -> NetworkConfig:
 
 def loopback() -> NetworkConfig:
     """The loopback network the runtime sets up first in every sandbox."""
-    return NetworkConfig("", LOOPBACK["name"], LOOPBACK["cniVersion"], [LOOPBACK])
+    return NetworkConfig("", LOOPBACK["name"], LOOPBACK["cniVersion"], [LOOPBACK], raw=LOOPBACK_BYTES)
+
+
+def list_bytes(net: NetworkConfig) -> bytes:
+    """The bytes libcni caches as a network's config: a .conflist's own, or a single config wrapped into a list
+    as ConfListFromConf marshals it (Go's encoding/json: sorted keys, compact, <>& escaped)."""
+    if net.file.endswith(".conflist") or not net.file:
+        return net.raw
+    wrapped = {"cniVersion": net.cni_version, "name": net.name, "plugins": net.plugins}
+    text = json.dumps(wrapped, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
 
 
 def describe(plugin: dict[str, Any]) -> str:
@@ -129,7 +154,7 @@ class Runtime:
 
     def __init__(self, view: NodeView, run: Exec | None = None):
         self.view = view
-        self.cache = view.dirs.cni_cache / "results"
+        self.cache = view.root / CACHE_DIR.lstrip("/")
         self.run = run or node_exec(view)
 
     # -- containerd's calls -------------------------------------------------------------------
@@ -137,7 +162,7 @@ class Runtime:
         """Loopback, then the chosen network's chain; returns the result. CniError in containerd's words."""
         try:
             net = load_network(self.view.root)
-            self.add_list(loopback(), pod, "lo", cache=False)
+            self.add_list(loopback(), pod, "lo")
             return self.add_list(net, pod, pod.ifname)
         except CniError as exc:
             raise CniError(f'failed to setup network for sandbox "{pod.sandbox_id}": {exc}') from None
@@ -175,13 +200,23 @@ class Runtime:
                 raise CniError(f"plugin {describe(plugin)} failed (add): {exc}") from None
         result = prev or {}
         if cache:
-            self.cache.mkdir(parents=True, exist_ok=True)
-            entry = {"kind": "cniCacheV1", "containerId": pod.sandbox_id, "ifName": ifname, "networkName": net.name,
-                     "config": base64.b64encode(net.raw).decode(), "cniArgs": pod.cni_args(),
-                     "capabilityArgs": {"portMappings": pod.port_mappings} if pod.port_mappings else {},
-                     "result": result}
-            self._cache_file(net.name, pod, ifname).write_text(json.dumps(entry))
+            self.write_cache(net, pod, ifname, result)
         return result
+
+    def write_cache(self, net: NetworkConfig, pod: PodNetwork, ifname: str, result: dict[str, Any]) -> None:
+        """libcni's cacheAdd: the record of what was set up, in its format, folder 0700 and file 0600."""
+        entry: dict[str, Any] = {"kind": CACHE_KIND, "containerId": pod.sandbox_id,
+                                 "config": base64.b64encode(list_bytes(net)).decode(), "ifName": ifname,
+                                 "networkName": net.name, "cniArgs": pod.cni_arg_pairs()}
+        if pod.port_mappings:   # omitempty, as libcni's
+            entry["capabilityArgs"] = {"portMappings": pod.port_mappings}
+        if result:
+            entry["result"] = result
+        self.cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self._cache_file(net.name, pod, ifname)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False))
 
     def del_list(self, net: NetworkConfig, pod: PodNetwork, ifname: str) -> None:
         cached = self.cached_result(net.name, pod, ifname) if version_at_least(net.cni_version, "0.4.0") else None
@@ -204,9 +239,9 @@ class Runtime:
         for path in sorted(self.cache.glob("*")) if self.cache.exists() else []:
             try:
                 entry = json.loads(path.read_text())
-                args = dict(kv.split("=", 1) for kv in entry["cniArgs"].split(";") if "=" in kv)
+                args = {str(k): str(v) for k, v in entry.get("cniArgs") or []}
                 sandbox_id = entry["containerId"]
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 continue
             if sandbox_id in known or entry.get("ifName") != "eth0":
                 continue

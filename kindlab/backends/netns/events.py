@@ -3,8 +3,9 @@
 - The same source, object, type, reason and message: one event whose count grows, with
   firstTimestamp and lastTimestamp.
 - 10 or more distinct messages for the same source, object, type and reason within 10 minutes:
-  further ones become one "(combined from similar events): <message>" event that counts up
-  (the limits are model.pods'; the spam filter is not modelled yet).
+  further ones become one "(combined from similar events): <message>" event that counts up.
+- The spam filter: per source and object, a burst of 25 occurrences, then one per 5 minutes; the rest are
+  dropped (the limits are model.pods').
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from ...model.pods import COMBINED, SIMILAR_LIMIT, SIMILAR_WINDOW
+from ...model.pods import COMBINED, SIMILAR_LIMIT, SIMILAR_WINDOW, SPAM_BURST, SPAM_REFILL
 from .state.store import Store, timestamp
 
 COMPACT_AT = 4      # the journal is rewritten when it holds this many lines per event
@@ -28,6 +29,7 @@ class EventRecorder:
         self.events: list[dict[str, Any]] = store.events()
         self.by_key = {self._key(e): e for e in self.events}
         self.similar: dict[tuple, tuple[float, set[str]]] = {}
+        self.tokens: dict[tuple, tuple[float, float]] = {}   # spam filter: (source, object) -> (tokens, when)
         self.lock = threading.Lock()
         self.journaled = len(self.events)   # lines in the journal since it was last compacted
 
@@ -38,13 +40,25 @@ class EventRecorder:
                 o.get("namespace"), o.get("name"), o.get("uid"), e.get("type"), e.get("reason"),
                 e.get("message") if not str(e.get("message", "")).startswith(COMBINED) else COMBINED)
 
+    def _spam(self, key: tuple, now: float) -> bool:
+        """True when the spam filter drops this occurrence (its bucket is empty); else takes a token."""
+        tokens, then = self.tokens.get(key, (float(SPAM_BURST), now))
+        tokens = min(float(SPAM_BURST), tokens + (now - then) / SPAM_REFILL)
+        if tokens < 1.0:
+            self.tokens[key] = (tokens, now)
+            return True
+        self.tokens[key] = (tokens - 1.0, now)
+        return False
+
     def record(self, pod_meta: dict[str, Any], node: str | None, type_: str, reason: str, message: str,
-               component: str = "kubelet") -> dict[str, Any]:
-        """Record one occurrence; returns the (new or updated) event."""
+               component: str = "kubelet") -> dict[str, Any] | None:
+        """Record one occurrence; returns the (new or updated) event, or None when the spam filter dropped it."""
         now = time.time()
         obj = {"apiVersion": "v1", "kind": "Pod", "name": pod_meta["name"],
                "namespace": pod_meta.get("namespace", "default"), "uid": pod_meta.get("uid")}
         with self.lock:
+            if self._spam((component, node, obj["namespace"], obj["name"], obj["uid"]), now):
+                return None
             similar_key = (component, node, obj["namespace"], obj["name"], obj["uid"], type_, reason)
             first, messages = self.similar.get(similar_key, (now, set()))
             if now - first > SIMILAR_WINDOW:

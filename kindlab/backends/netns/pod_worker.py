@@ -92,20 +92,12 @@ class PodWorker(ABC):
         self.start_container(pod)
 
     def kill_failed_sandbox(self, pod: PodState) -> bool:
-        """The kubelet's retry of a pod whose failed sandbox was kept: SandboxChanged, then StopPodSandbox (its
-        CNI DEL). False when that fails (an attempt failed: the kubelet logs it, writes no event, backs off)."""
+        """The kubelet's retry of a pod whose failed sandbox was kept: SandboxChanged, then StopPodSandbox. containerd
+        1.7 kept it in state SANDBOX_UNKNOWN and stops it without a CNI DEL (model.containerd), so this succeeds and
+        a new sandbox is made at once."""
         if pod.sandbox is None:
             raise RuntimeError(f"pod {pod.label}: no failed sandbox kept to kill")
         self.events.record(pod.meta, pod.node, "Normal", SANDBOX_CHANGED, SANDBOX_CHANGED_MESSAGE)
-        try:
-            self.runtime.cni_del(pod, pod.sandbox)
-        except CniError as exc:
-            log.info("pod %s: StopPodSandbox failed: %s", pod.label, exc)
-            with self.lock:
-                pod.attempts.append(time.time())
-                pod.next_try = self.next_retry()
-                self.write(pod)
-            return False
         self.runtime.remove_sandbox(pod.sandbox)
         with self.lock:
             pod.sandbox = None
@@ -204,8 +196,9 @@ class PodWorker(ABC):
                      stopped - exited, first_relist - exited, ": sandbox left to the GC" if to_gc else "")
 
     def network_down(self, pod: PodState) -> bool:
-        """CNI DEL for the pod's sandbox; False (and an event) when it fails."""
-        if pod.sandbox is None:
+        """CNI DEL for the pod's sandbox; False (and an event) when it fails. A sandbox kept after a failed set-up
+        is stopped without one (containerd 1.7: model.containerd)."""
+        if pod.sandbox is None or (pod.stage == Stage.SANDBOX and pod.pod_ip is None):
             return True
         try:
             self.runtime.cni_del(pod, pod.sandbox)

@@ -7,6 +7,7 @@ import functools
 import os
 from pathlib import Path
 
+from ... import runtime_packages
 from ...errors import EnvironmentProblem
 from ...model.cni import CNI_BIN
 from .names import STATE_ROOT
@@ -30,8 +31,10 @@ def check() -> Path:
 
 
 def cni_dir() -> Path:
-    """The folder holding the CNI reference plugins (Debian: /usr/lib/cni)."""
-    for folder in CNI_DIRS:
+    """The folder holding the CNI reference plugins: the pinned 1.9.1 set-up unpacked (kindlab.runtime_packages),
+    else the machine's own package (Debian: /usr/lib/cni)."""
+    pinned = runtime_packages.cni_dir()
+    for folder in (*([pinned] if pinned else []), *CNI_DIRS):
         if all(os.access(folder / p, os.X_OK) for p in PLUGINS):
             return folder
     raise EnvironmentProblem(f"the CNI reference plugins ({', '.join(PLUGINS)}) are not installed (looked in "

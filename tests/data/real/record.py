@@ -1,7 +1,8 @@
 """Record the seed's scenario on a real Kubernetes v1.20.2 cluster: `python tests/data/real/record.py [OUT]`.
 
 A control-plane node (etcd, kube-apiserver, controller-manager, scheduler) and three workers
-(containerd 1.6.20, kubelet, kube-proxy) in namespaces of a testbed; the seed's three static pods.
+(kubelet, kube-proxy, and the pinned containerd 1.7 and CNI plugins 1.9.1:
+kindlab.runtime_packages) in namespaces of a testbed; the seed's three static pods.
 kind-worker: bridge + host-local + portmap chained; kind-worker2: the same config, but its node's
 /opt/cni/bin has no `portmap`; kind-worker3: bridge + host-local only. Writes what the API server
 returns for nodes, pods and events in `default` while worker2 is broken (broken-*.json) and after
@@ -21,21 +22,15 @@ from typing import Any
 
 import yaml
 
-from kindlab.backends.netns.real import (
-    binaries,
-    bringup,
-    components,
-    forward,
-    images,
-    registry,
-    startup,
-    teardown,
-    testbed,
-)
+from kindlab import runtime_packages
+from kindlab.backends.kube import forward
+from kindlab.backends.netns.real import binaries, bringup, components, startup, teardown, testbed
+from kindlab.backends.oci import images, registry
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 OUT = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else HERE   # where to write (default: this folder)
+OUT.mkdir(parents=True, exist_ok=True)
 GATEWAY, REGISTRY_PORT = "172.18.0.1", 5000
 NODES = [("kind-control-plane", "172.18.0.2", "control-plane", False), ("kind-worker", "172.18.0.3", "worker", True),
          ("kind-worker2", "172.18.0.4", "worker", True), ("kind-worker3", "172.18.0.5", "worker", True)]
@@ -43,8 +38,8 @@ CHAINED = {"kind-worker": True, "kind-worker2": True, "kind-worker3": False}
 PODS = ("echo-kind-worker", "echo-kind-worker2", "echo-kind-worker3")
 BROKEN, ATTEMPTS = "kind-worker2", 6
 FAILED = "FailedCreatePodSandBox"
-GAPS = "gaps between failed attempts (FailedCreatePodSandBox, then each SandboxChanged count), polled every 0.2 s"
-RETRIES = (FAILED, "SandboxChanged")   # after the first failure the kubelet retries on the sandbox containerd kept
+GAPS = "gaps between failed attempts (each FailedCreatePodSandBox, or count added to one), polled every 0.2 s"
+RETRIES = (FAILED,)   # containerd 1.7: every failed attempt is a new sandbox, with an event of its own
 
 
 def raw_lists(core: Any) -> dict[str, Any]:
@@ -66,7 +61,7 @@ def phase(core: Any, pod: str) -> str | None:
 
 
 def failures(core: Any, pod: str) -> list[Any]:
-    """The pod's events of a failed attempt: FailedCreatePodSandBox, then SandboxChanged (one per retry)."""
+    """The pod's events of a failed attempt: a FailedCreatePodSandBox each (from the 10th, combined into one)."""
     return [e for e in core.list_namespaced_event("default").items
             if e.involved_object.name == pod and e.reason in RETRIES]
 
@@ -175,7 +170,7 @@ def main() -> int:
     cluster = cluster_spec(state)
     certs = components.write(state / "cluster", cluster)
     made = [images.pause_image(cluster.bin_dir / "pause", state / "images"), images.echo_image(state / "images")]
-    figures: dict[str, Any] = {"versions": {"kubernetes": "v1.20.2", "containerd": "1.6.20"},
+    figures: dict[str, Any] = {"versions": {"kubernetes": "v1.20.2", **runtime_packages.versions()},
                                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     bed = testbed.create(prefix, state, [(n.name, n.ip) for n in cluster.nodes], GATEWAY, state / "cluster")
     closers: list = []

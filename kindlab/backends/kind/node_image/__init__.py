@@ -1,7 +1,7 @@
 """kindlab's kind node image, made on the machine without a registry: `kindlab build node-image`.
 
-  rootfs   the base: Debian 12 by debootstrap from the machine's mirror (systemd, containerd, runc, iptables,
-           nftables, the CNI plugins, python3), cached per package list
+  rootfs   the base: Debian 12 by debootstrap from the machine's mirror (systemd, runc, iptables, nftables,
+           python3), with the pinned containerd 1.7 and CNI plugins 1.9.1 installed by dpkg, cached per package list
   files    what kindlab writes into it: its entrypoint, the kubelet's and the registry's units, containerd's
            configuration (CRI with cgroupfs, the node's own registry for every pull, restrict_oom_score_adj)
   images   the images kubeadm, kube-proxy and the walkthrough name, as OCI layouts the node's registry serves
@@ -29,7 +29,7 @@ from . import files, images, rootfs
 NAME = "kindlab/node"
 BASE = "kindlab/node-base"
 NODE_BINARIES = ("kubelet", "kubeadm", "kubectl")
-#: What kind's node image has in /opt/cni/bin (kind images/base/Dockerfile): taken from Debian's package.
+#: What kind's node image has in /opt/cni/bin (kind images/base/Dockerfile): taken from the pinned plugins' package.
 NODE_PLUGINS = ("host-local", "loopback", "portmap", "ptp")
 EXCLUDED = ("./dev/*", "./proc/*", "./sys/*", "./.kindlab-done", "./var/cache/apt/*", "./var/lib/apt/lists/*")
 DOCKERFILE = """\

@@ -6,12 +6,12 @@ half, KubeApi, the client kind uses too, through the admin kubeconfig of the lab
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .... import objects
+from .... import objects, runtime_packages
 from ....capabilities import Capabilities, RuntimeTimes
 from ....errors import ClusterError
-from ....model import cni as cni_rules
 from ....topology import Topology
 from ...kube.client import KubeApi
 from ..cluster import NetnsLab
@@ -49,8 +49,9 @@ class RealLab(NetnsLab):
     @property
     def capabilities(self) -> Capabilities:
         """The real kubelet: its 10 s back-off, a pod watch, the machine's CNI package on every node."""
-        portmap = cni_rules.PACKAGE_PORTMAP
+        portmap = Path(self.record["cni_dir"]) / "portmap"   # the plugins this lab overlays on its nodes
         return Capabilities(
+            cni_plugins=runtime_packages.describe_cni_dir(self.record["cni_dir"]),
             backend=self.backend, kubelet="real", kubernetes_version=self.real["kubernetes"],
             runtime_version=self.real["runtime"], watches_pods=True, poll_interval=POLL_SECONDS,
             immediate_retries=1, kubeconfig=True,

@@ -76,7 +76,8 @@ def _component(lab_name: str, view: NodeView, comp: components.Component, logs: 
     log = logs / f"{view.name}.{comp.name}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen([*view.enter(), *comp.argv], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                env={**ENV, "HOME": "/root"}, cwd="/", start_new_session=True)
+                                env={**ENV, "PATH": binaries.path(), "HOME": "/root"}, cwd="/",
+                                start_new_session=True)
     pid = processes.keep(proc, lab_name)
     return {"node": view.name, "name": comp.name, "argv": comp.argv, "pid": pid,
             "start": processes.start_time(pid) or 0, "log": str(log)}

@@ -22,10 +22,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import preflight
 from ..names import NETNS_DIR, STD_PATH
 from ..processes import alive, start_time
 from ..tools import ENV, ip_batch, nsenter, run, tail, which
-from . import teardown
+from . import binaries, teardown
 from .components import OWN_DIRS, node_dir
 
 PREFIX_LEN = 16
@@ -60,7 +61,7 @@ class Testbed:
     state: Path
     gateway: str
     nodes: list[BedNode]
-    cni_dir: Path = Path("/usr/lib/cni")
+    cni_dir: Path = field(default_factory=lambda: preflight.cni_dir())
     started: list[subprocess.Popen] = field(default_factory=list)
     cgroups_before: set[Path] = field(default_factory=set)
 
@@ -77,7 +78,8 @@ class Testbed:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             proc = subprocess.Popen([*node.enter(), *argv], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    env={**ENV, "HOME": "/root"}, cwd="/", start_new_session=True)
+                                    env={**ENV, "PATH": binaries.path(), "HOME": "/root"}, cwd="/",
+                                    start_new_session=True)
         self.started.append(proc)
         return proc
 
