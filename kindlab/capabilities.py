@@ -10,7 +10,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .model.kubelet import KUBELET_BACKOFF, KUBELET_JITTER, describe_window, window
+from .model.kubelet import KUBELET_BACKOFF, KUBELET_JITTER, describe_retry_window, retry_window
 from .waiting import Deadline
 
 
@@ -100,13 +100,14 @@ class Capabilities:
 
     @property
     def retry_bounds(self) -> tuple[float, float]:
-        """The earliest and latest next sandbox attempt after a failure (s), as model.kubelet.window gives it."""
-        return window(self.sandbox_backoff, self.backoff_jitter)
+        """The earliest and latest next sandbox attempt after a failed CNI ADD (s): the next relist
+        (model.kubelet.retry_window; containerd 1.7 never lets the back-off be reached)."""
+        return retry_window(self.sandbox_backoff)
 
     @property
     def retry_window(self) -> str:
-        """The sandbox retry window in words, e.g. '10-15 s'."""
-        return describe_window(self.sandbox_backoff, self.backoff_jitter)
+        """The sandbox retry window in words, e.g. '1-1.05 s'."""
+        return describe_retry_window(self.sandbox_backoff)
 
     def describe(self) -> str:
         """One line: the backend, which kubelet (with its versions) and the back-off."""

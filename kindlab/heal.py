@@ -29,12 +29,13 @@ from . import objects, scenario
 from .cluster import Cluster, events_frame
 from .errors import CurlError, KindlabError, NotFound, WaitTimeout
 from .model import pods as pod_rules
-from .model.backoff import BackoffModel, backoff_model
+from .model.backoff import BackoffModel, backoff_model, retry_model
 from .model.kubelet import IMMEDIATE_RETRY_SETTLE, KUBELET_BACKOFF, KUBELET_JITTER
 from .progress import Reporter, quiet
 from .waiting import Deadline
 
 __all__ = ["BackoffModel", "HealResult", "KUBELET_BACKOFF", "KUBELET_JITTER", "accuracy", "backoff_model",
+           "retry_model",
            "estimate_setup", "experiment", "measure", "wait_running"]
 
 CURL_POLL = 0.05

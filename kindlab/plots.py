@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
 from .heal import fixed_after
-from .model.backoff import BackoffModel
-from .model.kubelet import KUBELET_JITTER, window
+from .model.backoff import retry_model
+from .model.kubelet import retry_window
 from .model.pods import SANDBOX_FAILED
 
 FAIL = "#c0392b"
@@ -38,15 +38,15 @@ class _BookFigure(Figure):
         return buf.getvalue()
 
 
-# -- the back-off model ---------------------------------------------------------------
-def model_heal_times(delay: float, backoff: float, jitter: float = KUBELET_JITTER, samples: int = 4000,
-                     seed: int = 0) -> np.ndarray:
-    """Times from a fix to the next sandbox attempt: :class:`kindlab.model.backoff.BackoffModel` sampled."""
-    return BackoffModel(backoff, jitter).sample(delay, n=samples, seed=seed)
+# -- the retry model ---------------------------------------------------------------
+def model_heal_times(delay: float, backoff: float, samples: int = 4000, seed: int = 0) -> np.ndarray:
+    """Times from a fix to the next sandbox attempt, for a lab whose back-off is `backoff`: the retry model
+    (:func:`kindlab.model.backoff.retry_model`, a retry on every relist) sampled."""
+    return retry_model(backoff).sample(delay, n=samples, seed=seed)
 
 
-def _model_for(delays: Iterable[float], backoff: float, jitter: float, per_delay: int = 2000) -> np.ndarray:
-    return np.concatenate([model_heal_times(float(d), backoff, jitter, per_delay, seed=i)
+def _model_for(delays: Iterable[float], backoff: float, per_delay: int = 2000) -> np.ndarray:
+    return np.concatenate([model_heal_times(float(d), backoff, per_delay, seed=i)
                            for i, d in enumerate(delays)]) if delays is not None else np.array([])
 
 
@@ -59,8 +59,8 @@ def _backoff_of(df: pd.DataFrame, backoff: float | None) -> float:
 
 
 # -- self-healing latency ---------------------------------------------------------------
-def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None, jitter: float = KUBELET_JITTER) -> Figure:
-    """Time to heal against the delay of the fix after the last failed attempt, with the back-off model.
+def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None) -> Figure:
+    """Time to heal against the delay of the fix after the last failed attempt, with the retry model.
 
     ``df`` is :func:`kindlab.heal.experiment`'s frame (columns ``delay``, ``running_after``,
     ``curl_after`` and ``backoff``). The shaded band is where the model puts the time to heal.
@@ -70,12 +70,12 @@ def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None, jitter: f
     ax = fig.add_subplot()
     fixed = fixed_after(df)
     top = float(fixed.max())
-    delays = np.linspace(0, top * 1.05 if top >= b else min(top * 1.05 + 0.05 * b, b * 0.999), 60)
-    lo, mid, hi = (np.array([np.percentile(model_heal_times(d, b, jitter, 1500), q) for d in delays])
+    earliest, latest = retry_window(b)
+    delays = np.linspace(0, top * 1.05 if top >= earliest else min(top * 1.05 + 0.05 * earliest, earliest * 0.999), 60)
+    lo, mid, hi = (np.array([np.percentile(model_heal_times(d, b, 1500), q) for d in delays])
                    for q in (0, 50, 100))
-    earliest, latest = window(b, jitter)
     ax.fill_between(delays, lo, hi, color=MODEL, alpha=0.18, lw=0,
-                    label=f"back-off window: next retry {earliest:g}–{latest:g} s after the failure")
+                    label=f"retry window: next retry {earliest:g}–{latest:g} s after the failure")
     ax.plot(delays, mid, color=MODEL, lw=1, ls="--", label="model median")
     ax.scatter(fixed, df["running_after"], color=OK, s=28, zorder=3, label="fix → pod Running")
     if "curl_after" in df and df["curl_after"].notna().any():
@@ -83,7 +83,7 @@ def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None, jitter: f
                    label="fix → first curl 200")
     ax.set_xlabel("fix applied this long after the last failed attempt (s)")
     ax.set_ylabel("time to heal after the fix (s)")
-    ax.set_title(f"Self-healing of a pod on a node missing portmap (back-off {b:g} s)")
+    ax.set_title(f"Self-healing of a pod on a node missing portmap (retries {earliest:g}–{latest:g} s apart)")
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -91,41 +91,42 @@ def plot_heal_vs_delay(df: pd.DataFrame, backoff: float | None = None, jitter: f
     return fig
 
 
-def plot_heal_distribution(df: pd.DataFrame, backoff: float | None = None, jitter: float = KUBELET_JITTER) -> Figure:
+def plot_heal_distribution(df: pd.DataFrame, backoff: float | None = None) -> Figure:
     """The distribution of time to heal, measured and modelled (histogram and cumulative distribution).
 
-    The model draws, for each run's delay, the wait until the next retry under the back-off with jitter.
+    The model draws, for each run's delay, the wait until the next retry (the next relist).
     """
     b = _backoff_of(df, backoff)
     measured = df["running_after"].dropna().to_numpy(dtype=float)
-    model = _model_for(fixed_after(df).to_numpy(dtype=float), b, jitter)
+    model = _model_for(fixed_after(df).to_numpy(dtype=float), b)
     fig = _BookFigure(figsize=(9, 3.8), layout="constrained")
     hist, cdf = fig.subplots(1, 2)
-    latest = window(b, jitter)[1]
+    earliest, latest = retry_window(b)
     top = max(float(measured.max()) if len(measured) else 0.0, latest) * 1.05
     bins = np.linspace(0, top, 20)
-    hist.hist(model, bins=bins, density=True, color=MODEL, alpha=0.35, label="back-off model")
+    hist.hist(model, bins=bins, density=True, color=MODEL, alpha=0.35, label="retry model")
     hist.hist(measured, bins=bins, density=True, histtype="step", lw=2, color=OK, label=f"measured ({len(measured)})")
     hist.set_xlabel("fix → pod Running (s)")
     hist.set_ylabel("density")
     hist.legend(fontsize=8)
-    for data, color, label in ((model, MODEL, "back-off model"), (measured, OK, "measured")):
+    for data, color, label in ((model, MODEL, "retry model"), (measured, OK, "measured")):
         xs = np.sort(data)
         cdf.step(xs, np.arange(1, len(xs) + 1) / max(len(xs), 1), where="post", color=color, lw=2, label=label)
-    cdf.axvline(latest, color=FAIL, ls=":", lw=1.2, label=f"end of the back-off window ({latest:g} s)")
+    cdf.axvline(latest, color=FAIL, ls=":", lw=1.2, label=f"end of the retry window ({latest:g} s)")
     cdf.set_xlabel("fix → pod Running (s)")
     cdf.set_ylabel("fraction of runs healed")
     cdf.set_xlim(0, top)
     cdf.set_ylim(0, 1.02)
     cdf.grid(alpha=0.3)
     cdf.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"Time to heal: {len(measured)} runs against the back-off model (period {b:g} s, jitter {jitter:.0%})")
+    fig.suptitle(f"Time to heal: {len(measured)} runs against the retry model (a retry {earliest:g}–{latest:g} s "
+                 "after each failure)")
     return fig
 
 
 def plot_heal_by_kubelet(df: pd.DataFrame) -> Figure:
     """The real kubelet's and the model's heals side by side: time to Running against the fix's delay, and
-    their distributions of the wait past the back-off's earliest retry.
+    their distributions of the wait past the earliest retry.
 
     ``df`` holds experiment frames of both, with a ``kubelet`` column ("real", "model"), as chapter 07 writes
     them to its CSV. Both should have run at the same back-off; each kubelet gets its own colour.
@@ -139,27 +140,29 @@ def plot_heal_by_kubelet(df: pd.DataFrame) -> Figure:
         runs = runs.dropna(subset=["running_after"])
         scatter.scatter(fixed_after(runs), runs["running_after"], color=colour, s=30, alpha=0.8, zorder=3,
                         label=f"{label} ({len(runs)})")
-        past = np.sort((runs["running_after"] + fixed_after(runs) - runs["backoff"]).to_numpy(dtype=float))
+        first = np.array([retry_window(float(b))[0] for b in runs["backoff"]])
+        past = np.sort((runs["running_after"] + fixed_after(runs) - first).to_numpy(dtype=float))
         if len(past):
             cdf.step(np.concatenate([[0.0], past]), np.arange(len(past) + 1) / len(past), where="post",
                      color=colour, lw=2, label=label)
     b = _backoff_of(df, None)
     delays = np.linspace(0, max(float(fixed_after(df).max()), 0.0), 30)
-    earliest, latest = window(b, KUBELET_JITTER)
+    earliest, latest = retry_window(b)
     scatter.fill_between(delays, earliest - delays, latest - delays, color=MODEL, alpha=0.15, lw=0,
-                         label=f"back-off window {earliest:g}–{latest:g} s after the failure")
+                         label=f"retry window {earliest:g}–{latest:g} s after the failure")
     scatter.set_xlabel("fix applied this long after the last failed attempt (s)")
     scatter.set_ylabel("fix → pod Running (s)")
     scatter.set_ylim(bottom=0)
     scatter.grid(alpha=0.3)
     scatter.legend(fontsize=8, loc="upper right")
-    cdf.set_xlabel(f"failure → Running, less the back-off's {b:g} s (s)")
+    cdf.set_xlabel(f"failure → Running, less the earliest retry's {earliest:g} s (s)")
     cdf.set_ylabel("fraction of runs")
     cdf.set_xlim(left=0)
     cdf.set_ylim(0, 1.02)
     cdf.grid(alpha=0.3)
     cdf.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"The real kubelet and kindlab's model on the same experiment (back-off {b:g} s)")
+    fig.suptitle(f"The real kubelet and kindlab's model on the same experiment (retries {earliest:g}–{latest:g} s "
+                 "apart)")
     return fig
 
 
@@ -209,13 +212,13 @@ def attempt_times(events_or_attempts: pd.DataFrame | Sequence[Any], reason: str 
 
 def plot_attempt_timeline(events_or_attempts: pd.DataFrame | Sequence[Any], fix_at: Any,
                           running_after: float | None = None, curl_after: float | None = None,
-                          backoff: float | None = None, title: str | None = None,
-                          jitter: float = KUBELET_JITTER) -> Figure:
+                          backoff: float | None = None, title: str | None = None) -> Figure:
     """The pod's sandbox attempts around the fix: failures, the fix, Running and the first good curl.
 
     ``events_or_attempts`` is an events frame (``time``/``reason``, as :meth:`Cluster.events` or
     :class:`kindlab.heal.HealResult` give) or a list of attempt times; ``fix_at`` is when the fix was
-    applied (epoch seconds or a timestamp). Times are drawn relative to the fix.
+    applied (epoch seconds or a timestamp); ``backoff``, the lab's, places the next retry's window. Times are
+    drawn relative to the fix.
     """
     t0 = _seconds(fix_at)
     failed, others = attempt_times(events_or_attempts)
@@ -239,9 +242,9 @@ def plot_attempt_timeline(events_or_attempts: pd.DataFrame | Sequence[Any], fix_
     if curl_after is not None:
         ax.scatter([curl_after], [0], marker="*", s=140, color=CURL, zorder=4,
                    label=f"first curl 200 (+{curl_after:.2f} s)")
-    due = [rel[-1] + t for t in window(backoff, jitter)] if backoff and rel else []  # the next retry's window
+    due = [rel[-1] + t for t in retry_window(backoff)] if backoff and rel else []  # the next retry's window
     if due:
-        ax.axvspan(*due, color=MODEL, alpha=0.15, lw=0, label="next retry due (back-off window)")
+        ax.axvspan(*due, color=MODEL, alpha=0.15, lw=0, label="next retry due (retry window)")
     ends = rel + [0.0] + [x for x in (running_after, curl_after) if x is not None] + due[1:]
     lo, hi = min(ends), max(ends)
     pad = max((hi - lo) * 0.08, 0.2)

@@ -10,17 +10,18 @@ import pytest
 from matplotlib.figure import Figure
 
 from kindlab import plots
-from kindlab.heal import backoff_model
+from kindlab.heal import retry_model
 
-BACKOFF = 2.0
+BACKOFF = 10.0          # the kubelet's clocks: a retry on each relist, 1-1.05 s after a failure
+FIRST, LAST = 1.0, 1.05
 
 
 def experiment_frame(seed: int = 1) -> pd.DataFrame:
-    """Runs as kindlab.heal.experiment returns them, healed as the back-off model says."""
+    """Runs as kindlab.heal.experiment returns them, healed as the retry model says."""
     rng = np.random.default_rng(seed)
     rows = []
-    for run, delay in enumerate([0.0, 0.5, 1.0, 1.5, 1.9] * 3):
-        heal = BACKOFF * (1 + rng.random() * 0.5) - delay + 0.05
+    for run, delay in enumerate([0.0, 0.25, 0.5, 0.75, 0.95] * 3):
+        heal = FIRST * (1 + rng.random() * 0.05) - delay + 0.05
         rows.append({"run": run, "delay": delay, "running_after": heal, "curl_after": heal + 0.03,
                      "attempts_before": 1, "attempts_after": 0, "backoff": BACKOFF,
                      "agent_running_after": heal - 0.004})
@@ -45,34 +46,34 @@ def texts(fig: Figure) -> str:
     return "\n".join(out + [fig._suptitle.get_text() if fig._suptitle else ""])
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.7, 1.99])
-def test_model_within_one_backoff_period_for_delays_below_the_backoff(delay):
-    t = plots.model_heal_times(delay, BACKOFF, 0.5, samples=5000)
-    assert t.min() >= BACKOFF - delay - 1e-9
-    assert t.max() <= BACKOFF * 1.5 - delay + 1e-9
-    assert abs(np.median(t) - (BACKOFF * 1.25 - delay)) < 0.05
+@pytest.mark.parametrize("delay", [0.0, 0.4, 0.99])
+def test_model_within_one_relist_for_delays_below_it(delay):
+    t = plots.model_heal_times(delay, BACKOFF, samples=5000)
+    assert t.min() >= FIRST - delay - 1e-9
+    assert t.max() <= LAST - delay + 1e-9
+    assert abs(np.median(t) - ((FIRST + LAST) / 2 - delay)) < 0.01
 
 
 def test_model_wraps_to_the_next_retry_when_the_fix_comes_late():
-    t = plots.model_heal_times(3.5, BACKOFF, 0.5, samples=5000)
-    assert (t >= 0).all() and t.max() <= 2 * BACKOFF * 1.5 - 3.5 + 1e-9
+    t = plots.model_heal_times(1.5, BACKOFF, samples=5000)
+    assert (t >= 0).all() and t.max() <= 2 * LAST - 1.5 + 1e-9
 
 
-@pytest.mark.parametrize("delay", [0.0, 1.2, 3.5])
+@pytest.mark.parametrize("delay", [0.0, 0.3, 1.5])
 def test_the_plots_model_is_heals(delay):
-    """One back-off model: the plots sample kindlab.model.backoff's, which heal re-exports."""
-    t = plots.model_heal_times(delay, BACKOFF, 0.5, samples=20_000, seed=3)
-    assert np.array_equal(t, backoff_model(BACKOFF, 0.5).sample(delay, n=20_000, seed=3))
-    assert t.mean() == pytest.approx(backoff_model(BACKOFF, 0.5).mean(delay), abs=0.02)
+    """One retry model: the plots sample kindlab.model.backoff's, which heal re-exports."""
+    t = plots.model_heal_times(delay, BACKOFF, samples=20_000, seed=3)
+    assert np.array_equal(t, retry_model(BACKOFF).sample(delay, n=20_000, seed=3))
+    assert t.mean() == pytest.approx(retry_model(BACKOFF).mean(delay), abs=0.02)
 
 
-def test_attempt_timeline_draws_the_retry_window_with_the_jitter():
+def test_attempt_timeline_draws_the_retry_window():
     fix = 1_700_000_000.0
-    for jitter, right in ((0.5, 2 * 1.5 - 0.1), (0.2, 2 * 1.2 - 0.1)):
-        fig = plots.plot_attempt_timeline([fix - 0.1], fix, backoff=BACKOFF, jitter=jitter)
-        (span,) = [p for p in fig.axes[0].patches if p.get_label() == "next retry due (back-off window)"]
+    for backoff, scale in ((BACKOFF, 1.0), (2.0, 0.2)):
+        fig = plots.plot_attempt_timeline([fix - 0.1], fix, backoff=backoff)
+        (span,) = [p for p in fig.axes[0].patches if p.get_label() == "next retry due (retry window)"]
         xs = [span.get_x(), span.get_x() + span.get_width()]  # a Rectangle in data x, axes y
-        assert min(xs) == pytest.approx(BACKOFF - 0.1) and max(xs) == pytest.approx(right)
+        assert min(xs) == pytest.approx(FIRST * scale - 0.1) and max(xs) == pytest.approx(LAST * scale - 0.1)
         rendered(fig)
 
 
@@ -93,7 +94,7 @@ def test_heal_vs_delay_needs_a_backoff():
 def test_heal_distribution():
     fig = plots.plot_heal_distribution(experiment_frame(), BACKOFF)
     assert len(fig.axes) == 2
-    assert "15 runs" in texts(fig) and "back-off model" in texts(fig)
+    assert "15 runs" in texts(fig) and "retry model" in texts(fig)
     rendered(fig)
 
 
@@ -164,7 +165,7 @@ def test_the_real_kubelet_and_the_model_side_by_side():
     rendered(fig)
     words = texts(fig)
     assert f"the real kubelet ({len(real)})" in words and f"kindlab's model ({len(model)})" in words
-    assert "back-off 2 s" in words and "back-off window 2–3 s after the failure" in words
+    assert "retries 1–1.05 s apart" in words and "retry window 1–1.05 s after the failure" in words
     scatter, cdf = fig.axes
     assert len(scatter.collections) == 3            # each kubelet's points, and the window
     (real_line, model_line) = cdf.get_lines()

@@ -40,7 +40,7 @@ def portmap_fix(lab: Cluster, states: list[NodeState], node: str) -> str:
     where = (f"on the host into {folder}/, the host folder mounted over the node's {CNI_BIN}" if folder
              else f"into {node}:{CNI_BIN}/")
     return (f"Copy {src} {where}: {command}. No need to recreate pods: the kubelet retries the sandbox "
-            f"every back-off period ({lab.capabilities.retry_window}) and the pod heals by itself.")
+            f"{lab.capabilities.retry_window} after each failure and the pod heals by itself.")
 
 
 def shown(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""The back-off model: how long a pod takes to heal after a fix, given the kubelet's retry back-off."""
+"""The retry model: how long a pod takes to heal after a fix, given how far apart the kubelet's retries come
+(a period and its jitter: PLEG's relist on containerd 1.7, `retry_model`; the pod worker's back-off otherwise)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .kubelet import KUBELET_BACKOFF, KUBELET_JITTER, window
+from .kubelet import KUBELET_BACKOFF, KUBELET_JITTER, RELIST_PERIOD, RELIST_TIME, scaled, window
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,9 @@ def backoff_model(backoff: float = KUBELET_BACKOFF, jitter: float = KUBELET_JITT
     if backoff <= 0 or jitter < 0 or setup < 0:
         raise ValueError(f"backoff must be > 0, jitter and setup >= 0; got {backoff}, {jitter}, {setup}")
     return BackoffModel(float(backoff), float(jitter), float(setup))
+
+
+def retry_model(backoff: float = KUBELET_BACKOFF, setup: float = 0.0) -> BackoffModel:
+    """The retry model of a pod whose sandbox fails in its CNI ADD on containerd 1.7: every retry on PLEG's next
+    relist (kubelet.retry_window), for a lab whose clocks are scaled by `backoff` (the kubelet's 10 s: 1 s apart)."""
+    return backoff_model(scaled(RELIST_PERIOD, backoff), RELIST_TIME, setup)

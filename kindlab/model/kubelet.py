@@ -116,3 +116,14 @@ def describe_window(backoff: float = KUBELET_BACKOFF, jitter: float = KUBELET_JI
     """The window as words: '10-15 s'."""
     low, high = window(backoff, jitter)
     return f"{low:g}-{high:g} s"
+
+
+def retry_window(backoff: float = KUBELET_BACKOFF) -> tuple[float, float]:
+    """The earliest and latest next sandbox attempt after a failed one whose sandbox containerd kept (every failed
+    CNI ADD, on containerd 1.7): the next relist, a period after the last one ended (s)."""
+    return window(scaled(RELIST_PERIOD, backoff), RELIST_TIME)
+
+
+def describe_retry_window(backoff: float = KUBELET_BACKOFF) -> str:
+    """The retry window as words: '1-1.05 s'."""
+    return describe_window(scaled(RELIST_PERIOD, backoff), RELIST_TIME)

@@ -22,9 +22,6 @@ SIMILAR_LIMIT, SIMILAR_WINDOW = 10, 600.0
 #: client-go's spam filter (EventSourceObjectSpamFilter): per source and involved object, a burst of 25 events, then
 #: one more per 5 minutes; the rest are dropped (seen: the 25th event of a failing pod is its last for minutes).
 SPAM_BURST, SPAM_REFILL = 25, 300.0
-#: ... and its spam filter: 25 events per object at once, then one more every 5 minutes; the rest are
-#: dropped, so their attempts cannot be seen in events at all.
-SPAM_BURST, SPAM_REFILL = 25, 300.0
 
 Pod = dict[str, Any]
 Event = dict[str, Any]
