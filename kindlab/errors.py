@@ -4,6 +4,7 @@
     ├── ConfigError            a kind config that cannot be used
     ├── ManifestError          a pod or deployment manifest that cannot be used
     ├── IptablesParseError     iptables-save text that does not parse
+    ├── NftParseError          `nft -j` output that does not parse (defined in kindlab.iptables.nftables)
     ├── EnvironmentProblem     missing privilege, tool or package on this machine
     │   └── BackendUnavailable the asked-for backend cannot run here
     ├── ClusterError           a cluster that is missing, clashing or unhealthy

@@ -170,7 +170,12 @@ def fetch(pin: Pin, base: str | None = None) -> Path:
 
 
 def main() -> int:
-    """Fetch every pin (set-up's step); says which it took."""
+    """Fetch every pin (set-up's step); says which it took. Exit 3 where this machine cannot unpack a .deb (the
+    labs then run the machine's own CNI plugins, and the real lab does not run)."""
+    if not shutil.which("dpkg-deb"):
+        print("kindlab setup: no dpkg-deb: the labs use the machine's own CNI plugins, and real Kubernetes "
+              "(which needs the pinned containerd) does not run here", file=sys.stderr)
+        return 3
     for pin in PINS:
         was = pin.ready
         try:

@@ -5,7 +5,7 @@
 #   $KINDLAB_CACHE/kubernetes/<version>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubeadm,kubectl,
 #                                            kubelet,kube-proxy,pause}
 # Later runs and clones find the stamp and build nothing. Also installs the Debian packages the
-# real lab runs (containerd, runc, etcd-server, busybox-static).
+# real lab runs (runc, etcd-server, busybox-static; containerd is the pinned 1.7 that setup.sh unpacks).
 # Exit 0 with the binaries in place; exit 3 with one line on stderr when this machine cannot
 # (not Debian, not root, no source package): kindlab then uses its model of the kubelet.
 set -euo pipefail
@@ -19,7 +19,7 @@ REFLECT2=v1.0.2
 # Fixes of upstream's, backported to this tree (each file says what, why and where from), applied in name order.
 PATCHES=$(cd "$(dirname "$0")/kubernetes-patches" && pwd)
 STAMP="$WHAT pause reflect2-$REFLECT2 patches-$(cat "$PATCHES"/*.patch | sha256sum | cut -c1-12)"
-RUN_PACKAGES=(containerd runc etcd-server busybox-static)
+RUN_PACKAGES=(runc etcd-server busybox-static)   # containerd: the pinned 1.7 of kindlab/runtime_packages.py
 BUILD_PACKAGES=(golang-go rsync jq dpkg-dev gcc libc6-dev)
 
 say() { echo "kindlab kubernetes: $*"; }

@@ -239,19 +239,6 @@ def test_a_stale_dnat_and_a_hostport_conflict_are_found_and_the_fixed_cluster_is
     assert leftovers(kubeconfig) == []
 
 
-def test_portmaps_nftables_rules_are_read_and_checked():
-    from kindlab import doctor
-
-    table = ("table ip cni_hostport {\n\tchain hostports {\n"
-             "\t\tip daddr 172.18.0.3 tcp dport 80 dnat ip to 192.168.1.2:8080\n"
-             "\t\tip daddr 172.18.0.3 tcp dport 81 dnat ip to 192.168.1.9:8080\n\t}\n}\n")
-    ok = doctor.check_nft("n", table.replace("192.168.1.9", "192.168.1.2"), {"192.168.1.2"})
-    assert ok["ok"] and "nftables" in ok["message"] and "dnat ip to 192.168.1.2:8080" in ok["evidence"]
-    stale = doctor.check_nft("n", table, {"192.168.1.2"})
-    assert not stale["ok"] and "1 rule(s)" in stale["message"] and "nft delete rule" in stale["fix"]
-    assert doctor.check_nft("n", None, set())["ok"] and doctor.check_nft("n", "", set())["ok"]
-
-
 def test_the_api_half_on_kinds_recorded_objects(monkeypatch):
     """RemoteCluster's reads, and what doctor takes from the API, on the kind fixtures (tests/data/kind)."""
     from kubernetes import client

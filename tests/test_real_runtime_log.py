@@ -1,5 +1,6 @@
-"""A pod's sandbox attempts and start from containerd's own log (real/runtime_log.py), on a log recorded from
-the lab's real Kubernetes (tests/data/real/containerd-worker2.log, see its README)."""
+"""A pod's sandbox attempts and start from containerd's own log (real/runtime_log.py), on logs recorded from
+the lab's real Kubernetes (tests/data/real/containerd-worker2.log, containerd 1.6.20, and
+containerd-1.7-worker2.log, containerd 1.7.24: see its README)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ def test_the_first_failure_and_each_failed_retry_are_attempts():
     assert abs(times.running_at - at("2026-12-01T12:41:39.183658")) < 1e-5   # StartContainer returns successfully
     assert times.running_at > times.attempts[-1]
     assert times.container_id == "db33357b47ad32acc8b772035c2b5755dff414e72e3bb893647bcb4bd10ac363"   # that start's
+
+
+LOG_17 = LOG.with_name("containerd-1.7-worker2.log")
+HEALED_17 = "f0585394-4bcf-4a66-b281-03feb2470629"   # record.py's worker2 pod: 6 failures, healed by the 7th
+
+
+def test_on_containerd_17_every_failed_sandbox_is_an_attempt_a_relist_apart():
+    times = runtime_log.times(LOG_17, HEALED_17)
+    assert times is not None and len(times.attempts) == 6
+    gaps = [b - a for a, b in zip(times.attempts, times.attempts[1:], strict=False)]
+    assert gaps[0] < 0.6 and all(0.95 <= g <= 1.1 for g in gaps[1:]), gaps   # the first relist, then each one
+    assert abs(times.running_at - at("2026-12-07T11:16:04.668533")) < 1e-5   # StartContainer returns successfully
+    assert times.container_id == "68deec7627a26a6649807f5092fb6e696fbe7348c73af49876bb08b63e4c6478"
 
 
 def test_a_pod_the_log_never_saw_has_no_record(tmp_path):

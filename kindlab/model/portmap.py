@@ -20,7 +20,7 @@ MASQ_MARK = "0x2000"
 #: The nftables backend: one table per family, `ip cni_hostport` for IPv4.
 NFT_TABLE = "cni_hostport"
 NFT_FAMILY = "ip"
-NFT_CHAINS = ("hostports", "hostip_hostports", "prerouting", "output", "masquerading")
+NFT_CHAINS = ("hostports", "hostip_hostports", "hostports_all", "prerouting", "output", "masquerading")
 
 
 def is_portmap_chain(chain: str) -> bool:

@@ -30,9 +30,11 @@ from pathlib import Path
 from ....capabilities import RuntimeTimes
 
 LINE = re.compile(r'^time="([^"]+)" level=\w+ msg="((?:[^"\\]|\\.)*)"')
-SANDBOX = re.compile(r"RunPodSandbox for &PodSandboxMetadata\{Name:[^,]*,Uid:([^,]+),")
+# containerd 1.6 writes the sandbox's metadata as &PodSandboxMetadata{Name:P,Uid:U,...}, 1.7 as name:\"P\"  uid:\"U\"
+SANDBOX = re.compile(r'RunPodSandbox for (?:&PodSandboxMetadata\{Name:[^,]*,Uid:([^,]+),'
+                     r'|name:\\"[^"\\]*\\"\s+uid:\\"([^"\\]+)\\")')
 RETURNS_SANDBOX = re.compile(r'returns sandbox id \\"([0-9a-f]+)\\"')
-CONTAINER = re.compile(r'CreateContainer within sandbox \\"([0-9a-f]+)\\" for &ContainerMetadata.* '
+CONTAINER = re.compile(r'CreateContainer within sandbox \\"([0-9a-f]+)\\" for (?:&ContainerMetadata|name:).* '
                        r'returns container id \\"([0-9a-f]+)\\"')
 STARTED = re.compile(r'StartContainer for \\"([0-9a-f]+)\\" returns successfully')
 FAILED_SANDBOX = re.compile(r'failed to setup network for sandbox \\"([0-9a-f]+)\\"')
@@ -92,7 +94,7 @@ def times(log: Path, uid: str) -> RuntimeTimes | None:
     seen = False
     for stamp, msg, line in entries:
         s = SANDBOX.search(msg)
-        if s and s.group(1) == uid:
+        if s and (s.group(1) or s.group(2)) == uid:
             seen = True
             if msg.endswith("failed, error"):
                 attempts.append(epoch(stamp))
