@@ -423,7 +423,7 @@ def test_doctor_on_the_real_lab_broken_half_fixed_fixed(lab):
     assert f"{lab.node_ip(w['worker'])}:80 connects" in row(findings, w["worker"], "hostport-reach").message
     fix = row(findings, w["worker2"], "portmap-binary").fix
     assert f"{scenario.cni_bin_folder(lab, w['worker2']).absolute()}/" in fix
-    assert f"({lab.capabilities.retry_window})" in fix
+    assert f"retries the sandbox {lab.capabilities.retry_window} after each failure" in fix
     # half-fixed: portmap into worker2 (its pod heals by itself), the chained conflist into worker3
     scenario.fix_portmap(lab, w["worker2"])
     lab.wait_for_pod(f"echo-{w['worker2']}", "Running", timeout=5)

@@ -183,8 +183,8 @@ def test_nodes_frame_from_recorded_nodes(lab, fake_api):
     frame = lab.nodes()
     assert list(frame["name"]) == ["kind-control-plane", "kind-worker", "kind-worker2", "kind-worker3"]
     assert list(frame["role"]) == ["control-plane", "worker", "worker", "worker"]
-    assert list(frame["ip"]) == ["172.18.0.4", "172.18.0.2", "172.18.0.3", "172.18.0.5"]   # Docker's order
-    assert frame.loc[1, "podCIDR"] == "192.168.3.0/24"
+    assert list(frame["ip"]) == ["172.18.0.3", "172.18.0.4", "172.18.0.2", "172.18.0.5"]   # Docker's order
+    assert frame.loc[1, "podCIDR"] == "192.168.4.0/24"
     assert set(frame["backend"]) == {"kind"}
     assert list(frame["kubeletVersion"]) == ["v1.20.2"] * 4
     assert lab.node_ip("kind-worker3") == "172.18.0.5"
@@ -194,11 +194,11 @@ def test_pods_frame_shows_pending_container_creating_and_running(lab, fake_api):
     pods = lab.pods().set_index("name")
     stuck = pods.loc["echo-kind-worker2"]
     assert (stuck["phase"], stuck["reason"], stuck["ready"], stuck["hostIP"]) == \
-        ("Pending", "ContainerCreating", False, "172.18.0.3")
+        ("Pending", "ContainerCreating", False, "172.18.0.2")
     assert pd.isna(stuck["podIP"])
     running = pods.loc["echo-kind-worker"]
     assert (running["phase"], running["ready"], running["hostIP"], running["podIP"]) == \
-        ("Running", True, "172.18.0.2", "192.168.3.2")
+        ("Running", True, "172.18.0.4", "192.168.4.2")
     assert running["node"] == "kind-worker"
     assert ("pods", ("default",)) in fake_api
 
@@ -207,8 +207,8 @@ def test_pod_dicts_have_kubernetes_json_names_and_z_timestamps(lab, fake_api):
     pod = lab.pod("echo-kind-worker")
     assert pod["spec"]["nodeName"] == "kind-worker"
     assert pod["spec"]["containers"][0]["ports"][0] == {"containerPort": 8080, "hostPort": 80, "protocol": "TCP"}
-    assert pod["status"]["startTime"] == "2026-12-07T02:37:45Z"
-    assert pod["status"]["hostIP"] == "172.18.0.2"
+    assert pod["status"]["startTime"] == "2026-12-07T12:22:56Z"
+    assert pod["status"]["hostIP"] == "172.18.0.4"
     # Nothing lost or renamed; only explicit nulls (lastProbeTime) drop out, as models cannot tell them from unset.
     assert pod == without_nulls(json.loads((DATA / "pods.json").read_text())["items"][0])
 
@@ -216,9 +216,10 @@ def test_pod_dicts_have_kubernetes_json_names_and_z_timestamps(lab, fake_api):
 def test_events_frame_has_the_failed_sandbox_with_containerd_wording(lab, fake_api):
     events = lab.events()
     failed = events[events["reason"] == "FailedCreatePodSandBox"]
-    assert len(failed) == 1   # containerd keeps the failed sandbox: the retries are SandboxChanged (tests/data/real)
+    # containerd 1.7: each retry is a new sandbox, after a SandboxChanged whose count grows (tests/data/real)
+    assert len(failed) == 4 and (failed["count"] == 1).all()
     (changed,) = events[events["reason"] == "SandboxChanged"].itertuples()
-    assert (changed.object, changed.type, changed.count) == ("pod/echo-kind-worker2", "Normal", 2)
+    assert (changed.object, changed.type, changed.count) == ("pod/echo-kind-worker2", "Normal", 3)
     assert set(failed["object"]) == {"pod/echo-kind-worker2"}
     assert set(failed["type"]) == {"Warning"}
     for message in failed["message"]:

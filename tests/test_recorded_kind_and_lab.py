@@ -1,5 +1,5 @@
 """kind's recording (tests/data/kind, a real kind cluster) and the real lab's (tests/data/real, record.py) agree
-where the same components made them: the kubelet v1.20.2 and containerd 1.6.20 run in kind's nodes (kindlab's node
+where the same components made them: the kubelet v1.20.2 and containerd 1.7.24 run in kind's nodes (kindlab's node
 image) and in the lab's. The kubelet's event messages and event shape, the sequence of worker2's events, the API
 server's pod and node field layout must be the same; kind's own (its addresses, labels, providerID) may differ.
 """
@@ -61,26 +61,30 @@ def states(pod: dict[str, Any]) -> list[Any]:
 
 
 def test_failed_sandbox_message_is_containerds_real_wording():
-    (recorded,) = of(real("events"), "echo-kind-worker2", "FailedCreatePodSandBox")
-    (fixture,) = of(kind("events"), "echo-kind-worker2", "FailedCreatePodSandBox")
-    assert template(fixture["message"]) == template(recorded["message"]) == (
+    recorded = of(real("events"), "echo-kind-worker2", "FailedCreatePodSandBox")
+    fixture = of(kind("events"), "echo-kind-worker2", "FailedCreatePodSandBox")
+    assert {template(e["message"]) for e in fixture} == {template(e["message"]) for e in recorded} == {
         'Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox "<id>": '
-        'plugin type="portmap" failed (add): failed to find plugin "portmap" in path [/opt/cni/bin]')
-    assert fixture["type"] == recorded["type"] == "Warning"
-    assert fixture["count"] == recorded["count"] == 1
+        'plugin type="portmap" failed (add): failed to find plugin "portmap" in path [/opt/cni/bin]'}
+    assert {e["type"] for e in fixture + recorded} == {"Warning"}
+    assert {e["count"] for e in fixture + recorded} == {1}   # a new sandbox id each time: an event each
 
 
-def test_worker2_retries_as_one_sandbox_changed_event_whose_count_grows():
+def test_worker2_retries_as_a_new_sandbox_each_after_one_sandbox_changed_event_whose_count_grows():
     (recorded,) = of(real("events"), "echo-kind-worker2", "SandboxChanged")
     (fixture,) = of(kind("events"), "echo-kind-worker2", "SandboxChanged")
     assert fixture["message"] == recorded["message"] == "Pod sandbox changed, it will be killed and re-created."
     assert fixture["type"] == recorded["type"] == "Normal"
     assert fixture["count"] > 1 and recorded["count"] > 1
     assert fixture["firstTimestamp"] < fixture["lastTimestamp"]
-    reasons = [e["reason"] for e in of(real("events"), "echo-kind-worker2")
-               if e["source"]["component"] == "kubelet" and e["reason"] not in INCIDENTAL]
-    assert [e["reason"] for e in of(kind("events"), "echo-kind-worker2") if e["reason"] not in INCIDENTAL] == \
-        reasons == ["FailedCreatePodSandBox", "SandboxChanged"]
+    for events in (real("events"), kind("events")):
+        reasons = [e["reason"] for e in of(events, "echo-kind-worker2")
+                   if e["source"]["component"] == "kubelet" and e["reason"] not in INCIDENTAL]
+        failed = reasons.count("FailedCreatePodSandBox")
+        assert reasons[:2] == ["FailedCreatePodSandBox", "SandboxChanged"] and failed >= 3
+        assert set(reasons) == {"FailedCreatePodSandBox", "SandboxChanged"}
+        changed = next(e for e in of(events, "echo-kind-worker2", "SandboxChanged"))
+        assert failed - 1 <= changed["count"] <= failed
 
 
 @pytest.mark.parametrize("reason", ["Pulling", "Started"])
