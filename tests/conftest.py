@@ -36,6 +36,17 @@ from kindlab.errors import ConnectionRefused
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class TextLab:
+    """A lab whose every node answers every command with `text`; the calls are kept."""
+
+    def __init__(self, text: str):
+        self.text, self.calls = text, []
+
+    def exec(self, node, cmd):
+        self.calls.append((node, cmd))
+        return self.text
+
+
 def portmap_binary() -> str:
     """The portmap every netns lab overlays on its nodes (the pinned 1.9.1 where set-up unpacked it)."""
     from kindlab.backends.netns import preflight

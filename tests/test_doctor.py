@@ -337,18 +337,23 @@ def test_a_dnat_to_no_live_pod_is_stale_and_its_fix_removes_it():
     assert stale.fix.count("iptables -t nat -D CNI-HOSTPORT-DNAT ") == 1 and "-X CNI-DN-" in stale.fix
 
 
+def answer_script(lab, script: str, answers: dict[str, str], default: str) -> None:
+    """Make `sh -c <script>` in a node answer `answers[node]` (else `default`); other commands as before."""
+    real_exec = lab.exec
+
+    def exec_(node, cmd, check=True, input=None, timeout=60):
+        if cmd[:2] == ["sh", "-c"] and cmd[2] == script:
+            return answers.get(node, default)
+        return real_exec(node, cmd, check, input, timeout)
+    lab.exec = exec_
+
+
 def test_rules_split_between_iptables_backends():
     lab = fixed()
     kube_proxy = ":POSTROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES"
     nft, legacy = portmap_nat(POD_IPS["kind-worker"]), EMPTY_NAT.replace(":POSTROUTING ACCEPT [0:0]", kube_proxy)
     answers = {"kind-worker": f"#kindlab legacy\n{legacy}#kindlab nft\n{nft}", "kind-worker3": f"#kindlab nft\n{nft}"}
-    real_exec = lab.exec
-
-    def exec_(node, cmd, check=True, input=None, timeout=60):
-        if cmd[:2] == ["sh", "-c"] and cmd[2] == doctor.BACKENDS_SCRIPT:
-            return answers.get(node, "")
-        return real_exec(node, cmd, check, input, timeout)
-    lab.exec = exec_
+    answer_script(lab, doctor.BACKENDS_SCRIPT, answers, "")
     findings = doctor.doctor(lab)
     split = row(findings, "kind-worker", "iptables-backend")
     assert not split.ok and "kube-proxy in legacy; portmap in nft" in split.message
@@ -362,13 +367,7 @@ def test_a_hostport_served_by_nftables_is_not_missing_and_a_stale_one_is_flagged
     lab.fs["kind-worker"]["nat"] = EMPTY_NAT
     table = (ROOT / "tests" / "data" / "nftables" / "lab-worker-ip.json").read_text()
     answers = {"kind-worker": f"#kindlab ip\n{table.replace('192.168.1.3', POD_IPS['kind-worker'])}\n#kindlab ip6\n"}
-    real_exec = lab.exec
-
-    def exec_(node, cmd, check=True, input=None, timeout=60):
-        if cmd[:2] == ["sh", "-c"] and cmd[2] == doctor.NFT_SCRIPT:
-            return answers.get(node, "#kindlab ip\n#kindlab ip6\n")
-        return real_exec(node, cmd, check, input, timeout)
-    lab.exec = exec_
+    answer_script(lab, doctor.NFT_SCRIPT, answers, "#kindlab ip\n#kindlab ip6\n")
     findings = doctor.doctor(lab, reach=False)
     assert findings["ok"].all(), doctor.problems(findings)
     served = row(findings, "kind-worker", "hostport-dnat")

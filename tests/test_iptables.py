@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TextLab
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -687,17 +688,10 @@ def test_trace_and_doctor_read_an_open_ended_range_alike():
 
 
 # -- node_rules ------------------------------------------------------------------------------------
-class FakeLab:
-    def __init__(self, text: str):
-        self.text, self.calls = text, []
-
-    def exec(self, node, cmd):
-        self.calls.append((node, cmd))
-        return self.text
 
 
 def test_node_rules_runs_iptables_save_with_counters_in_the_node():
-    lab = FakeLab(fixture("nft-save-c.txt"))
+    lab = TextLab(fixture("nft-save-c.txt"))
     rs = iptables.node_rules(lab, "kind-worker")
     assert lab.calls == [("kind-worker", ["iptables-save", "-c"])]
     assert rs.to_iptables_save() == lab.text and len(rs.rules) == lab.text.count("\n[")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TextLab
 
 from kindlab import doctor, iptables
 from kindlab.doctor.nodes import NodeState
@@ -148,17 +149,10 @@ def test_an_unknown_statement_is_kept_as_its_json():
     assert row["target_options"] == 'quota {"val":5,"val_unit":"mbytes"}'
 
 
-class FakeLab:
-    def __init__(self, text: str):
-        self.text, self.calls = text, []
-
-    def exec(self, node, cmd):
-        self.calls.append((node, cmd))
-        return self.text
 
 
 def test_node_nft_rules_lists_portmaps_table_in_the_node():
-    lab = FakeLab((DATA / "lab-worker-ip.json").read_text())
+    lab = TextLab((DATA / "lab-worker-ip.json").read_text())
     rules = iptables.node_nft_rules(lab, "kind-worker")
     (node, cmd), = lab.calls
     assert node == "kind-worker" and cmd[:2] == ["sh", "-c"]
