@@ -30,7 +30,7 @@ from .cluster import Cluster, events_frame
 from .errors import CurlError, KindlabError, NotFound, WaitTimeout
 from .model import pods as pod_rules
 from .model.backoff import BackoffModel, backoff_model, retry_model
-from .model.kubelet import IMMEDIATE_RETRY_SETTLE, KUBELET_BACKOFF, KUBELET_JITTER
+from .model.kubelet import KUBELET_BACKOFF, KUBELET_JITTER
 from .progress import Reporter, quiet
 from .waiting import Deadline
 
@@ -349,10 +349,8 @@ def _one_run(lab: Cluster, spec: objects.PodSpec, node: str, delay: float, break
     # keeps it Terminating until the plugin is back; the old sandbox's DEL must find its plugins
     fix(lab, node)
     applied = recreate(lab, spec, between=lambda: break_(lab, node))
-    immediate = lab.capabilities.immediate_retries   # the kubelet's retry at once: the back-off comes after
-    failed_at, current = wait_failure(lab, spec.name, since=applied, at_least=1 + immediate, timeout=timeout)
-    if immediate and lab.runtime_times(current) is None:   # events show the retry as it starts, not as it fails
-        delay = max(delay, IMMEDIATE_RETRY_SETTLE)
+    immediate = lab.capabilities.immediate_retries   # the kubelet's first retry, at once
+    failed_at, _ = wait_failure(lab, spec.name, since=applied, at_least=1 + immediate, timeout=timeout)
     result = measure(lab, spec.name, lambda: fix(lab, node), timeout=timeout, at=failed_at + delay)
     return {"delay": delay, **{k: v for k, v in result.to_dict().items() if k in EXPERIMENT_COLUMNS}}
 

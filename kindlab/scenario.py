@@ -227,15 +227,18 @@ def fix_worker2(lab: Cluster) -> str:
     return fix_portmap(lab, node(lab, "worker2"))
 
 
-def break_worker2(lab: Cluster, timeout: float | None = None) -> None:
+def break_worker2(lab: Cluster, timeout: float | None = None, fresh: bool = False) -> None:
     """Put worker2 back as the config made it: no ``portmap``, and its pod failing to start.
 
     A pod that is Running (it started while the plugin was there) is deleted first, so that its sandbox's
     CNI DEL still finds ``portmap``, and applied again once the plugin is gone; then the pod is waited for
-    until its sandbox has failed once.
+    until its sandbox has failed once. With ``fresh``, a pod failing already is made anew the same way (the
+    plugin put back for its deletion): its events start again, where the kubelet's spam filter had stopped them.
     """
     worker2, pod = node(lab, "worker2"), pod_name(lab, "worker2")
-    if pod_phase(lab, pod) == "Running":
+    if fresh and pod_phase(lab, pod) is not None and pod_phase(lab, pod) != "Running":
+        fix_worker2(lab)
+    if pod_phase(lab, pod) == "Running" or (fresh and pod_phase(lab, pod) is not None):
         lab.delete_pod(pod, wait=True)
         break_portmap(lab, worker2)
         apply_pod(lab, pod)

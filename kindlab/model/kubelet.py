@@ -47,9 +47,6 @@ SYNC_PERIOD = 1.0
 RELIST_PERIOD = 1.0
 #: A relist's own time, as a fraction of its period at most (the next relist waits a period after it ends).
 RELIST_TIME = 0.05
-#: Time allowed for the real kubelet's immediate retry to fail after its SandboxChanged event is seen (measured
-#: at most 0.6 s), where only events show the attempts: a fix applied before then races that retry.
-IMMEDIATE_RETRY_SETTLE = 1.0
 #: The status manager's sync period: a deleted pod whose resources are reclaimed is deleted from the API on its tick.
 STATUS_SYNC_PERIOD = 10.0
 #: PLEG relists from a deleted pod's stopped container to the kubelet finding its resources reclaimed.
