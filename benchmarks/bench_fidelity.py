@@ -8,7 +8,7 @@ times on real, `--model-runs` times (twice as many unless told) on the model:
   worker2 (no portmap) and worker3 (no chained conflist) get their pods; worker2 gets the seed's pod and
   `--pods` - 1 copies of it on hostPorts 81, 82, ..., each applied after its own random pause (so that they
   meet the kubelet's clocks at different moments); each is left to fail `--attempts` sandbox attempts, then
-  portmap is put back once, a fifth of the back-off after the last of those failures, and every pod's heal is
+  portmap is put back once, a fifth of the retry period after the last of those failures, and every pod's heal is
   timed (the seed's by `kindlab.heal.measure`, the copies by the same watch and curl, alongside); worker3's
   conflist is put back and its pod recreated. Once per variant, a pod asking for worker's hostPort 80 again
   shows the conflict.
@@ -74,7 +74,8 @@ FAST_BACKOFF = 1.0
 #: How long a reset waits for its pods to go: the kubelet's longest stay (a container GC round just missed, then
 #: a status tick: 72 s at its 10 s back-off) with room for a kill's grace and a slow node.
 RESET_TIMEOUT = 150.0
-#: The fix comes this long after the last pod's last counted failure, as a fraction of the back-off.
+#: The fix comes this long after the last pod's last counted failure, as a fraction of the retry period (the
+#: next relist: before the next retry).
 FIX_DELAY = 0.2
 #: The distributions whose medians and ranges are held to the goals (model at 10 s against real).
 HELD = ("first retry gap", "back-off gap", "fix -> Running", "fix -> curl 200")
@@ -166,9 +167,18 @@ def count_incidental(v: Variant, events: list[dict[str, Any]]) -> None:
 
 
 def reasons(events: list[dict[str, Any]]) -> str:
-    """The event reasons in order, a folded event once (`×` for its count), incidental ones left out."""
-    return ", ".join(e["reason"] + (" ×n" if pod_rules.count(e) > 1 else "")
-                     for e in events if e.get("reason") not in INCIDENTAL)
+    """The event reasons in order, incidental ones left out: a folded event, or a run of events of one reason
+    (a failed sandbox each, on containerd 1.7), once, with `×n`; how many there are depends on the clocks."""
+    out: list[str] = []
+    for e in events:
+        if e.get("reason") in INCIDENTAL:
+            continue
+        word = e["reason"] + (" ×n" if pod_rules.count(e) > 1 else "")
+        if out and out[-1].split(" ×")[0] == e["reason"]:
+            out[-1] = e["reason"] + " ×n"
+        else:
+            out.append(word)
+    return ", ".join(out)
 
 
 def status_facts(pod: dict[str, Any]) -> str:
@@ -286,7 +296,7 @@ def one_run(lab: Cluster, v: Variant, source: str, attempts: int, pods: int, tim
     # the fix at the same moment of the pods' cycles on every variant: the watches' set-up (a second on the
     # real runtime, a tenth on the model) must not decide where it lands
     result = heal.measure(lab, p2, lambda: scenario.install_portmap(lab, w2, source), timeout=timeout,
-                          at=last_failure + FIX_DELAY * lab.capabilities.sandbox_backoff)
+                          at=last_failure + FIX_DELAY * lab.capabilities.retry_bounds[0])
     v.add("fix: late by", result.late_by)
     v.add("fix -> Running", result.running_after)
     v.add("fix -> curl 200", result.curl_after)

@@ -314,6 +314,7 @@ def test_preflight_says_what_to_install(monkeypatch):
     with pytest.raises(EnvironmentProblem, match="needs root"):
         preflight.check()
     monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(preflight.runtime_packages, "cni_dir", lambda: None)   # set-up's pinned plugins absent
     monkeypatch.setattr(preflight, "CNI_DIRS", (Path("/nonexistent"),))
     with pytest.raises(EnvironmentProblem, match="apt-get install containernetworking-plugins"):
         preflight.check()
