@@ -15,6 +15,7 @@ The machine's own packages are not touched. Set-up runs `python -m kindlab.runti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -93,6 +94,7 @@ def versions() -> dict[str, str]:
     return {p.package: p.version for p in PINS if p.ready}
 
 
+@functools.cache   # a lab's `capabilities` are read on every wait; dpkg's answer does not change meanwhile
 def describe_cni_dir(folder: Path | str) -> str:
     """What a lab's plugin folder holds, in words: the pin's package and version, else the machine's package."""
     if Path(folder) == CNI_PLUGINS.folder / "usr/lib/cni":
