@@ -15,6 +15,7 @@ fixing the nodes is `kindlab.scenario`'s.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import objects, scenario
+from .capabilities import RuntimeTimes
 from .cluster import Cluster, events_frame
 from .errors import CurlError, KindlabError, NotFound, WaitTimeout
 from .model import pods as pod_rules
@@ -36,7 +38,7 @@ from .waiting import Deadline
 
 __all__ = ["BackoffModel", "HealResult", "KUBELET_BACKOFF", "KUBELET_JITTER", "accuracy", "backoff_model",
            "retry_model",
-           "estimate_setup", "experiment", "measure", "wait_running"]
+           "estimate_setup", "experiment", "measure", "mid_period", "wait_running"]
 
 CURL_POLL = 0.05
 EXPERIMENT_COLUMNS = ["run", "delay", "late_by", "running_after", "curl_after", "attempts_before",
@@ -79,6 +81,12 @@ class HealResult:
         if self.agent_running_after is None or measured is None:
             return None
         return self.agent_running_after - measured
+
+    def after_failure(self, seen: Sequence[float] = ()) -> float | None:
+        """How long after the last failed attempt before it the fix came (s), of `attempt_times` and the
+        attempts `seen` by a watch before the measure; None if none came before it."""
+        before = [t for t in (*self.attempt_times, *seen) if t < self.fix_at]
+        return self.fix_at - max(before) if before else None
 
     def to_dict(self) -> dict[str, Any]:
         """The scalar fields (and error) as a dict; events as a list of records."""
@@ -208,23 +216,34 @@ def _sleep_until(epoch: float) -> None:
         deadline.sleep(0.05)
 
 
+def mid_period(last: float, period: float) -> Callable[[float], float]:
+    """For `measure(at=...)`: the first moment half a retry period after an attempt (the last one seen at
+    `last`, the next ones a `period` apart) that is not before the epoch it is given (the watches' set-up end)."""
+    def at(ready: float) -> float:
+        return last + period * (max(0, math.ceil((ready - last) / period - 0.5)) + 0.5)
+    return at
+
+
 def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 60.0, url: str | None = None,
-            curl_grace: float = 5.0, at: float | None = None) -> HealResult:
+            curl_grace: float = 5.0, at: float | Callable[[float], float] | None = None) -> HealResult:
     """Apply `fix()` and time the pod's healing: to Running (and Ready), to its hostPort answering
     (curl of http://<node IP>:<hostPort>/, or `url`, a lab address), and the failed attempts around it.
 
-    With `at` (an epoch), the fix is applied then, once the watches are set up (they take a second on a real
-    runtime), or at once if they took longer (`late_by` says by how much); without, as soon as they are.
+    With `at` (an epoch, or a function of the epoch the watches were set up by giving one, like `mid_period`),
+    the fix is applied then, once the watches are set up (they take a moment on a real runtime), or at once if
+    they took longer (`late_by` says by how much); without, as soon as they are. The failed attempts after the
+    fix are those the runtime recorded after it, where it records them; else those the events add after it.
     The hostPort is tried from the fix on; once the pod is Running it gets `curl_grace` s more (a pod whose
     hostPort never answers, like worker3's, gives curl_after None).
     """
     url = check_lab_url(lab, url or hostport_url(lab, pod))
     current = lab.pod(pod)
     uid, created = pod_rules.uid(current), pod_rules.epoch((current.get("metadata") or {}).get("creationTimestamp"))
-    before = failed_attempts(lab, pod, uid, created, current)
     with lab.container_starts(pod_rules.node_name(current) or "") as starts:
-        if at is not None:
-            _sleep_until(at)
+        planned = at(time.time()) if callable(at) else at
+        if planned is not None:
+            _sleep_until(planned)
+        before = failed_attempts(lab, pod, uid, created, current)
         fix_at, limit = time.time(), Deadline(timeout)
         fix()
         curl = CurlWatch(lab, url, deadline=fix_at + timeout)
@@ -239,13 +258,22 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
     return HealResult(
         pod=pod, fix_at=fix_at, running_after=running_at - fix_at,
         curl_after=None if curl_at is None else curl_at - fix_at,
-        attempts_before=before, attempts_after=failed_attempts(lab, pod, uid, created, running) - before,
+        attempts_before=before, attempts_after=_failed_after(lab, pod, running, recorded, fix_at, before, created),
         agent_running_after=None if agent_at is None else agent_at - fix_at,
         started_after=None if pushed is None else pushed.arrived_at - fix_at,
         stamped_after=None if pushed is None else pushed.runtime_at - fix_at,
         events=pod_events(lab, pod), attempt_times=attempt_times(lab, running),
-        attempts_unseen=unseen_attempts(lab, running), late_by=None if at is None else max(0.0, fix_at - at),
+        attempts_unseen=unseen_attempts(lab, running), late_by=None if planned is None else max(0.0, fix_at - planned),
     )
+
+
+def _failed_after(lab: Cluster, pod: str, running: dict[str, Any], recorded: RuntimeTimes | None,
+                  fix_at: float, before: int, since: float | None) -> int:
+    """The pod's failed attempts after the fix: the runtime's record where it keeps one (each failure to the
+    microsecond), else the events' count less `before` (the count read just before the fix)."""
+    if recorded is not None:
+        return sum(1 for t in recorded.attempts if t > fix_at)
+    return failed_attempts(lab, pod, pod_rules.uid(running), since, running) - before
 
 
 # -- the experiment --------------------------------------------------------------------------

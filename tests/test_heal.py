@@ -398,6 +398,49 @@ def test_measure_applies_the_fix_at_the_moment_asked_for_once_its_watches_are_se
     assert heal.measure(plain, "echo-kind-worker2", plain.fix, timeout=3).late_by is None   # no moment asked for
 
 
+def test_mid_period_is_the_first_half_period_not_before_the_watches_are_ready():
+    at = heal.mid_period(100.0, 1.0)
+    assert [at(r) for r in (99.0, 100.1, 100.5, 100.6, 101.2, 101.6)] == [100.5, 100.5, 100.5, 101.5, 101.5, 102.5]
+
+
+class RetryingLab(SlowWatchLab):
+    """A SlowWatchLab whose pod fails an attempt every `period` s from `start` until the fix, recorded by the
+    runtime (`recorded`) or shown only by the events' count."""
+
+    def __init__(self, start: float, period: float, **kw):
+        super().__init__(**kw)
+        self.start, self.period = start, period
+
+    def failures(self) -> list[float]:
+        end = min(time.time(), self.fixed_at or time.time())
+        return [self.start + k * self.period for k in range(int((end - self.start) / self.period) + 1)
+                if self.start + k * self.period <= end]
+
+    def runtime_times(self, pod):
+        if not self.recorded:
+            return None
+        return RuntimeTimes(self.ready_at() if pod_rules.is_running(pod) else None, self.failures())
+
+    def event_list(self):
+        obj = {"kind": "Pod", "name": "echo-kind-worker2", "uid": "u1"}
+        return [{"reason": pod_rules.SANDBOX_FAILED, "type": "Warning", "count": len(self.failures()),
+                 "involvedObject": obj, "firstTimestamp": "2020-01-01T00:00:10Z",
+                 "lastTimestamp": "2020-01-01T00:00:20Z"}]
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_attempts_failed_while_the_watches_were_set_up_come_before_the_fix(recorded):
+    start = time.time()
+    lab = RetryingLab(start, period=0.2, setup=0.3, heal_in=0.05, recorded=recorded)
+    res = heal.measure(lab, "echo-kind-worker2", lab.fix, timeout=3, at=heal.mid_period(start, 0.2))
+    assert res.fix_at == pytest.approx(start + 0.5, abs=0.03)   # the next mid-period after the 0.3 s set-up
+    assert res.attempts_after == 0 and res.attempts_before == 3   # start, +0.2 and +0.4: all before the fix
+    if recorded:
+        assert res.after_failure() == pytest.approx(0.1, abs=0.03)
+    assert res.after_failure([start + 0.4]) == pytest.approx(0.1, abs=0.03)
+    assert res.after_failure([res.fix_at + 1]) == res.after_failure()   # a later one is not before the fix
+
+
 def test_the_default_pod_watch_polls_at_the_backends_interval():
     lab = SimLab()  # no watch of its own: Cluster.watch_pods polls every capabilities.poll_interval (2 ms)
     start = time.monotonic()
