@@ -62,10 +62,6 @@ class NodeDirs:
         return self.root / "cni-bin-work"
 
     @property
-    def cni_cache(self) -> Path:
-        return self.root / "cni-cache"
-
-    @property
     def rootfs(self) -> rootfs.RootDirs:
         """The node's own root and its writable layers, beside this folder (the node sees this one)."""
         return rootfs.RootDirs(self.root.with_name(self.root.name + ".root"))
@@ -75,7 +71,7 @@ class NodeDirs:
         return self.root / "own" / path.strip("/")
 
     def make(self) -> None:
-        for d in (self.netd, self.upper, self.work, self.cni_cache, self.root / "ipam"):
+        for d in (self.netd, self.upper, self.work, self.root / "ipam"):
             d.mkdir(parents=True, exist_ok=True)
 
 
