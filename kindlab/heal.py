@@ -229,7 +229,8 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
     """Apply `fix()` and time the pod's healing: to Running (and Ready), to its hostPort answering
     (curl of http://<node IP>:<hostPort>/, or `url`, a lab address), and the failed attempts around it.
 
-    With `at` (an epoch, or a function of the epoch the watches were set up by giving one, like `mid_period`),
+    With `at` (an epoch, or a function of the epoch the watches were set up by giving one, like `mid_period`;
+    it may wait for what the fix is timed against, as `experiment` waits for the failure),
     the fix is applied then, once the watches are set up (they take a moment on a real runtime), or at once if
     they took longer (`late_by` says by how much); without, as soon as they are. The failed attempts after the
     fix are those the runtime recorded after it, where it records them; else those the events add after it.
@@ -378,8 +379,12 @@ def _one_run(lab: Cluster, spec: objects.PodSpec, node: str, delay: float, break
     fix(lab, node)
     applied = recreate(lab, spec, between=lambda: break_(lab, node))
     immediate = lab.capabilities.immediate_retries   # the kubelet's first retry, at once
-    failed_at, _ = wait_failure(lab, spec.name, since=applied, at_least=1 + immediate, timeout=timeout)
-    result = measure(lab, spec.name, lambda: fix(lab, node), timeout=timeout, at=failed_at + delay)
+
+    def after_the_failure(_ready: float) -> float:
+        """Wait for the failure with the watches already set up, so that even a fix at once is on time."""
+        failed_at, _ = wait_failure(lab, spec.name, since=applied, at_least=1 + immediate, timeout=timeout)
+        return failed_at + delay
+    result = measure(lab, spec.name, lambda: fix(lab, node), timeout=timeout, at=after_the_failure)
     return {"delay": delay, **{k: v for k, v in result.to_dict().items() if k in EXPERIMENT_COLUMNS}}
 
 
