@@ -218,7 +218,8 @@ def test_the_model_writes_libcnis_record_where_libcni_does(tmp_path):
     assert runtime.cache == tmp_path / "var/lib/cni/results"
     pod = cni.PodNetwork(sandbox_id=OLD, netns="/proc/1/ns/net", pod_name="echo-ccre-worker3",
                          pod_namespace="default", pod_uid="a80ab04b-2f39-4fc6-8c3e-9d4d68325a09",
-                         port_mappings=[{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"}])
+                         port_mappings=cni.port_mappings({"containers": [{"ports": [
+                             {"containerPort": 8080, "hostPort": 80}]}]}))
     runtime.write_cache(PRIMARY, pod, "eth0", real["result"])
     runtime.write_cache(cni.loopback(), pod, "lo", real_lo["result"])
     path = runtime.cache / f"kindlab-{OLD}-eth0"
@@ -228,6 +229,8 @@ def test_the_model_writes_libcnis_record_where_libcni_does(tmp_path):
     assert list(mine) == list(real)   # libcni's fields, in its order
     assert mine["config"] == real["config"]   # 05-kindlab.conf wrapped into a list, byte for byte
     assert dict(map(tuple, mine["cniArgs"])) == dict(map(tuple, real["cniArgs"]))
+    # the hostPorts as containerd hands them to portmap (go-cni's keys); the dns and annotations are not modelled
+    assert mine["capabilityArgs"]["portMappings"] == real["capabilityArgs"]["portMappings"]
     assert json.loads((runtime.cache / f"cni-loopback-{OLD}-lo").read_bytes())["config"] == real_lo["config"]
     assert b" " not in path.read_bytes().split(b'"result"')[0]   # compact, as Go's encoding/json
     record = cni_cache.parse_record(path.name, path.read_bytes())

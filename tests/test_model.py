@@ -257,7 +257,7 @@ class FakeExec:
         return next(c.conf for c in self.calls if (c.plugin, c.command) == (plugin, command))
 
 
-MAPPINGS = [{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"}]
+MAPPINGS = [{"HostPort": 80, "ContainerPort": 8080, "Protocol": "tcp", "HostIP": ""}]
 
 
 @pytest.fixture
@@ -451,8 +451,8 @@ def test_host_ports_of_a_pod():
     pods = [pod("a"), pod("b", node="kind-worker2"), pod("c", host_network=True)]
     assert [hp.pod for hp in pod_rules.node_host_ports(pods, NODE)] == ["a"]
     assert pod_rules.port_mappings(pod(ports=ports)["spec"]) == [
-        {"hostPort": 80, "containerPort": 8080, "protocol": "tcp"},
-        {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "1.2.3.4"}]
+        {"HostPort": 80, "ContainerPort": 8080, "Protocol": "tcp", "HostIP": ""},
+        {"HostPort": 5353, "ContainerPort": 53, "Protocol": "udp", "HostIP": "1.2.3.4"}]
 
 
 def event(reason: str = pod_rules.SANDBOX_FAILED, name: str = "echo", uid: str | None = "uid-echo", count: int = 1,

@@ -77,6 +77,8 @@ class FakeView:
         return []
 
 
+#: A hostPort 80 -> 8080 as containerd hands it to CNI (go-cni's keys).
+HTTP_MAPPING = {"HostPort": 80, "ContainerPort": 8080, "Protocol": "tcp", "HostIP": ""}
 FAKE_PLUGIN = """#!/bin/sh
 name=$(basename "$0")
 cat > "{log}/$name.$CNI_COMMAND.json"
@@ -102,7 +104,7 @@ def fake_cni(tmp_path, monkeypatch):
     monkeypatch.setattr(cni, "CONF_DIR", str(conf_dir))
     runtime = cni.Runtime(FakeView(Path("/"), mounts.NodeDirs(tmp_path / "node")))
     pod = cni.PodNetwork(sandbox_id="abc", netns="/proc/1/ns/net", pod_name="p", pod_namespace="default",
-                         pod_uid="u-1", port_mappings=[{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"}])
+                         pod_uid="u-1", port_mappings=[HTTP_MAPPING])
     return runtime, pod, conf_dir, log
 
 
@@ -138,7 +140,7 @@ def test_chain_add_del_check_per_the_spec(fake_cni):
     assert first["name"] == second["name"] == "chain" and first["cniVersion"] == "0.4.0"
     assert "prevResult" not in first and second["prevResult"]["via"] == "primary"
     assert "runtimeConfig" not in first and "capabilities" not in second
-    assert second["runtimeConfig"] == {"portMappings": [{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"}]}
+    assert second["runtimeConfig"] == {"portMappings": [HTTP_MAPPING]}
     env = (log / "portmap.ADD.env").read_text()
     assert "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=abc;" \
            "K8S_POD_UID=u-1" in env
@@ -173,8 +175,8 @@ def test_port_mappings_from_a_pod_spec():
     spec = {"containers": [{"ports": [{"containerPort": 8080, "hostPort": 80, "protocol": "TCP"},
                                       {"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "1.2.3.4"},
                                       {"containerPort": 9000}]}]}
-    assert cni.port_mappings(spec) == [{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"},
-                                       {"hostPort": 53, "containerPort": 53, "protocol": "udp", "hostIP": "1.2.3.4"}]
+    assert cni.port_mappings(spec) == [HTTP_MAPPING,
+                                       {"HostPort": 53, "ContainerPort": 53, "Protocol": "udp", "HostIP": "1.2.3.4"}]
 
 
 # -- events, scheduling ---------------------------------------------------------------------------

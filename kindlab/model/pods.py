@@ -124,17 +124,12 @@ def node_host_ports(pods: Iterable[Pod], node: str) -> list[HostPort]:
 
 
 def port_mappings(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """runtimeConfig.portMappings from a v1 pod spec's hostPorts, as containerd builds them."""
-    out = []
-    for c in spec.get("containers") or []:
-        for p in c.get("ports") or []:
-            if p.get("hostPort"):
-                m = {"hostPort": p["hostPort"], "containerPort": p["containerPort"],
-                     "protocol": str(p.get("protocol") or "TCP").lower()}
-                if p.get("hostIP"):
-                    m["hostIP"] = p["hostIP"]
-                out.append(m)
-    return out
+    """runtimeConfig.portMappings from a v1 pod spec's hostPorts, as containerd builds them: go-cni's PortMapping
+    has no JSON tags, so the keys are Go's field names, every one written (portmap reads them, as Go decodes
+    JSON, without regard to case)."""
+    return [{"HostPort": p["hostPort"], "ContainerPort": p["containerPort"],
+             "Protocol": str(p.get("protocol") or "TCP").lower(), "HostIP": str(p.get("hostIP") or "")}
+            for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("hostPort")]
 
 
 # -- sandbox failures -------------------------------------------------------------------------

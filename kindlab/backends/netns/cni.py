@@ -13,9 +13,9 @@
   ConfListFromConf writes it), ifName, networkName, cniArgs ([[key, value], ...]), capabilityArgs and result,
   the loopback's too (cni-loopback-<sandbox>-lo). DEL runs in reverse order with the cached result and the
   config found now (as containerd does: a record made under another network name outlives its sandbox);
-  CHECK runs in order with the cached result. capabilityArgs holds portMappings as the model passes them to
-  portmap (lower-case keys; containerd's go-cni writes Go's HostPort, ContainerPort...), and no dns or pod
-  annotations.
+  CHECK runs in order with the cached result. capabilityArgs holds portMappings as containerd passes them to
+  portmap (go-cni's keys: HostPort, ContainerPort, Protocol, HostIP), but not the dns and pod annotations
+  that containerd adds.
 - Errors read as libcni's and containerd's: `plugin type="portmap" failed (add): failed to find
   plugin "portmap" in path [/opt/cni/bin]`, a plugin's JSON error gives its `msg`.
 """

@@ -102,7 +102,7 @@ class PodState:
             self.stage == Stage.TERMINATED and self.exit_seen)
 
     def host_ports(self) -> list[tuple[str, int, str]]:
-        return [(m["protocol"], m["hostPort"], m.get("hostIP", "")) for m in port_mappings(self.spec)]
+        return [(m["Protocol"], m["HostPort"], m["HostIP"]) for m in port_mappings(self.spec)]
 
     def internal(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.PERSISTED}
