@@ -417,3 +417,20 @@ def test_the_models_container_starts_are_pushed_as_they_are_written(tmp_path):
         seen = starts.start_of("kindlab://2", timeout=2.0)
         assert seen is not None and seen.runtime_at == 200.5 and seen.arrived_at > 0
         assert starts.start_of("kindlab://3", timeout=0.05) is None
+
+
+def test_a_set_up_shell_that_fails_before_go_is_read_says_why(monkeypatch):
+    """The node's shell may fail (say, `unshare` refused) before "go" is written: its stderr is read, no traceback."""
+    from kindlab.backends.netns import nodes
+    monkeypatch.setattr(nodes, "keep", lambda proc, lab_name: proc.wait())   # it has ended before "go" is written
+    proc = nodes.spawn_gated(["sh", "-c", "echo 'unshare: mount refused' >&2; exit 3"], "unit")
+    _, err = proc.communicate(timeout=10)
+    assert (proc.returncode, err) == (3, b"unshare: mount refused\n")
+
+
+def test_a_set_up_shell_reads_go_then_runs(monkeypatch):
+    from kindlab.backends.netns import nodes
+    monkeypatch.setattr(nodes, "keep", lambda proc, lab_name: proc.pid)
+    proc = nodes.spawn_gated(["sh", "-c", "read -r word; echo \"got $word\"; read -r more || echo eof"], "unit")
+    out, _ = proc.communicate(timeout=10)
+    assert out == b"got go\neof\n"

@@ -10,6 +10,7 @@ CNI configs and plugins and to copy files in and out. All nodes are made in para
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import subprocess
 from dataclasses import asdict, dataclass
@@ -124,6 +125,36 @@ class NodePlan:
         return self.ns_dir / f"{self.name}.mnt", self.ns_dir / f"{self.name}.uts"
 
 
+def spawn_gated(argv: list[str], lab_name: str) -> subprocess.Popen[bytes]:
+    """Start a set-up shell that waits for "go", put it in the lab's ledger, then let it begin.
+
+    Its stdin is a pipe of our own, written unbuffered and closed here: a shell that has already
+    failed (say, `unshare` refused) costs a suppressed EPIPE, and `communicate` later reads why.
+    """
+    gate, go = os.pipe()
+    try:
+        proc = subprocess.Popen(argv, stdin=gate, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=ENV, cwd="/", start_new_session=True)
+    finally:
+        os.close(gate)
+    try:
+        keep(proc, lab_name)    # in the ledger before it may begin: a killed `create` leaves no set-up shell
+    except BaseException:
+        os.close(go)            # EOF: the shell's `read` fails and it exits having done nothing
+        raise
+    send_go(go)
+    return proc
+
+
+def send_go(fd: int) -> None:
+    """Write "go" to a waiting shell's stdin and close it; a reader already gone is not an error."""
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            os.write(fd, b"go\n")
+    finally:
+        os.close(fd)
+
+
 def start(plans: list[NodePlan], timeout: float = 20) -> list[NodeView]:
     """Make every node's mount and UTS namespaces and start its init process, all at once."""
     procs = []
@@ -133,15 +164,7 @@ def start(plans: list[NodePlan], timeout: float = 20) -> list[NodeView]:
         uts.touch()
         argv = [*nsenter(net=netns_path(p.netns)), which("unshare"), f"--mount={mnt}", f"--uts={uts}",
                 "--propagation", "private", which("bash"), "-c", p.script()]
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=ENV, cwd="/", start_new_session=True)
-        keep(proc, p.lab_name)    # in the ledger before it may begin: a killed `create` leaves no set-up shell
-        if proc.stdin:
-            with contextlib.suppress(BrokenPipeError):   # a shell that already failed says why below
-                proc.stdin.write(b"go\n")
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()
-        procs.append(proc)
+        procs.append(spawn_gated(argv, p.lab_name))
     views, errors = [], []
     for p, proc in zip(plans, procs, strict=True):
         line = proc.stdout.readline() if proc.stdout else b""
