@@ -453,6 +453,9 @@ def test_host_ports_of_a_pod():
     assert pod_rules.port_mappings(pod(ports=ports)["spec"]) == [
         {"HostPort": 80, "ContainerPort": 8080, "Protocol": "tcp", "HostIP": ""},
         {"HostPort": 5353, "ContainerPort": 53, "Protocol": "udp", "HostIP": "1.2.3.4"}]
+    # the one reading of a spec's hostPorts that the doctor, the CNI wire and the kubelet's admission all use
+    assert pod_rules.declared_host_ports(pod(ports=ports, host_network=True)["spec"]) == [
+        (80, 8080, "TCP", ""), (5353, 53, "UDP", "1.2.3.4")]
 
 
 def event(reason: str = pod_rules.SANDBOX_FAILED, name: str = "echo", uid: str | None = "uid-echo", count: int = 1,

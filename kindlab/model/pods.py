@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 SANDBOX_FAILED = "FailedCreatePodSandBox"
 SANDBOX_CHANGED = "SandboxChanged"
@@ -103,19 +103,30 @@ class HostPort:
     running: bool
 
 
+class DeclaredPort(NamedTuple):
+    """A container port of a pod spec that asks for a hostPort, with the API server's defaults filled in."""
+
+    host_port: int
+    container_port: int
+    protocol: str     # "TCP", "UDP" or "SCTP"
+    host_ip: str      # "" for every address
+
+
+def declared_host_ports(spec: dict[str, Any]) -> list[DeclaredPort]:
+    """Every container port of `spec` with a hostPort, in container and port order."""
+    return [DeclaredPort(int(p["hostPort"]), int(p["containerPort"]), str(p.get("protocol") or "TCP"),
+                         str(p.get("hostIP") or ""))
+            for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("hostPort")]
+
+
 def host_ports(pod: Pod) -> list[HostPort]:
     """The pod's hostPorts, in container and port order (none for a hostNetwork pod: it needs no DNAT)."""
     spec = pod.get("spec") or {}
     if spec.get("hostNetwork"):
         return []
-    out = []
-    for c in spec.get("containers") or []:
-        for port in c.get("ports") or []:
-            if port.get("hostPort"):
-                out.append(HostPort(pod["metadata"]["name"], int(port["hostPort"]), int(port["containerPort"]),
-                                    str(port.get("protocol") or "TCP"), port.get("hostIP") or None,
-                                    pod_ip(pod), phase(pod) == "Running"))
-    return out
+    name, ip, running = pod["metadata"]["name"], pod_ip(pod), phase(pod) == "Running"
+    return [HostPort(name, d.host_port, d.container_port, d.protocol, d.host_ip or None, ip, running)
+            for d in declared_host_ports(spec)]
 
 
 def node_host_ports(pods: Iterable[Pod], node: str) -> list[HostPort]:
@@ -127,9 +138,8 @@ def port_mappings(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """runtimeConfig.portMappings from a v1 pod spec's hostPorts, as containerd builds them: go-cni's PortMapping
     has no JSON tags, so the keys are Go's field names, every one written (portmap reads them, as Go decodes
     JSON, without regard to case)."""
-    return [{"HostPort": p["hostPort"], "ContainerPort": p["containerPort"],
-             "Protocol": str(p.get("protocol") or "TCP").lower(), "HostIP": str(p.get("hostIP") or "")}
-            for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("hostPort")]
+    return [{"HostPort": d.host_port, "ContainerPort": d.container_port, "Protocol": d.protocol.lower(),
+             "HostIP": d.host_ip} for d in declared_host_ports(spec)]
 
 
 # -- sandbox failures -------------------------------------------------------------------------

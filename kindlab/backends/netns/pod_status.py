@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ...model.pods import declared_host_ports
 from . import records
-from .cni import port_mappings
 from .sandbox import Sandbox
 
 
@@ -102,7 +102,8 @@ class PodState:
             self.stage == Stage.TERMINATED and self.exit_seen)
 
     def host_ports(self) -> list[tuple[str, int, str]]:
-        return [(m["Protocol"], m["HostPort"], m["HostIP"]) for m in port_mappings(self.spec)]
+        """(protocol, hostPort, hostIP) of each hostPort the pod asks for, as the kubelet's admission compares them."""
+        return [(d.protocol, d.host_port, d.host_ip) for d in declared_host_ports(self.spec)]
 
     def internal(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.PERSISTED}
