@@ -98,36 +98,44 @@ class HealResult:
 
 # -- reading pods and events ---------------------------------------------------------------
 def failed_attempts(lab: Cluster, pod: str, uid: str | None = None, since: float | None = None,
-                    current: dict[str, Any] | None = None) -> int:
-    """How many sandbox attempts of the pod failed (model.pods.sandbox_failure_count); `current` is the pod as
-    the caller last read it (read here when not given)."""
+                    current: dict[str, Any] | None = None, events: list[dict[str, Any]] | None = None) -> int:
+    """How many sandbox attempts of the pod failed (model.pods.sandbox_failure_count); `current` is the pod and
+    `events` the lab's events as the caller last read them (read here when not given)."""
     current = current if current is not None else scenario.find_pod(lab, pod)
-    return pod_rules.sandbox_failure_count(lab.event_list(), pod, uid, since, running=pod_rules.is_running(current))
+    events = events if events is not None else lab.event_list()
+    return pod_rules.sandbox_failure_count(events, pod, uid, since, running=pod_rules.is_running(current))
 
 
 def attempt_times(lab: Cluster, pod: dict[str, Any]) -> list[float]:
     """The pod's failed sandbox attempts (epochs): the runtime's own record where the backend keeps one,
     else what the events show (first and last timestamps, whole seconds)."""
-    recorded = lab.runtime_times(pod)
-    if recorded is not None:
-        return list(recorded.attempts)
-    name = pod["metadata"]["name"]
-    return pod_rules.failure_times(pod_rules.sandbox_attempt_events(lab.event_list(), name, pod_rules.uid(pod)))
+    return _attempts(lab, pod, lab.runtime_times(pod))[0]
 
 
 def unseen_attempts(lab: Cluster, pod: dict[str, Any]) -> int:
     """How many failed attempts of the pod have no time of their own: 0 where the runtime records every one,
     else those the event correlator folded into counts."""
-    if lab.runtime_times(pod) is not None:
-        return 0
-    name = pod["metadata"]["name"]
-    return pod_rules.hidden_attempts(pod_rules.sandbox_attempt_events(lab.event_list(), name, pod_rules.uid(pod)))
+    return _attempts(lab, pod, lab.runtime_times(pod))[1]
 
 
-def pod_events(lab: Cluster, pod: str, current: bool = False) -> pd.DataFrame:
-    """The events about `pod`, as `lab.events()` gives them; with `current`, only the existing pod's (by uid)."""
+def _attempts(lab: Cluster, pod: dict[str, Any], recorded: RuntimeTimes | None,
+              events: list[dict[str, Any]] | None = None) -> tuple[list[float], int]:
+    """(the failed attempts' epochs, how many have none): from the runtime's record `recorded` where there is
+    one, else from the events (`events`, or read here)."""
+    if recorded is not None:
+        return list(recorded.attempts), 0
+    folded = pod_rules.sandbox_attempt_events(events if events is not None else lab.event_list(),
+                                              pod["metadata"]["name"], pod_rules.uid(pod))
+    return pod_rules.failure_times(folded), pod_rules.hidden_attempts(folded)
+
+
+def pod_events(lab: Cluster, pod: str, current: bool = False,
+               events: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """The events about `pod`, as `lab.events()` gives them (of `events`, if given); with `current`, only the
+    existing pod's (by uid)."""
     uid = pod_rules.uid(scenario.find_pod(lab, pod)) if current else None
-    return events_frame([e for e in lab.event_list() if pod_rules.about(e, pod, uid)])
+    events = events if events is not None else lab.event_list()
+    return events_frame([e for e in events if pod_rules.about(e, pod, uid)])
 
 
 # -- watching ------------------------------------------------------------------------------
@@ -256,25 +264,20 @@ def measure(lab: Cluster, pod: str, fix: Callable[[], Any], *, timeout: float = 
         recorded = lab.runtime_times(running)
         pushed = starts.start_of(recorded.container_id) if recorded and recorded.container_id else None
     agent_at = recorded.running_at if recorded is not None else None
+    events = lab.event_list()       # read once, for the counts and the table
+    times, unseen = _attempts(lab, running, recorded, events)
+    after = (sum(1 for t in times if t > fix_at) if recorded is not None      # each failure to the microsecond
+             else failed_attempts(lab, pod, pod_rules.uid(running), created, running, events) - before)
     return HealResult(
         pod=pod, fix_at=fix_at, running_after=running_at - fix_at,
         curl_after=None if curl_at is None else curl_at - fix_at,
-        attempts_before=before, attempts_after=_failed_after(lab, pod, running, recorded, fix_at, before, created),
+        attempts_before=before, attempts_after=after,
         agent_running_after=None if agent_at is None else agent_at - fix_at,
         started_after=None if pushed is None else pushed.arrived_at - fix_at,
         stamped_after=None if pushed is None else pushed.runtime_at - fix_at,
-        events=pod_events(lab, pod), attempt_times=attempt_times(lab, running),
-        attempts_unseen=unseen_attempts(lab, running), late_by=None if planned is None else max(0.0, fix_at - planned),
+        events=pod_events(lab, pod, events=events), attempt_times=times,
+        attempts_unseen=unseen, late_by=None if planned is None else max(0.0, fix_at - planned),
     )
-
-
-def _failed_after(lab: Cluster, pod: str, running: dict[str, Any], recorded: RuntimeTimes | None,
-                  fix_at: float, before: int, since: float | None) -> int:
-    """The pod's failed attempts after the fix: the runtime's record where it keeps one (each failure to the
-    microsecond), else the events' count less `before` (the count read just before the fix)."""
-    if recorded is not None:
-        return sum(1 for t in recorded.attempts if t > fix_at)
-    return failed_attempts(lab, pod, pod_rules.uid(running), since, running) - before
 
 
 # -- the experiment --------------------------------------------------------------------------

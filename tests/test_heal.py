@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
@@ -369,6 +370,20 @@ def test_measure_on_a_simulated_cluster(watch):
     assert (res.attempts_before, res.attempts_after) == (2, 0)  # only this pod's (uid u1) failures
     assert res.attempt_times == SimLab.ATTEMPTS                  # the runtime's own record
     assert set(lab.curled) == {"http://172.18.0.4/"}
+
+
+def test_measure_reads_the_runtimes_record_once_and_the_events_once_on_each_side_of_the_fix():
+    """Each read is a `kubectl` or `ctr` call on kind and real: the result is built from one of each after Running."""
+    lab = SimLab(heal_in=0.1)
+    calls: Counter[str] = Counter()
+    for name in ("runtime_times", "event_list"):
+        def counted(*args, _read=getattr(lab, name), _name=name):
+            calls[_name] += 1
+            return _read(*args)
+        setattr(lab, name, counted)
+    res = heal.measure(lab, "echo-kind-worker2", lab.fix, timeout=3)
+    assert res.attempt_times == SimLab.ATTEMPTS and len(res.events) == 2
+    assert calls == {"runtime_times": 1, "event_list": 2}
 
 
 class SlowWatchLab(SimLab):
