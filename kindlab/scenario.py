@@ -236,15 +236,16 @@ def break_worker2(lab: Cluster, timeout: float | None = None, fresh: bool = Fals
     plugin put back for its deletion): its events start again, where the kubelet's spam filter had stopped them.
     """
     worker2, pod = node(lab, "worker2"), pod_name(lab, "worker2")
-    if fresh and pod_phase(lab, pod) is not None and pod_phase(lab, pod) != "Running":
-        fix_worker2(lab)
-    if pod_phase(lab, pod) == "Running" or (fresh and pod_phase(lab, pod) is not None):
+    phase = pod_phase(lab, pod)
+    if fresh and phase not in (None, "Running"):
+        fix_worker2(lab)                     # the failing pod's deletion runs its CNI DEL with portmap there
+    if phase == "Running" or (fresh and phase is not None):
         lab.delete_pod(pod, wait=True)
         break_portmap(lab, worker2)
         apply_pod(lab, pod)
     else:
         break_portmap(lab, worker2)
-    if pod_phase(lab, pod) is not None:
+    if phase is not None:
         wait_for_failure(lab, pod, timeout=timeout)
     if has_portmap(lab, worker2):
         raise KindlabError(f"{worker2} still has portmap after removing it")

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -545,3 +546,30 @@ def test_experiment_on_a_short_backoff(lab):
     acc = heal.accuracy(df)
     assert acc["p50"] < 50 and acc["max"] < 150, acc  # loose: other suites may load the 2 cores
     assert lab.pod(pod)["status"]["phase"] == "Running"
+
+
+@pytest.mark.parametrize(("phase", "fresh", "steps"), [
+    (None, False, ["break"]),                                          # no pod: nothing to wait for
+    ("Running", False, ["delete", "break", "apply", "wait"]),         # its sandbox's DEL still finds portmap
+    ("Pending", False, ["break", "wait"]),                             # failing already
+    ("Pending", True, ["fix", "delete", "break", "apply", "wait"]),    # made anew, its deletion with portmap there
+    ("Running", True, ["delete", "break", "apply", "wait"]),
+])
+def test_break_worker2_reads_the_pod_once_and_takes_the_steps_its_phase_needs(monkeypatch, phase, fresh, steps):
+    done: list[str] = []
+    reads = Counter()
+
+    def read_phase(lab, pod):
+        reads[pod] += 1
+        return phase
+    lab = SimpleNamespace(delete_pod=lambda pod, wait: done.append("delete"))
+    monkeypatch.setattr(scenario, "node", lambda lab, role: "kind-worker2")
+    monkeypatch.setattr(scenario, "pod_name", lambda lab, role: "echo-kind-worker2")
+    monkeypatch.setattr(scenario, "pod_phase", read_phase)
+    monkeypatch.setattr(scenario, "fix_worker2", lambda lab: done.append("fix"))
+    monkeypatch.setattr(scenario, "break_portmap", lambda lab, node: done.append("break"))
+    monkeypatch.setattr(scenario, "apply_pod", lambda lab, pod: done.append("apply"))
+    monkeypatch.setattr(scenario, "wait_for_failure", lambda lab, pod, timeout: done.append("wait"))
+    monkeypatch.setattr(scenario, "has_portmap", lambda lab, node: False)
+    scenario.break_worker2(lab, fresh=fresh)
+    assert done == steps and reads == {"echo-kind-worker2": 1}
