@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from kindlab import doctor
-from kindlab.backends.netns import cni
+from kindlab.backends.netns import cni, container_runtime
+from kindlab.backends.netns.pod_status import PodState
+from kindlab.backends.netns.sandbox import Sandbox
 from kindlab.doctor import cni_cache, report
 from kindlab.errors import ExecError
 from kindlab.model.cni import parse_config
@@ -216,10 +218,13 @@ def test_the_model_writes_libcnis_record_where_libcni_does(tmp_path):
     real_lo = json.loads((DATA / "conflist" / W3 / f"cni-loopback-{OLD}-lo").read_bytes())
     runtime = cni.Runtime(SimpleNamespace(root=tmp_path), run=lambda *a: None)
     assert runtime.cache == tmp_path / "var/lib/cni/results"
-    pod = cni.PodNetwork(sandbox_id=OLD, netns="/proc/1/ns/net", pod_name="echo-ccre-worker3",
-                         pod_namespace="default", pod_uid="a80ab04b-2f39-4fc6-8c3e-9d4d68325a09",
-                         port_mappings=cni.port_mappings({"containers": [{"ports": [
-                             {"containerPort": 8080, "hostPort": 80}]}]}))
+    real_annotations = real["capabilityArgs"][cni.POD_ANNOTATIONS]
+    state = PodState(key="default_echo-ccre-worker3", uid="a80ab04b-2f39-4fc6-8c3e-9d4d68325a09",
+                     meta={"name": "echo-ccre-worker3", "namespace": "default", "annotations": {   # kubectl apply's
+                         k: v for k, v in real_annotations.items() if k.startswith("kubectl.kubernetes.io/")}},
+                     spec={"containers": [{"ports": [{"containerPort": 8080, "hostPort": 80}]}]}, node=W3,
+                     seen=real_annotations["kubernetes.io/config.seen"])
+    pod = container_runtime.pod_network(state, Sandbox(id=OLD, pid=1, start=0), "10.96.0.0/16")
     runtime.write_cache(PRIMARY, pod, "eth0", real["result"])
     runtime.write_cache(cni.loopback(), pod, "lo", real_lo["result"])
     path = runtime.cache / f"kindlab-{OLD}-eth0"
@@ -229,8 +234,8 @@ def test_the_model_writes_libcnis_record_where_libcni_does(tmp_path):
     assert list(mine) == list(real)   # libcni's fields, in its order
     assert mine["config"] == real["config"]   # 05-kindlab.conf wrapped into a list, byte for byte
     assert dict(map(tuple, mine["cniArgs"])) == dict(map(tuple, real["cniArgs"]))
-    # the hostPorts as containerd hands them to portmap (go-cni's keys); the dns and annotations are not modelled
-    assert mine["capabilityArgs"]["portMappings"] == real["capabilityArgs"]["portMappings"]
+    # what containerd hands CNI: the hostPorts (go-cni's keys), the pod's DNS, its annotations and the kubelet's
+    assert json.dumps(mine["capabilityArgs"]) == json.dumps(real["capabilityArgs"])    # in the same order
     assert json.loads((runtime.cache / f"cni-loopback-{OLD}-lo").read_bytes())["config"] == real_lo["config"]
     assert b" " not in path.read_bytes().split(b'"result"')[0]   # compact, as Go's encoding/json
     record = cni_cache.parse_record(path.name, path.read_bytes())

@@ -58,6 +58,10 @@ def test_worker3_is_flagged_until_its_pod_is_recreated(seed: Cluster):
     assert (record.pod, record.network, record.plugins) == (f"default/{pod3}", "kindlab", "kindlab-cni")
     raw = lab.exec(worker3, ["cat", f"{cni_cache.RESULTS}/{record.record}"])
     assert list(json.loads(raw)) == FIELDS and not raw.endswith("\n")
+    caps = json.loads(raw)["capabilityArgs"]     # containerd 1.7's arguments, and the model's
+    assert list(caps) == ["dns", "io.kubernetes.cri.pod-annotations", "portMappings"]
+    assert caps["dns"]["Options"] == ["ndots:5"] and caps["dns"]["Searches"][0] == "default.svc.cluster.local"
+    assert caps["io.kubernetes.cri.pod-annotations"]["kubernetes.io/config.source"] == "api"
     assert lab.exec(worker3, ["stat", "-c", "%a", cni_cache.RESULTS, f"{cni_cache.RESULTS}/{record.record}"]
                     ).split() == ["700", "600"]
 

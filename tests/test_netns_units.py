@@ -112,6 +112,25 @@ def read(log: Path, name: str) -> dict:
     return json.loads((log / name).read_text())
 
 
+def test_each_plugin_gets_the_capability_args_it_declares(fake_cni):
+    """libcni's injectRuntimeConfig: a plugin's runtimeConfig holds the runtime's arguments for the capabilities it
+    declares true, and the results cache records them all (containerd 1.7: annotations, hostPorts, DNS)."""
+    runtime, pod, conf_dir, log = fake_cni
+    dns = {"Servers": ["10.96.0.10"], "Searches": ["default.svc.cluster.local"], "Options": ["ndots:5"]}
+    pod.dns, pod.annotations = dns, {"kubernetes.io/config.source": "api"}
+    (conf_dir / "000-chain.conflist").write_text(json.dumps({"cniVersion": "0.4.0", "name": "chain", "plugins": [
+        {"type": "primary", "capabilities": {"dns": True, "portMappings": False, "bandwidth": True}},
+        {"type": "portmap", "capabilities": {"portMappings": True, cni.POD_ANNOTATIONS: True}}]}))
+    runtime.setup(pod)
+    assert read(log, "primary.ADD.json")["runtimeConfig"] == {"dns": dns}
+    assert read(log, "portmap.ADD.json")["runtimeConfig"] == {cni.POD_ANNOTATIONS: pod.annotations,
+                                                              "portMappings": [HTTP_MAPPING]}
+    cached = json.loads((runtime.cache / "chain-abc-eth0").read_text())["capabilityArgs"]
+    assert list(cached) == ["dns", cni.POD_ANNOTATIONS, "portMappings"]   # a Go map's keys, sorted
+    pod.annotations, pod.port_mappings = {}, []
+    assert pod.capability_args() == {"dns": dns, cni.POD_ANNOTATIONS: {}}   # annotations always, the rest when any
+
+
 def test_config_choice_is_containerds(fake_cni):
     runtime, _, conf_dir, _ = fake_cni
     with pytest.raises(cni.CniError, match="cni plugin not initialized"):

@@ -46,6 +46,14 @@ def rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339_nano(ns: int) -> str:
+    """Epoch nanoseconds as Go's time.RFC3339Nano writes them in UTC (trailing zeros of the fraction dropped),
+    as the kubelet stamps `kubernetes.io/config.seen`."""
+    whole, frac = divmod(ns, 10**9)
+    fraction = f".{frac:09d}".rstrip("0").rstrip(".")
+    return datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
 # -- a pod's state ----------------------------------------------------------------------------
 def is_ready(pod: Pod | None) -> bool:
     """True when the pod's Ready condition is True."""

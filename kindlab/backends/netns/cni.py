@@ -5,17 +5,17 @@
   (model.cni states the rule).
 - Plugins are found in the node's /opt/cni/bin and run inside the node's namespaces, with the
   CNI_* environment and the config on stdin: `name`, `cniVersion`, `prevResult`, `runtimeConfig`
-  (portMappings from the pod's hostPorts, for plugins declaring that capability) injected and
-  `capabilities` removed.
+  (each capability the plugin declares that the runtime has an argument for: portMappings from the pod's
+  hostPorts, dns, the pod's annotations) injected and `capabilities` removed.
 - ADD runs the chain in order; its result is cached where and as libcni caches it: the node's
   /var/lib/cni/results/<network>-<sandbox>-<ifname> (folder 0700, file 0600), a compact JSON object of kind
   cniCacheV1 with containerId, config (base64 of the list's bytes; a .conf wrapped into a list as libcni's
   ConfListFromConf writes it), ifName, networkName, cniArgs ([[key, value], ...]), capabilityArgs and result,
   the loopback's too (cni-loopback-<sandbox>-lo). DEL runs in reverse order with the cached result and the
   config found now (as containerd does: a record made under another network name outlives its sandbox);
-  CHECK runs in order with the cached result. capabilityArgs holds portMappings as containerd passes them to
-  portmap (go-cni's keys: HostPort, ContainerPort, Protocol, HostIP), but not the dns and pod annotations
-  that containerd adds.
+  CHECK runs in order with the cached result. capabilityArgs holds what containerd 1.7 passes: the pod's DNS
+  and annotations (with the kubelet's config.seen and config.source), and its hostPorts with go-cni's keys
+  (HostPort, ContainerPort, Protocol, HostIP).
 - Errors read as libcni's and containerd's: `plugin type="portmap" failed (add): failed to find
   plugin "portmap" in path [/opt/cni/bin]`, a plugin's JSON error gives its `msg`.
 """
@@ -44,6 +44,8 @@ CONF_DIR = cni_rules.NET_D
 #: libcni's cache of what it set up (its CacheDir, /var/lib/cni, and "results"), in the node.
 CACHE_DIR = "/var/lib/cni/results"
 CACHE_KIND = "cniCacheV1"
+#: The capability under which containerd hands a plugin the pod's annotations.
+POD_ANNOTATIONS = "io.kubernetes.cri.pod-annotations"
 LOOPBACK = {"cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback"}
 #: go-cni's loopback list, byte for byte (as containerd caches it).
 LOOPBACK_BYTES = b'{\n"cniVersion": "0.3.1",\n"name": "cni-loopback",\n"plugins": [{\n  "type": "loopback"\n}]\n}'
@@ -65,6 +67,14 @@ class PodNetwork:
     pod_uid: str
     port_mappings: list[dict[str, Any]] = field(default_factory=list)
     ifname: str = "eth0"
+    dns: dict[str, list[str]] | None = None
+    annotations: dict[str, str] | None = None
+
+    def capability_args(self) -> dict[str, Any]:
+        """libcni's RuntimeConf.CapabilityArgs as containerd 1.7 fills them (cniNamespaceOpts): the pod's
+        annotations always, its hostPorts and DNS when it has them; keys in Go's order for a map (sorted)."""
+        args: dict[str, Any] = {"dns": self.dns, POD_ANNOTATIONS: self.annotations, "portMappings": self.port_mappings}
+        return {k: v for k, v in sorted(args.items()) if v or (k == POD_ANNOTATIONS and v is not None)}
 
     def cni_arg_pairs(self) -> list[list[str]]:
         """CNI_ARGS as libcni's RuntimeConf.Args: [key, value] pairs."""
@@ -208,8 +218,9 @@ class Runtime:
         entry: dict[str, Any] = {"kind": CACHE_KIND, "containerId": pod.sandbox_id,
                                  "config": base64.b64encode(list_bytes(net)).decode(), "ifName": ifname,
                                  "networkName": net.name, "cniArgs": pod.cni_arg_pairs()}
-        if pod.port_mappings:   # omitempty, as libcni's
-            entry["capabilityArgs"] = {"portMappings": pod.port_mappings}
+        capability_args = pod.capability_args()
+        if capability_args:     # omitempty, as libcni's
+            entry["capabilityArgs"] = capability_args
         if result:
             entry["result"] = result
         self.cache.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -245,9 +256,11 @@ class Runtime:
                 continue
             if sandbox_id in known or entry.get("ifName") != "eth0":
                 continue
+            caps = entry.get("capabilityArgs") or {}
             out.append(PodNetwork(sandbox_id=sandbox_id, netns="", pod_name=args.get("K8S_POD_NAME", ""),
                                   pod_namespace=args.get("K8S_POD_NAMESPACE", ""), pod_uid=args.get("K8S_POD_UID", ""),
-                                  port_mappings=entry.get("capabilityArgs", {}).get("portMappings", [])))
+                                  port_mappings=caps.get("portMappings") or [], dns=caps.get("dns"),
+                                  annotations=caps.get(POD_ANNOTATIONS)))
         return out
 
     def _cache_file(self, network: str, pod: PodNetwork, ifname: str) -> Path:
@@ -269,9 +282,9 @@ class Runtime:
         conf["name"], conf["cniVersion"] = net.name, net.cni_version
         if prev is not None:
             conf["prevResult"] = prev
-        runtime_config = {}
-        if (plugin.get("capabilities") or {}).get("portMappings") and pod.port_mappings:
-            runtime_config["portMappings"] = pod.port_mappings
+        # libcni's injectRuntimeConfig: each capability the plugin declares, that the runtime has an argument for
+        capability_args, declared = pod.capability_args(), plugin.get("capabilities") or {}
+        runtime_config = {k: v for k, v in capability_args.items() if declared.get(k) is True}
         if runtime_config:
             conf["runtimeConfig"] = runtime_config
         env = {"CNI_COMMAND": command, "CNI_CONTAINERID": pod.sandbox_id, "CNI_NETNS": pod.netns,

@@ -37,8 +37,9 @@ class SandboxFailed(Exception):
 class ContainerRuntime:
     """Sandboxes, their networks and containers on one lab's nodes; `backoff()` is the lab's back-off now."""
 
-    def __init__(self, lab_name: str, views: dict[str, NodeView], backoff: Callable[[], float]):
+    def __init__(self, lab_name: str, views: dict[str, NodeView], backoff: Callable[[], float], service_subnet: str):
         self.lab_name = lab_name
+        self.service_subnet = service_subnet
         self.views = views
         self.backoff = backoff
         self.cni = {name: Runtime(v) for name, v in views.items()}
@@ -91,9 +92,7 @@ class ContainerRuntime:
         sandbox.destroy(sb)
 
     def pod_network(self, pod: PodState, sb: Sandbox) -> PodNetwork:
-        return PodNetwork(sandbox_id=sb.id, netns=sb.netns, pod_name=pod.name,
-                          pod_namespace=pod.meta.get("namespace", "default"), pod_uid=pod.uid,
-                          port_mappings=port_mappings(pod.spec))
+        return pod_network(pod, sb, self.service_subnet)
 
     # -- containers ----------------------------------------------------------------------------------
     def start_container(self, pod: PodState, env: dict[str, str], log_file: Path) -> tuple[int, int]:
@@ -143,3 +142,11 @@ class ContainerRuntime:
                     and pid not in running:
                 orphans.append(pid)
         return orphans
+
+
+def pod_network(pod: PodState, sb: Sandbox, service_subnet: str) -> PodNetwork:
+    """What containerd hands CNI for the pod's sandbox (cniNamespaceOpts): its names, hostPorts, DNS, annotations."""
+    namespace = pod.meta.get("namespace", "default")
+    return PodNetwork(sandbox_id=sb.id, netns=sb.netns, pod_name=pod.name, pod_namespace=namespace, pod_uid=pod.uid,
+                      port_mappings=port_mappings(pod.spec), dns=workloads.pod_dns(namespace, service_subnet),
+                      annotations=pod.sandbox_annotations())

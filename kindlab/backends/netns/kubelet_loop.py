@@ -19,6 +19,7 @@ from typing import Any
 
 from ...model import kubelet
 from ...model.kubelet import KUBELET_BACKOFF
+from ...model.pods import rfc3339_nano
 from . import controllers
 from .container_runtime import ContainerRuntime
 from .events import EventRecorder
@@ -48,7 +49,7 @@ class Agent(PodWorker):
             raise SystemExit(f"no lab {lab_name!r}")
         self.record = record
         self.views = {n["name"]: NodeView.from_record(n) for n in record["nodes"]}
-        self.runtime = ContainerRuntime(lab_name, self.views, lambda: self.backoff)
+        self.runtime = ContainerRuntime(lab_name, self.views, lambda: self.backoff, record["service_subnet"])
         self.pods: dict[str, PodState] = {}
         self.lock = threading.RLock()
         self.events = EventRecorder(self.store)
@@ -182,7 +183,7 @@ class Agent(PodWorker):
                 self.store.remove_desired(key, doc["metadata"]["uid"])
                 continue
             pod = PodState(key=key, uid=doc["metadata"]["uid"], meta=doc["metadata"], spec=doc["spec"],
-                           node=doc["spec"].get("nodeName"))
+                           node=doc["spec"].get("nodeName"), seen=rfc3339_nano(time.time_ns()))
             self.pods[key] = pod
             self.admit(pod)
 

@@ -172,19 +172,24 @@ class ModelApiServer:
         (portmap before 1.2, e.g. Debian 12's 1.1.1, fails CHECK of IPv4-only pods looking for
         ip6tables rules: containernetworking/plugins#819.)
         """
-        from .cni import CniError, PodNetwork, Runtime, port_mappings
+        from .cni import CniError, Runtime
+        from .container_runtime import pod_network
+        from .pod_status import PodState
         from .sandbox import Sandbox
 
         pod = next((p for p in self.pod_list() if p["metadata"]["name"] == name
                     and p["metadata"].get("namespace", "default") == namespace), None)
         if pod is None:
             raise NotFound(f"pod {name!r} not found in cluster {self.name!r} (namespace {namespace})")
-        status = self.store.statuses().get(pod_key(namespace, name)) or {}
-        sandbox = Sandbox.from_record((status.get("agent") or {}).get("sandbox"))
+        key = pod_key(namespace, name)
+        agent = (self.store.statuses().get(key) or {}).get("agent") or {}
+        sandbox = Sandbox.from_record(agent.get("sandbox"))
         if sandbox is None or not sandbox.alive():
             raise ClusterError(f"pod {name!r} has no running sandbox to check")
-        net = PodNetwork(sandbox_id=sandbox.id, netns=sandbox.netns, pod_name=name, pod_namespace=namespace,
-                         pod_uid=pod["metadata"]["uid"], port_mappings=port_mappings(pod["spec"]))
+        known = PodState(key=key, uid=pod["metadata"]["uid"], meta=pod["metadata"], spec=pod["spec"],
+                         node=pod["spec"]["nodeName"])
+        known.restore(agent)      # when the kubelet had the pod: its sandbox's annotations say so
+        net = pod_network(known, sandbox, self.record["service_subnet"])
         try:
             Runtime(self.views[pod["spec"]["nodeName"]]).check(net)
         except CniError as exc:

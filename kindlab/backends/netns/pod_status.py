@@ -71,10 +71,11 @@ class PodState:
     remove_at: float = 0.0
     busy: bool = False
     deleting: bool = False
+    seen: str = ""        # when the kubelet's config source first had the pod (RFC 3339, to the nanosecond)
 
     PERSISTED = ("stage", "phase", "reason", "message", "pod_ip", "restarts", "attempts", "start_time", "started_at",
                  "ready_since", "running_at", "waiting_reason", "waiting_message", "next_try", "node",
-                 "finished_at", "exit_code", "exit_seen_at", "exit_seen", "remove_at")
+                 "finished_at", "exit_code", "exit_seen_at", "exit_seen", "remove_at", "seen")
 
     @property
     def name(self) -> str:
@@ -104,6 +105,11 @@ class PodState:
     def host_ports(self) -> list[tuple[str, int, str]]:
         """(protocol, hostPort, hostIP) of each hostPort the pod asks for, as the kubelet's admission compares them."""
         return [(d.protocol, d.host_port, d.host_ip) for d in declared_host_ports(self.spec)]
+
+    def sandbox_annotations(self) -> dict[str, str]:
+        """The annotations the kubelet gives the pod's sandbox: the pod's own, and where and when it had the pod."""
+        return {**(self.meta.get("annotations") or {}), "kubernetes.io/config.seen": self.seen,
+                "kubernetes.io/config.source": "api"}
 
     def internal(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.PERSISTED}

@@ -90,6 +90,14 @@ def dns_ip(service_subnet: str) -> str:
     return str(ipaddress.ip_network(service_subnet, strict=False)[10])
 
 
+def pod_dns(namespace: str, service_subnet: str) -> dict[str, list[str]]:
+    """The kubelet's DNS config of a ClusterFirst pod (CRI's DNSConfig, with go-cni's DNS keys): kube-dns, the
+    cluster's search domains (the node's resolv.conf adds none), ndots:5."""
+    return {"Servers": [dns_ip(service_subnet)],
+            "Searches": [f"{namespace}.svc.cluster.local", "svc.cluster.local", "cluster.local"],
+            "Options": ["ndots:5"]}
+
+
 def write_pod_files(folder: Path, pod_name: str, namespace: str, pod_ip: str | None,
                     service_subnet: str) -> tuple[Path, Path]:
     """The pod's kubelet-managed hosts file and resolv.conf."""
@@ -99,8 +107,9 @@ def write_pod_files(folder: Path, pod_name: str, namespace: str, pod_ip: str | N
                      "::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\n"
                      "fe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n" + (f"{pod_ip}\t{pod_name}\n" if pod_ip else ""))
     resolv = folder / "resolv.conf"
-    resolv.write_text(f"nameserver {dns_ip(service_subnet)}\n"
-                      f"search {namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n")
+    dns = pod_dns(namespace, service_subnet)
+    resolv.write_text("".join(f"nameserver {s}\n" for s in dns["Servers"]) + f"search {' '.join(dns['Searches'])}\n"
+                      f"options {' '.join(dns['Options'])}\n")
     return hosts, resolv
 
 

@@ -19,14 +19,15 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from ....model.pods import rfc3339
 
 
 def timestamp(t: float | None = None) -> str:
     """RFC 3339 in seconds, as Kubernetes writes timestamps."""
-    return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(time.time() if t is None else t)
 
 
 def write_atomic(path: Path, text: str) -> None:
