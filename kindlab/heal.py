@@ -41,7 +41,7 @@ __all__ = ["BackoffModel", "HealResult", "KUBELET_BACKOFF", "KUBELET_JITTER", "a
            "estimate_setup", "experiment", "measure", "mid_period", "wait_running"]
 
 CURL_POLL = 0.05
-EXPERIMENT_COLUMNS = ["run", "delay", "late_by", "running_after", "curl_after", "attempts_before",
+EXPERIMENT_COLUMNS = ["run", "delay", "late_by", "after_failure", "running_after", "curl_after", "attempts_before",
                       "attempts_after", "backoff", "agent_running_after", "started_after", "error"]
 
 
@@ -352,8 +352,8 @@ def experiment(lab: Cluster, delays: Sequence[float], repeats: int = 1, *, pod: 
     """Repeat break → fix → heal for each delay (`repeats` times); one row per run (EXPERIMENT_COLUMNS).
 
     Each run removes portmap, recreates the pod, waits for its first failed sandbox attempt, and applies
-    the fix `delay` seconds after that failure. The pod is left healed (fixed) at the end. Each finished
-    run is reported to `report` (kindlab.progress).
+    the fix `delay` seconds after that failure (`after_failure`: after the last one, where the runtime records
+    them). The pod is left healed (fixed) at the end. Each finished run is reported to `report` (kindlab.progress).
     """
     spec = _spec_for(lab, pod)
     node = spec.node_name or ""
@@ -388,14 +388,18 @@ def _one_run(lab: Cluster, spec: objects.PodSpec, node: str, delay: float, break
         failed_at, _ = wait_failure(lab, spec.name, since=applied, at_least=1 + immediate, timeout=timeout)
         return failed_at + delay
     result = measure(lab, spec.name, lambda: fix(lab, node), timeout=timeout, at=after_the_failure)
-    return {"delay": delay, **{k: v for k, v in result.to_dict().items() if k in EXPERIMENT_COLUMNS}}
+    # where the runtime records each attempt: how long after the last failure before it the fix came, which is
+    # later than the one waited for when the next attempt failed first (an attempt that took long, on the model)
+    last = result.after_failure() if lab.capabilities.runtime_timestamps else None
+    return {"delay": delay, "after_failure": last,
+            **{k: v for k, v in result.to_dict().items() if k in EXPERIMENT_COLUMNS}}
 
 
 def experiment_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows of an experiment as its DataFrame, columns in EXPERIMENT_COLUMNS order."""
     frame = pd.DataFrame(rows, columns=EXPERIMENT_COLUMNS)
-    for col in ("delay", "late_by", "running_after", "curl_after", "backoff", "agent_running_after", "started_after",
-                "error"):
+    for col in ("delay", "late_by", "after_failure", "running_after", "curl_after", "backoff", "agent_running_after",
+                "started_after", "error"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     for col in ("run", "attempts_before", "attempts_after"):
         frame[col] = frame[col].astype(int)
@@ -424,6 +428,8 @@ def estimate_setup(df: pd.DataFrame, jitter: float = KUBELET_JITTER) -> float:
 
 
 def fixed_after(df: pd.DataFrame) -> pd.Series:
-    """When each run's fix came after the failure (s): its delay, and what it was late by (`late_by`)."""
+    """When each run's fix came after the last failure before it (s): as the runtime recorded them
+    (`after_failure`), else its delay and what it was late by (`late_by`) after the failure waited for."""
     late = df["late_by"] if "late_by" in df else pd.Series(0.0, index=df.index)
-    return df["delay"] + late.fillna(0.0)
+    planned = df["delay"] + late.fillna(0.0)
+    return df["after_failure"].fillna(planned) if "after_failure" in df else planned

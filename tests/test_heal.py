@@ -106,6 +106,16 @@ def test_result_to_dict_and_error():
     assert pushed.error == pytest.approx(-0.006)
 
 
+def test_a_fix_is_timed_from_the_last_failure_before_it_where_the_runtime_records_them():
+    counts = {"attempts_before": 2, "attempts_after": 0}
+    df = heal.experiment_frame([
+        {"run": 0, "delay": 0.8, "late_by": 0.01, "after_failure": 0.05, **counts},   # the next attempt failed first
+        {"run": 1, "delay": 0.4, "late_by": 0.02, "after_failure": 0.42, **counts},
+        {"run": 2, "delay": 0.6, "late_by": None, "after_failure": None, **counts}])  # kind: events only
+    assert heal.fixed_after(df).tolist() == pytest.approx([0.05, 0.42, 0.6])
+    assert heal.fixed_after(df.drop(columns="after_failure")).tolist() == pytest.approx([0.81, 0.42, 0.6])
+
+
 def test_accuracy_in_milliseconds():
     df = heal.experiment_frame([
         {"run": i, "delay": 0.0, "running_after": 1.0, "curl_after": 1.1, "attempts_before": 1,
@@ -536,6 +546,8 @@ def test_experiment_on_a_short_backoff(lab):
                          report=lambda message, done=None, total=None: reports.append((message, done, total)))
     assert list(df.columns) == heal.EXPERIMENT_COLUMNS and len(df) == 4
     assert reports == [(f"heal {pod}", i, 4) for i in (1, 2, 3, 4)]
+    # the model records each attempt: the fix is timed from the last failure before it, at most the planned time
+    assert df["after_failure"].between(0, df["delay"] + df["late_by"] + 1e-6).all(), df
     assert (df["backoff"] == 0.5).all()
     assert df["attempts_before"].ge(1).all()
     # From the failure: no heal before the next relist, none later than the real kubelet's longest measured heal
