@@ -185,7 +185,10 @@ def test_the_models_kubelet_retries_as_the_real_one(make_lab, tmp_path):
     assert sum(e["count"] for e in mine if e["source"]["component"] == "kubelet") == 25, mine
     assert sum(e["count"] for e in failed) == changed["count"] + 1 == 13
 
-    # deleted once portmap is back
+    # deleted with portmap still missing: containerd 1.7 stops the kept sandbox without a CNI DEL, so the kill
+    # succeeds, and the pod goes at the status tick after the container GC's round (the real kubelet: 57.9 and
+    # 61.4 s after the delete, each at the first tick after a round)
     lab.delete_pod(pod, wait=False)
-    shutil.copy2(portmap_binary(), tmp_path / "kind" / "empty" / "bin" / "portmap")
-    lab.wait_for(lambda: scenario.find_pod(lab, pod) is None, timeout=BACKOFF * 1.6 + 3, what="the pod gone")
+    lab.wait_for(lambda: scenario.find_pod(lab, pod) is None, timeout=kubelet.longest_stay(BACKOFF) + 1,
+                 what="the pod gone")
+    assert not any(e["reason"] == "FailedKillPod" for e in lab.event_list()), lab.event_list()

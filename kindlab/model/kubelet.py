@@ -33,6 +33,11 @@ running and keeps its one sandbox; the pod's status then shows the container wai
 terminated, and no later event asks for the sandbox again until the GC. Measured: 1 of the 8 deletes (a relist
 3 ms after the container's exit, 35 ms before the sandbox's stop; gone after 16.08 s), and 2 of bench_fidelity's
 34 real runs (22.19 s and 69.62 s).
+
+A pod deleted while its sandbox keeps failing always waits for the GC: containerd 1.7 stops the sandbox it kept
+after the failed set-up without a CNI DEL, so the kill succeeds even with the plugin still missing, and the pod
+leaves the API at the first status tick after the GC's next round. Measured in the lab (real lab, containerd
+1.7.24, portmap missing): gone 61.4 and 57.9 s after the delete, each at the first tick after a round.
 """
 
 from __future__ import annotations

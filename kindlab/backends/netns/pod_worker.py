@@ -159,6 +159,7 @@ class PodWorker(ABC):
         that done (`terminated`), or at once when it has left it already."""
         if pod.workload:
             self.events.record(pod.meta, pod.node, "Normal", "Killing", f"Stopping container {pod.container['name']}")
+        failed_sandbox = failed_set_up(pod)
         graceful = self.runtime.stop_container(pod.workload)
         exited = time.time()
         with self.lock:
@@ -174,16 +175,18 @@ class PodWorker(ABC):
         if doc is None or doc["metadata"]["uid"] != pod.uid:
             self.forget(pod)
         else:
-            self.terminated(pod, graceful, exited, first_relist, stopped)
+            self.terminated(pod, graceful, exited, first_relist, stopped, failed_sandbox)
 
     def terminated(self, pod: PodState, graceful: bool | None, exited: float, first_relist: float,
-                   stopped: float) -> None:
+                   stopped: float, failed_sandbox: bool = False) -> None:
         """Stopped and reclaimed: Terminating until the status manager's tick after the relists that find it so;
         its status changes at the first relist after the kill (until then, as it was): the container terminated
         or, when the relist that first saw it exited came before the sandbox's stop (the sandbox then waits for
-        the container GC), waiting, as the kubelet shows a container it has removed."""
+        the container GC), waiting, as the kubelet shows a container it has removed. A pod killed with its
+        failed sandbox kept (`failed_sandbox`) waits for the container GC too (model.kubelet)."""
         with self.lock:
-            to_gc = graceful is not None and kubelet.left_to_gc(first_relist, exited, stopped, self.backoff)
+            to_gc = failed_sandbox or (graceful is not None
+                                       and kubelet.left_to_gc(first_relist, exited, stopped, self.backoff))
             pod.sandbox, pod.stage = None, Stage.TERMINATED
             if to_gc:
                 pod.waiting_reason, pod.waiting_message = "ContainerCreating", None
@@ -198,7 +201,7 @@ class PodWorker(ABC):
     def network_down(self, pod: PodState) -> bool:
         """CNI DEL for the pod's sandbox; False (and an event) when it fails. A sandbox kept after a failed set-up
         is stopped without one (containerd 1.7: model.containerd)."""
-        if pod.sandbox is None or (pod.stage == Stage.SANDBOX and pod.pod_ip is None):
+        if pod.sandbox is None or failed_set_up(pod):
             return True
         try:
             self.runtime.cni_del(pod, pod.sandbox)
@@ -244,3 +247,9 @@ class PodWorker(ABC):
         """(Re)write the pod's hosts and resolv.conf, with its IP once it has one."""
         return workloads.write_pod_files(self.pod_dir(pod), pod.name, pod.meta.get("namespace", "default"), pod.pod_ip,
                                          self.record["service_subnet"])
+
+
+def failed_set_up(pod: PodState) -> bool:
+    """True when the pod's sandbox is one containerd kept after its network set-up failed: it never got an IP.
+    (Read from the sandbox and IP, not the stage: a kill has already marked the pod as deleting.)"""
+    return pod.sandbox is not None and pod.pod_ip is None
