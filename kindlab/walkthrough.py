@@ -22,6 +22,7 @@ from . import backends, heal, iptables, progress, scenario
 from .cluster import Cluster, HttpResponse
 from .doctor import cni_choice
 from .errors import CurlError, KindlabError, WaitTimeout
+from .model import kubelet
 from .model import pods as pod_rules
 from .model.cni import CNI_BIN, NET_D
 from .model.portmap import GREP_WORD, POD_CHAIN_PREFIX, is_portmap_chain
@@ -146,7 +147,7 @@ def watch_attempts(lab: Cluster, pod: str, count: int = 3, timeout: float | None
         while len(times) < count:
             if deadline.passed:
                 raise WaitTimeout(f"only {len(times)} failed attempts of {pod} seen; expected {count}"
-                                  f"{'' if recorded is not None else _hidden_attempts(seen)}")
+                                  f"{'' if recorded is not None else _hidden_attempts(seen, lab)}")
             before = time.time()
             if recorded is not None:
                 recorded = lab.runtime_times(lab.pod(pod)) or recorded
@@ -162,12 +163,13 @@ def watch_attempts(lab: Cluster, pod: str, count: int = 3, timeout: float | None
     return times
 
 
-def _hidden_attempts(seen: int) -> str:
+def _hidden_attempts(seen: int, lab: Cluster) -> str:
     """Why fewer attempts than expected were seen, when the events are past the kubelet's spam filter."""
     if seen < pod_rules.SPAM_BURST:
         return ""
+    refill = kubelet.scaled(pod_rules.SPAM_REFILL, lab.capabilities.sandbox_backoff)
     return (f"; the pod has {seen} failures in events, past the kubelet's spam filter "
-            f"({pod_rules.SPAM_BURST} events per object, then one per {pod_rules.SPAM_REFILL:g} s), "
+            f"({pod_rules.SPAM_BURST} events per object, then one per {refill:g} s), "
             "which drops further attempts: recreate the pod to see them")
 
 

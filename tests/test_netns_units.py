@@ -215,6 +215,23 @@ def test_events_count_like_kubernetes(tmp_path):
     assert events.EventRecorder(store).events == store.events()   # a new agent carries on
 
 
+@pytest.mark.parametrize(("backoff", "refill"), [(10.0, 300.0), (0.5, 15.0)])
+def test_the_spam_filter_refills_on_the_labs_clock(tmp_path, monkeypatch, backoff, refill):
+    """25 events per object, then one per 5 minutes at the real back-off, scaled as the model's other clocks."""
+    store = Store(tmp_path)
+    store.create()
+    now = [1000.0]
+    monkeypatch.setattr(events.time, "time", lambda: now[0])
+    rec = events.EventRecorder(store, lambda: backoff)
+    meta = {"name": "p", "namespace": "default", "uid": "u"}
+    kept = [rec.record(meta, "n", "Warning", "FailedCreatePodSandBox", f"attempt {i}") for i in range(26)]
+    assert [k is not None for k in kept] == [True] * 25 + [False]
+    now[0] += refill * 0.99
+    assert rec.record(meta, "n", "Warning", "FailedCreatePodSandBox", "early") is None
+    now[0] += refill * 0.02
+    assert rec.record(meta, "n", "Warning", "FailedCreatePodSandBox", "one more") is not None
+
+
 def test_events_are_journaled_and_compacted(tmp_path, monkeypatch):
     monkeypatch.setattr(events, "COMPACT_MIN", 2)
     store = Store(tmp_path)

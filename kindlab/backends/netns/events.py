@@ -6,14 +6,19 @@
   further ones become one "(combined from similar events): <message>" event that counts up.
 - The spam filter: per source and object, a burst of 25 occurrences, then one per 5 minutes; the rest are
   dropped (the limits are model.pods').
+
+The 10-minute window and the 5-minute refill are scaled by the lab's back-off, as the model's other kubelet
+clocks are (model.kubelet.scaled): at the real 10 s they are the real ones.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from ...model import kubelet
 from ...model.pods import COMBINED, SIMILAR_LIMIT, SIMILAR_WINDOW, SPAM_BURST, SPAM_REFILL
 from .state.store import Store, timestamp
 
@@ -24,8 +29,9 @@ COMPACT_MIN = 256   # (and at least this many times as many)
 class EventRecorder:
     """The agent's event sink: keeps every event in memory and journals each change in the store."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, backoff: Callable[[], float] = lambda: kubelet.KUBELET_BACKOFF):
         self.store = store
+        self.backoff = backoff
         self.events: list[dict[str, Any]] = store.events()
         self.by_key = {self._key(e): e for e in self.events}
         self.similar: dict[tuple, tuple[float, set[str]]] = {}
@@ -43,7 +49,7 @@ class EventRecorder:
     def _spam(self, key: tuple, now: float) -> bool:
         """True when the spam filter drops this occurrence (its bucket is empty); else takes a token."""
         tokens, then = self.tokens.get(key, (float(SPAM_BURST), now))
-        tokens = min(float(SPAM_BURST), tokens + (now - then) / SPAM_REFILL)
+        tokens = min(float(SPAM_BURST), tokens + (now - then) / kubelet.scaled(SPAM_REFILL, self.backoff()))
         if tokens < 1.0:
             self.tokens[key] = (tokens, now)
             return True
@@ -61,7 +67,7 @@ class EventRecorder:
                 return None
             similar_key = (component, node, obj["namespace"], obj["name"], obj["uid"], type_, reason)
             first, messages = self.similar.get(similar_key, (now, set()))
-            if now - first > SIMILAR_WINDOW:
+            if now - first > kubelet.scaled(SIMILAR_WINDOW, self.backoff()):
                 first, messages = now, set()
             messages.add(message)
             self.similar[similar_key] = (first, messages)

@@ -52,7 +52,7 @@ class Agent(PodWorker):
         self.runtime = ContainerRuntime(lab_name, self.views, lambda: self.backoff, record["service_subnet"])
         self.pods: dict[str, PodState] = {}
         self.lock = threading.RLock()
-        self.events = EventRecorder(self.store)
+        self.events = EventRecorder(self.store, lambda: self.backoff)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pod")
         self.dirty = threading.Event()
         self.stopping = False
